@@ -1,0 +1,3 @@
+from kerasmnist.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""The one typed configuration of a training run, and its validation.
+
+Command-line flags and TOML files both become a `RunConfig` through `run_config_from`,
+so both get the same checks and the same one-line messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from kerasmnist.errors import ConfigError
+
+BACKENDS = ("tensorflow", "torch", "jax")
+DEVICES = ("cpu", "gpu")
+MODELS = ("cnn", "ffn")
+DATASETS = ("mnist", "fashion-mnist")
+JIT_COMPILE = ("auto", "true", "false")
+PROGRESS = ("bar", "epoch", "none")
+
+MNIST_TRAIN_IMAGES = 60_000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a training run computes and how it is timed."""
+
+    backend: str = "tensorflow"
+    device: str = "cpu"
+    model: str = "cnn"
+    dataset: str = "mnist"
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    hidden: tuple[int, ...] = (128,)  # FFN hidden layer sizes; ignored by the CNN
+    seed: int = 0
+    validation_size: int = 10_000
+    limit_train: int | None = None  # use only the first N training images
+    data_dir: str | None = None  # None: KERASMNIST_DATA_DIR, Keras's cache, then download
+    jit_compile: str = "auto"  # auto: XLA where Keras would use it on the pinned device
+    progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
+
+    def __post_init__(self) -> None:
+        for key, allowed in (
+            ("backend", BACKENDS),
+            ("device", DEVICES),
+            ("model", MODELS),
+            ("dataset", DATASETS),
+            ("jit_compile", JIT_COMPILE),
+            ("progress", PROGRESS),
+        ):
+            if getattr(self, key) not in allowed:
+                raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
+        for key, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("validation_size", 0)):
+            if getattr(self, key) < minimum:
+                raise InvalidValue(key, f"must be at least {minimum} (got {getattr(self, key)})")
+        if self.validation_size >= MNIST_TRAIN_IMAGES:
+            raise InvalidValue(
+                "validation_size",
+                f"must leave training images out of the {MNIST_TRAIN_IMAGES} (got {self.validation_size})",
+            )
+        if self.limit_train is not None and not 1 <= self.limit_train <= MNIST_TRAIN_IMAGES:
+            raise InvalidValue("limit_train", f"must be between 1 and {MNIST_TRAIN_IMAGES} (got {self.limit_train})")
+        if not self.learning_rate > 0:
+            raise InvalidValue("learning_rate", f"must be greater than 0 (got {self.learning_rate})")
+        if not self.hidden or any(size < 1 for size in self.hidden):
+            raise InvalidValue("hidden", f"needs one or more sizes, each at least 1 (got {list(self.hidden)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["hidden"] = list(self.hidden)
+        return values
+
+
+class InvalidValue(ConfigError):
+    """A value out of range; `run_config_from` names where it came from."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key} {problem}")
+        self.key = key
+        self.problem = problem
+
+
+_FIELD_TYPES = {field.name: field.type for field in dataclasses.fields(RunConfig)}
+
+
+def run_config_from(values: Mapping[str, Any], source: str) -> RunConfig:
+    """Builds a RunConfig from flags or a TOML table, naming `source` and the key in every error.
+
+    `source` is "command line" (keys are shown as --flags) or a file's path.
+    """
+
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-") if source == "command line" else key
+
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {name(unknown[0])!s}; allowed: {', '.join(sorted(_FIELD_TYPES))}")
+    typed = {key: _coerce(key, value, name(key), source) for key, value in values.items() if value is not None}
+    try:
+        return RunConfig(**typed)
+    except InvalidValue as error:
+        raise ConfigError(f"{source}: {name(error.key)} {error.problem}") from None
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """'256,128' -> (256, 128)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected comma-separated whole numbers such as 256,128 (got {text!r})") from None
+
+
+def _coerce(key: str, value: Any, shown: str, source: str) -> Any:
+    expected = _FIELD_TYPES[key]
+    problem = None
+    if key == "hidden":
+        if isinstance(value, str):
+            try:
+                return parse_hidden(value)
+            except ValueError as error:
+                problem = str(error)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        else:
+            problem = f"expected a list of whole numbers (got {value!r})"
+    elif expected in ("int", "int | None"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            problem = f"expected a whole number (got {value!r})"
+    elif expected == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem = f"expected a number (got {value!r})"
+        else:
+            value = float(value)
+    elif expected in ("str", "str | None"):
+        if isinstance(value, bool) and key == "jit_compile":
+            value = "true" if value else "false"  # TOML users write jit_compile = true
+        elif not isinstance(value, str):
+            problem = f"expected a string (got {value!r})"
+    if problem:
+        raise ConfigError(f"{source}: {shown} {problem}")
+    return value

@@ -1,0 +1,25 @@
+"""Errors the user can act on: the CLI prints each as one line, without a traceback."""
+
+
+class KerasMnistError(Exception):
+    exit_code = 1
+
+
+class ConfigError(KerasMnistError):
+    """A configuration value or option is invalid."""
+
+    exit_code = 2
+
+
+class BackendUnavailable(KerasMnistError):
+    """The backend's framework is not installed, or the pinned device is not there."""
+
+    exit_code = 2
+
+
+class DataError(KerasMnistError):
+    """The dataset is missing, corrupt, or too small for the requested split."""
+
+
+class RunFailed(KerasMnistError):
+    """Training started but broke; a record with status `failed` was written."""

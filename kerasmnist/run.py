@@ -1,0 +1,55 @@
+"""One run from start to finish: pin, load the data, train, and write the record."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kerasmnist import backend, data, environment, records
+from kerasmnist.config import RunConfig
+from kerasmnist.errors import RunFailed
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Runs `config` in this process and writes its record to `out_dir`.
+
+    Bad input (an unusable output folder, a missing framework or device, missing or corrupt
+    data) raises before training and writes nothing. A failure during training writes a
+    record with status `failed` and raises RunFailed; Ctrl-C writes one and re-raises.
+    """
+    records.ensure_writable(out_dir)
+    started_at = _now()
+    pinned = backend.pin(config.backend, config.device)
+
+    load_started = time.perf_counter()
+    splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)
+    load_data_seconds = time.perf_counter() - load_started
+
+    from kerasmnist import training  # imports Keras, which is safe only now that the backend is pinned
+
+    record = records.new_record(config.to_dict(), environment.collect(), started_at)
+    record.update(data=splits.provenance, load_data_seconds=load_data_seconds)
+    try:
+        record.update(training.train_and_evaluate(config, splits, pinned), status="ok")
+    except KeyboardInterrupt:
+        _finish_failed(record, out_dir, "interrupted (KeyboardInterrupt)")
+        raise
+    except Exception as error:
+        path = _finish_failed(record, out_dir, "".join(traceback.format_exception_only(error)).strip(),
+                              traceback.format_exc())
+        raise RunFailed(f"training failed: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
+                        f"(record: {path})") from error
+    record["finished_at"] = _now()
+    return records.write(record, out_dir), record
+
+
+def _finish_failed(record: dict[str, Any], out_dir: Path, error: str, trace: str | None = None) -> Path:
+    record.update(status="failed", error=error, traceback=trace, finished_at=_now())
+    return records.write(record, out_dir)

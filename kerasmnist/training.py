@@ -1,0 +1,128 @@
+"""Compiles, trains and evaluates one model, timing every epoch like a benchmark harness.
+
+Import this module only after `backend.pin` (it imports Keras).
+
+Timing rules:
+- `time.perf_counter()` around each epoch's training steps, read at epoch boundaries only: a
+  per-batch callback would turn off Keras's asynchronous dispatch and slow every backend down.
+- The device is synchronised at every boundary by copying a weight to the host: the copy cannot
+  finish before the step that wrote it, whatever the backend or device.
+- Validation runs inside `fit` but is timed apart (Keras calls `on_test_begin` when it starts), and
+  the final test evaluation is timed apart too, so neither counts as training time.
+- The first epoch, which includes tracing and XLA compilation, is reported apart from the steady
+  state (the median of the later epochs).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerasmnist import models
+from kerasmnist.backend import Pinned, resolved_device
+from kerasmnist.config import RunConfig
+from kerasmnist.data import Splits
+
+_VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
+
+
+def resolve_jit_compile(config: RunConfig) -> bool:
+    """What Keras's jit_compile="auto" would choose if the pinned device were the only one.
+
+    Keras's own "auto" turns XLA on for TensorFlow whenever a GPU is physically present, even
+    for a run pinned to the CPU, so the choice is made here from the pinned device instead.
+    """
+    if config.jit_compile != "auto":
+        return config.jit_compile == "true"
+    return {"tensorflow": config.device == "gpu", "jax": True, "torch": False}[config.backend]
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall time of each epoch's training steps and of its validation pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self.validation_seconds: list[float] = []
+        self._started = 0.0
+        self._validation_started: float | None = None
+
+    def synchronize(self) -> None:
+        keras.ops.convert_to_numpy(self.model.trainable_variables[-1])
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.synchronize()
+        self._validation_started = None
+        self._started = time.perf_counter()
+
+    def on_test_begin(self, logs: Any = None) -> None:
+        # Only fit's own validation pass reaches this callback: it ends the training steps.
+        self._end_training_steps()
+        self._validation_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self._validation_started is None:  # no validation data
+            self._end_training_steps()
+        else:
+            self.synchronize()
+            self.validation_seconds.append(time.perf_counter() - self._validation_started)
+
+    def _end_training_steps(self) -> None:
+        self.synchronize()
+        self.epoch_seconds.append(time.perf_counter() - self._started)
+
+
+def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dict[str, Any]:
+    """Trains `config.model` on `splits` and returns the figures for the run record."""
+    keras.utils.set_random_seed(config.seed)
+    jit_compile = resolve_jit_compile(config)
+
+    build_started = time.perf_counter()
+    model = models.build_model(config.model, config.hidden)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    build_seconds = time.perf_counter() - build_started
+
+    clock = EpochClock()
+    history = model.fit(
+        splits.x_train,
+        splits.y_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(splits.x_val, splits.y_val) if len(splits.y_val) else None,
+        callbacks=[clock],
+        verbose=_VERBOSITY[config.progress],
+    )
+    # Optimizer variables only exist after the first step: checking them catches a backend
+    # that placed the weights right but the Adam moments elsewhere.
+    device = resolved_device(pinned, [*model.weights, *model.optimizer.variables])
+
+    evaluate_started = time.perf_counter()
+    test_loss, test_accuracy = model.evaluate(splits.x_test, splits.y_test, batch_size=config.batch_size, verbose=0)
+    evaluate_seconds = time.perf_counter() - evaluate_started
+
+    epoch_seconds = clock.epoch_seconds
+    steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
+    return {
+        "resolved_device": device,
+        "jit_compile": jit_compile,
+        "parameters": model.count_params(),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "epoch_seconds": epoch_seconds,
+        "first_epoch_seconds": epoch_seconds[0],
+        "steady_epoch_seconds": steady,
+        "samples_per_second": len(splits.y_train) / steady if steady else None,
+        "validation_seconds": clock.validation_seconds,
+        "build_seconds": build_seconds,
+        "evaluate_seconds": evaluate_seconds,
+        "history": {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()},
+    }
