@@ -118,12 +118,13 @@ def _check_device(backend: str, device: str, framework: Any) -> tuple[str, ...]:
                 "or install a CUDA build of torch on a machine with an NVIDIA GPU"
             )
         return tuple(framework.cuda.get_device_name(i) for i in range(framework.cuda.device_count()))
-    # jax: JAX_PLATFORMS makes the first device query fail when the platform is missing.
+    # jax: JAX_PLATFORMS makes the first device query fail when the platform is missing
+    # (a RuntimeError, or an AssertionError from jaxlib builds without CUDA).
     try:
         devices = framework.devices()
-    except RuntimeError as error:
+    except Exception as error:
         raise BackendUnavailable(
-            f"backend jax sees no {device.upper()} ({str(error).splitlines()[0]}); "
+            f"backend jax sees no {device.upper()} ({(str(error) or type(error).__name__).splitlines()[0]}); "
             + ("use --device cpu, or install jax[cuda12] on a machine with an NVIDIA GPU" if device == "gpu" else "")
         ) from None
     return tuple(d.device_kind for d in devices) if device == "gpu" else ()

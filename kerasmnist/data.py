@@ -1,7 +1,7 @@
 """MNIST and Fashion-MNIST: finding the files, checking them, and splitting them.
 
 Where the data comes from, in this order:
-1. `data_dir` (from --data-dir or KERASMNIST_DATA_DIR): the four IDX .gz files, or Keras's mnist.npz.
+1. `data_dir` (from --data-dir, else KERASMNIST_DATA_DIR for MNIST, KERASMNIST_FASHION_DATA_DIR for Fashion-MNIST): the four IDX .gz files, or Keras's mnist.npz.
    An explicit folder is the only place looked at, so a mistake in it is never papered over.
 2. Keras's cache (KERAS_HOME or ~/.keras, folder datasets/).
 3. System folders (Debian's dataset-fashion-mnist package).
@@ -27,7 +27,6 @@ import numpy as np
 from kerasmnist.errors import DataError
 
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-DATA_DIR_VARIABLE = "KERASMNIST_DATA_DIR"
 MANIFEST = "SHA256SUMS"
 
 
@@ -42,6 +41,7 @@ class KnownFile:
 class DatasetSource:
     name: str
     title: str
+    data_dir_variable: str  # environment variable naming a folder with this dataset's files
     files: tuple[KnownFile, KnownFile, KnownFile, KnownFile]  # train images, train labels, test images, test labels
     keras_cache_subdir: str
     npz: KnownFile | None = None  # Keras's single-file copy (sha256 of the file; no content hash)
@@ -53,6 +53,7 @@ SOURCES = {
     "mnist": DatasetSource(
         name="mnist",
         title="MNIST",
+        data_dir_variable="KERASMNIST_DATA_DIR",
         files=(
             KnownFile("train-images-idx3-ubyte.gz",
                       "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -74,6 +75,7 @@ SOURCES = {
     "fashion-mnist": DatasetSource(
         name="fashion-mnist",
         title="Fashion-MNIST",
+        data_dir_variable="KERASMNIST_FASHION_DATA_DIR",
         files=(
             KnownFile("train-images-idx3-ubyte.gz",
                       "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
@@ -167,7 +169,7 @@ def _how_to_provide(source: DatasetSource) -> str:
     names = ", ".join(f.name for f in source.files)
     return (
         f"put the four {source.title} files ({names}) in a folder and pass --data-dir FOLDER "
-        f"or set {DATA_DIR_VARIABLE}=FOLDER"
+        f"or set {source.data_dir_variable}=FOLDER"
         + (f", or copy Keras's {source.npz.name} to {keras_home() / source.keras_cache_subdir}" if source.npz else "")
     )
 
@@ -182,7 +184,7 @@ def _complete_set(folder: Path, source: DatasetSource) -> list[Path] | None:
 
 
 def _locate(source: DatasetSource, data_dir: str | None) -> tuple[str, list[Path]]:
-    explicit = data_dir or os.environ.get(DATA_DIR_VARIABLE)
+    explicit = data_dir or os.environ.get(source.data_dir_variable)
     if explicit:
         folder = Path(explicit)
         if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
@@ -210,6 +212,9 @@ def _download(source: DatasetSource) -> list[Path]:
     paths = []
     for known in wanted:
         try:
+            # get_file falls back to /tmp/.keras when the cache folder does not exist yet,
+            # where the next run would not look for it.
+            (keras_home() / source.keras_cache_subdir).mkdir(parents=True, exist_ok=True)
             paths.append(Path(get_file(
                 known.name, origin=KERAS_DATASETS_URL + known.name, file_hash=known.sha256,
                 cache_dir=str(keras_home()), cache_subdir=source.keras_cache_subdir,

@@ -62,15 +62,15 @@ def write(record: dict[str, Any], out_dir: Path) -> Path:
     stamp = record["started_at"].replace("-", "").replace(":", "").split(".")[0]
     name = f"{stamp}-{record['backend']}-{record['device']}-{record['model']}-{record['run_id']}.json"
     path = out_dir / name
-    write_json_atomically(path, record)
+    replace_atomically(path, json.dumps(record, indent=2) + "\n")
     return path
 
 
-def write_json_atomically(path: Path, payload: Any) -> None:
+def replace_atomically(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename: readers see old or new, never half."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False, encoding="utf-8") as temporary:
-        json.dump(payload, temporary, indent=2, sort_keys=False)
-        temporary.write("\n")
+        temporary.write(text)
         temporary.flush()
         os.fsync(temporary.fileno())
     os.replace(temporary.name, path)
@@ -90,3 +90,42 @@ def read(path: Path) -> dict[str, Any]:
             f"version {SCHEMA_VERSION}; rerun it with this kerasmnist"
         )
     return record
+
+
+# The comparison's results file: one JSON object per line, one line per cell.
+RESULTS_FILE = "results.jsonl"
+CELL_KIND = "kerasmnist.cell"
+
+
+def read_results(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cells in a results file, and a line for each line it had to ignore (and why).
+
+    A kill while writing cannot truncate the file (it is replaced whole), but a file copied
+    mid-write or edited by hand can hold a bad line: that line is ignored, never the file.
+    """
+    entries, ignored = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            ignored.append(f"{path}:{number}: not valid JSON (a truncated or corrupt line)")
+            continue
+        if not isinstance(entry, dict) or entry.get("kind") != CELL_KIND:
+            ignored.append(f"{path}:{number}: not a kerasmnist cell result")
+        elif entry.get("schema_version") != SCHEMA_VERSION:
+            ignored.append(f"{path}:{number}: schema version {entry.get('schema_version')} is not the "
+                           f"supported version {SCHEMA_VERSION}; rerun that cell with this kerasmnist")
+        else:
+            entries.append(entry)
+    return entries, ignored
+
+
+def write_results(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Replaces the results file whole, so a kill at any moment leaves the old or the new file."""
+    replace_atomically(path, "".join(json.dumps(entry) + "\n" for entry in entries))

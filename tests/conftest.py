@@ -1,0 +1,60 @@
+"""Shared test helpers.
+
+Training tests run `python -m kerasmnist` in subprocesses: Keras fixes its backend at import, so
+one pytest process cannot train under all three. In-process tests that need Keras use the
+`keras_jax` fixture, which pins this pytest process to JAX on the CPU once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kerasmnist import backend
+
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "mnist-small"
+# Quick, real training on the fixture: 4,000 training images, 1,000 for validation.
+QUICK_ARGS = ["--data-dir", str(FIXTURE_DIR), "--validation-size", "1000", "--epochs", "3",
+              "--batch-size", "64", "--progress", "none"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs `kerasmnist ARGS` in a fresh process with an unpinned environment."""
+    child_env = backend.unpinned_environment()
+    child_env.pop("KERASMNIST_DATA_DIR", None)
+    child_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "kerasmnist", *args], capture_output=True, text=True,
+                          env=child_env, timeout=timeout)
+
+
+def records_in(folder: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def error_line(stderr: str) -> str:
+    """The single line an error must be: asserts there is exactly one and no traceback."""
+    lines = [line for line in stderr.splitlines() if line.startswith("kerasmnist: error:")]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def keras_jax():
+    backend.pin("jax", "cpu")
+    import keras
+
+    return keras
+
+
+@pytest.fixture
+def full_data_dir() -> Path:
+    folder = os.environ.get("KERASMNIST_DATA_DIR")
+    if not folder:
+        pytest.skip("KERASMNIST_DATA_DIR is not set: full-MNIST tests skipped")
+    return Path(folder)

@@ -1,0 +1,86 @@
+"""Bad input: one clear line, a non-zero exit, no traceback, and no record."""
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, run_cli
+from kerasmnist.cli import cli
+
+
+def invoke(tmp_path, *args):
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "runs"), *args])
+    return result, error_line(result.stderr)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--batch-size", "-1"], "--batch-size must be at least 1"),
+    (["--hidden", "0"], "--hidden needs one or more sizes"),
+    (["--backend", "mxnet"], "--backend must be one of tensorflow, torch, jax"),
+    (["--model", "resnet"], "--model must be one of cnn, ffn"),
+    (["--device", "tpu"], "--device must be one of cpu, gpu"),
+    (["--epochs", "many"], "'many' is not a valid integer"),
+    (["--limit-train", "999999"], "--limit-train must be between 1 and 60000"),
+    (["--no-such-flag"], "No such option '--no-such-flag'"),
+])
+def test_bad_flags_fail_before_anything_runs(tmp_path, args, expected):
+    result, line = invoke(tmp_path, *args)
+    assert result.exit_code == 2
+    assert expected in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli, ["train", "--out", str(blocker / "runs")])
+    assert result.exit_code == 2
+    assert "is not writable" in error_line(result.stderr)
+
+
+# The errors below are found after the backend is pinned, so each runs in a process of its own.
+
+def test_limit_train_larger_than_the_data(tmp_path):
+    result = run_cli("train", "--backend", "jax", *QUICK_ARGS, "--limit-train", "4500", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "--limit-train 4500 is larger than the 4000 training images left after holding out 1000" in \
+        error_line(result.stderr)
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_unreadable_data_dir(tmp_path):
+    result = run_cli("train", "--backend", "jax", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert f"data folder {tmp_path / 'nowhere'} is not a readable directory" in error_line(result.stderr)
+
+
+def test_corrupt_data_file_is_named(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in FIXTURE_DIR.iterdir():
+        (data / path.name).write_bytes(path.read_bytes())
+    truncated = data / "train-images-idx3-ubyte.gz"
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    result = run_cli("train", "--backend", "jax", "--data-dir", str(data), "--out", str(tmp_path / "runs"))
+    line = error_line(result.stderr)
+    assert result.returncode == 1
+    assert f"{truncated}: SHA-256" in line and "(1000 bytes) does not match" in line
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
+def test_gpu_request_without_gpu_fails_cleanly(tmp_path, backend):
+    result = run_cli("train", "--backend", backend, "--device", "gpu", *QUICK_ARGS, "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert f"backend {backend} sees no" in error_line(result.stderr)
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_backend_whose_framework_is_missing(tmp_path):
+    hidden = tmp_path / "hide-torch" / "torch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\")\n")
+    result = run_cli("train", "--backend", "torch", *QUICK_ARGS, "--out", str(tmp_path / "runs"),
+                     env={"PYTHONPATH": str(hidden.parent)})
+    assert result.returncode == 2
+    assert "backend torch needs torch, which is not installed here" in error_line(result.stderr)

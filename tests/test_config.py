@@ -1,0 +1,54 @@
+import pytest
+
+from kerasmnist.config import RunConfig, run_config_from
+from kerasmnist.errors import ConfigError
+
+
+def test_defaults_are_valid():
+    config = RunConfig()
+    assert (config.backend, config.device, config.model, config.epochs, config.batch_size) == (
+        "tensorflow", "cpu", "cnn", 5, 128)
+
+
+def test_command_line_values_are_coerced():
+    config = run_config_from({"backend": "jax", "hidden": "256,128", "learning_rate": 1, "limit_train": None},
+                             "command line")
+    assert config.hidden == (256, 128)
+    assert config.learning_rate == 1.0
+    assert config.limit_train is None
+
+
+def test_toml_values_are_coerced():
+    config = run_config_from({"hidden": [64, 32], "jit_compile": True}, "configs/x.toml")
+    assert config.hidden == (64, 32)
+    assert config.jit_compile == "true"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 0}, "command line: --epochs must be at least 1 (got 0)"),
+    ({"batch_size": -1}, "command line: --batch-size must be at least 1 (got -1)"),
+    ({"hidden": "0"}, "command line: --hidden needs one or more sizes, each at least 1 (got [0])"),
+    ({"hidden": "12,abc"}, "command line: --hidden expected comma-separated whole numbers"),
+    ({"backend": "mxnet"}, "command line: --backend must be one of tensorflow, torch, jax (got 'mxnet')"),
+    ({"device": "tpu"}, "command line: --device must be one of cpu, gpu (got 'tpu')"),
+    ({"learning_rate": 0.0}, "command line: --learning-rate must be greater than 0"),
+    ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 60000"),
+    ({"validation_size": 60_000}, "command line: --validation-size must leave training images"),
+])
+def test_bad_command_line_values_name_the_flag(values, message):
+    with pytest.raises(ConfigError) as error:
+        run_config_from(values, "command line")
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochz": 3}, "configs/x.toml: unknown key epochz; allowed: "),
+    ({"epochs": "3"}, "configs/x.toml: epochs expected a whole number (got '3')"),
+    ({"epochs": True}, "configs/x.toml: epochs expected a whole number (got True)"),
+    ({"learning_rate": "fast"}, "configs/x.toml: learning_rate expected a number"),
+    ({"model": 3}, "configs/x.toml: model expected a string (got 3)"),
+])
+def test_bad_file_values_name_the_file_and_key(values, message):
+    with pytest.raises(ConfigError) as error:
+        run_config_from(values, "configs/x.toml")
+    assert str(error.value).startswith(message)

@@ -1,0 +1,34 @@
+import pytest
+
+
+@pytest.fixture
+def models(keras_jax):
+    from kerasmnist import models
+
+    return models
+
+
+def test_cnn_is_the_keras_io_convnet(models):
+    model = models.build_cnn()
+    assert model.output_shape == (None, 10)
+    assert model.count_params() == 34_826
+    assert [layer.__class__.__name__ for layer in model.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Dense"]
+
+
+@pytest.mark.parametrize("hidden, parameters", [
+    ((128,), 784 * 128 + 128 + 128 * 10 + 10),
+    ((32,), 25_450),
+    ((256, 128), 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10),
+])
+def test_ffn_has_one_dense_layer_per_hidden_size(models, hidden, parameters):
+    model = models.build_ffn(hidden)
+    assert model.output_shape == (None, 10)
+    assert model.count_params() == parameters
+    assert [layer.units for layer in model.layers[1:]] == [*hidden, 10]
+
+
+def test_builders_return_uncompiled_models(models):
+    for model in (models.build_cnn(), models.build_ffn()):
+        assert not model.compiled
+        assert getattr(model, "optimizer", None) is None

@@ -1,0 +1,75 @@
+"""Real training on real MNIST images (the fixture), under every backend, pinned to the CPU."""
+
+import pytest
+
+from conftest import FIXTURE_DIR, QUICK_ARGS, records_in, run_cli
+from kerasmnist import records, run
+from kerasmnist.config import RunConfig
+from kerasmnist.errors import RunFailed
+
+ACCURACY_BAR = {"cnn": 0.90, "ffn": 0.85}  # after 3 epochs on 4,000 images; full MNIST does far better
+
+
+@pytest.mark.parametrize("model", ["cnn", "ffn"])
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
+def test_train_writes_a_complete_record(tmp_path, backend, model):
+    result = run_cli("train", "--backend", backend, "--device", "cpu", "--model", model, *QUICK_ARGS,
+                     "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (record,) = records_in(tmp_path)
+    assert set(records.TOP_LEVEL_KEYS) <= set(record)
+    assert record["status"] == "ok" and record["error"] is None
+    assert (record["backend"], record["device"], record["model"]) == (backend, "cpu", model)
+    assert record["resolved_device"] == "cpu"
+    assert record["test_accuracy"] >= ACCURACY_BAR[model]
+    assert len(record["epoch_seconds"]) == 3 and all(seconds > 0 for seconds in record["epoch_seconds"])
+    assert record["first_epoch_seconds"] == record["epoch_seconds"][0]
+    assert record["steady_epoch_seconds"] > 0
+    assert record["samples_per_second"] == pytest.approx(4000 / record["steady_epoch_seconds"])
+    assert set(record["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(values) == 3 for values in record["history"].values())
+    assert record["config"]["backend"] == backend and record["config"]["epochs"] == 3
+    assert record["data"]["train_size"] == 4000 and record["data"]["directory"] == str(FIXTURE_DIR)
+    assert record["environment"]["packages"]["keras"]
+    assert record["environment"]["host"]["logical_cores"] >= 1
+    assert "ran on cpu" in result.stdout and "record: " in result.stdout
+
+
+def test_same_seed_same_split_and_similar_learning(tmp_path):
+    for _ in range(2):
+        assert run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--out", str(tmp_path)).returncode == 0
+    first, second = records_in(tmp_path)
+    assert first["history"]["val_accuracy"] == pytest.approx(second["history"]["val_accuracy"], abs=0.01)
+
+
+def test_a_failure_during_training_leaves_a_failed_record(tmp_path, monkeypatch, keras_jax):
+    from kerasmnist import training
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory in epoch 2")
+
+    monkeypatch.setattr(training, "train_and_evaluate", broken)
+    config = RunConfig(backend="jax", data_dir=str(FIXTURE_DIR), validation_size=1000)
+    with pytest.raises(RunFailed, match="training failed: out of memory in epoch 2"):
+        run.run_and_record(config, tmp_path)
+    (record,) = records_in(tmp_path)
+    assert record["status"] == "failed"
+    assert "MemoryError: out of memory in epoch 2" in record["error"]
+    assert record["test_accuracy"] is None and record["environment"]["packages"]["jax"]
+
+
+def test_record_reader_refuses_other_schema_versions(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text('{"kind": "kerasmnist.run", "schema_version": 0}')
+    with pytest.raises(Exception, match="schema version 0 is not the supported version 1"):
+        records.read(path)
+
+
+@pytest.mark.full_data
+def test_full_mnist_ffn_learns(tmp_path, full_data_dir):
+    result = run_cli("train", "--backend", "jax", "--model", "ffn", "--epochs", "2", "--progress", "none",
+                     "--data-dir", str(full_data_dir), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (record,) = records_in(tmp_path)
+    assert record["data"]["train_size"] == 50_000
+    assert record["test_accuracy"] >= 0.94
