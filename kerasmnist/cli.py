@@ -87,6 +87,53 @@ def train(out: Path, **options: Any) -> None:
     click.echo(summary(record, path))
 
 
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML file with [matrix] and [run] tables (see configs/); flags below override it.")
+@click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
+@click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
+@click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
+@click.option("--repeats", type=int, default=None, help="Runs of each cell.  [default: 1]")
+@click.option("--cell-timeout", "cell_timeout_seconds", type=int, default=None,
+              help="Seconds before a cell is stopped and recorded as failed.  [default: 3600]")
+@click.option("--epochs", type=int, default=None, help="Training epochs per cell.  [default: 5]")
+@click.option("--batch-size", type=int, default=None, help="Samples per step.  [default: 128]")
+@click.option("--limit-train", type=int, default=None, help="Train on the first N images.  [default: all]")
+@click.option("--validation-size", type=int, default=None, help="Images held out for validation.  [default: 10000]")
+@click.option("--data-dir", default=None, help="Data folder, as for train.  [default: search as for train]")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
+@click.option("--force", is_flag=True, help="Rerun cells that are already done.")
+def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
+    """Run the backend x device x model matrix, one fresh process per cell, then write the report."""
+    from kerasmnist import compare as compare_module, report
+    from kerasmnist.matrix import load_matrix
+
+    matrix = load_matrix(config_path, overrides)
+    out = out or Path("reports") / (config_path.stem if config_path else "compare")
+    outcome = compare_module.run_matrix(matrix, out, " ".join(["kerasmnist", *sys.argv[1:]]), force=force,
+                                        echo=lambda line: click.echo(line, err=True))
+    counts = outcome.counts
+    click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
+               f"{counts['already done']} already done")
+    click.echo(f"report: {report.build([out], out)}")
+    sys.exit(outcome.exit_code)
+
+
+@cli.command(name="report")
+@click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the report.  [default: the first RESULTS_DIR]")
+def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
+    """Rebuild the report from the results.jsonl of one or more compare folders (no training).
+
+    Several folders, e.g. a laptop's and a Colab GPU's, are merged into one report.
+    """
+    from kerasmnist import report
+
+    click.echo(f"report: {report.build(list(results_dirs), out or results_dirs[0])}")
+
+
 def summary(record: dict[str, Any], path: Path) -> str:
     def seconds(value: float | None) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"

@@ -58,3 +58,28 @@ def full_data_dir() -> Path:
     if not folder:
         pytest.skip("KERASMNIST_DATA_DIR is not set: full-MNIST tests skipped")
     return Path(folder)
+
+
+def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", reason=None):
+    """A results.jsonl entry as the runner writes it, with made-up figures, for runner and report tests."""
+    from kerasmnist import records
+
+    config = cell.config.to_dict()
+    host = {"cpu_model": "Test CPU", "logical_cores": 2, "memory_bytes": 2**33, "hostname": hostname}
+    record = None
+    if status == "ok":
+        record = {
+            "status": "ok", "dataset": config["dataset"], "config": config, "resolved_device": config["device"],
+            "started_at": "2026-11-22T10:00:00+00:00", "data": {"train_size": 1000},
+            "first_epoch_seconds": steady * 2, "steady_epoch_seconds": steady, "samples_per_second": 1000 / steady,
+            "test_accuracy": accuracy, "test_loss": 0.1,
+            "history": {"val_accuracy": [accuracy - 0.05, accuracy]},
+            "environment": {"python": "3.11.7", "gpus": [], "host": host,
+                            "packages": {"keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"}},
+        }
+    return {
+        "schema_version": records.SCHEMA_VERSION, "kind": records.CELL_KIND, "key": cell.key, "order": cell.order,
+        "repeat": cell.repeat, "backend": config["backend"], "device": config["device"], "model": config["model"],
+        "status": status, "reason": reason, "log_tail": [], "wall_seconds": 1.0,
+        "finished_at": "2026-11-22T10:00:00+00:00", "host": host, "config": config, "record": record,
+    }

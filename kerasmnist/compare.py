@@ -1,0 +1,162 @@
+"""Runs a comparison matrix, each cell in a fresh `kerasmnist train` process.
+
+A fresh process per cell means a backend or device choice can never leak into the next cell,
+and a cell that crashes, runs out of memory or hangs past its timeout takes nothing else down.
+Every finished cell goes into results.jsonl at once; rerunning the same matrix skips the cells
+already done with the same configuration.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from kerasmnist import backend, environment, records
+from kerasmnist.config import RunConfig
+from kerasmnist.errors import BackendUnavailable
+from kerasmnist.matrix import Cell, Matrix, cells
+
+ERROR_PREFIX = "kerasmnist: error: "
+LOG_TAIL_LINES = 20
+
+
+@dataclass
+class Outcome:
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "skipped": 0, "failed": 0, "already done": 0})
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else (1 if self.counts["failed"] else 0)
+
+
+def train_arguments(config: RunConfig) -> list[str]:
+    """The `kerasmnist train` flags that reproduce `config`."""
+    arguments = []
+    for key, value in config.to_dict().items():
+        if value is None:
+            continue
+        arguments += [f"--{key.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return arguments
+
+
+def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
+               echo: Callable[[str], None] = print) -> Outcome:
+    """Runs every cell not already done; returns the counts. Ctrl-C keeps what finished.
+
+    `command` is the command line that asked for the matrix: each cell's entry keeps it.
+    """
+    records.ensure_writable(out_dir)
+    results_path = out_dir / records.RESULTS_FILE
+    entries, ignored = records.read_results(results_path) if results_path.exists() else ([], [])
+    for line in ignored:
+        echo(f"ignored {line}")
+    done = {entry["key"] for entry in entries if entry["status"] == "ok"}
+    plan = cells(matrix)
+    to_run = [cell for cell in plan if force or cell.key not in done]
+    outcome = Outcome()
+    outcome.counts["already done"] = len(plan) - len(to_run)
+    if outcome.counts["already done"]:
+        echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
+             "running the rest (--force reruns them all)")
+
+    cell_seconds: list[float] = []
+    for index, cell in enumerate(to_run):
+        remaining = len(to_run) - index
+        eta = f", about {_duration(sum(cell_seconds) / len(cell_seconds) * remaining)} left" if cell_seconds else ""
+        echo(f"[{index + 1}/{len(to_run)}] {cell.label}{eta}")
+        try:
+            entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {"command": command}
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
+                 "rerun the same command to run the rest")
+            break
+        cell_seconds.append(entry["wall_seconds"])
+        entries = [e for e in entries if e["key"] != cell.key] + [entry]
+        records.write_results(results_path, entries)
+        outcome.counts[entry["status"]] += 1
+        echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
+    return outcome
+
+
+def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
+    """Runs one cell in its own process and returns its results.jsonl entry."""
+    started = time.perf_counter()
+    # The cell's own record and its stderr stay in OUT/runs/KEY; results.jsonl holds a copy.
+    cell_dir = out_dir / "runs" / cell.key
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    cell_dir.mkdir(parents=True)
+    log_path = cell_dir / "stderr.log"
+    command = [sys.executable, "-m", "kerasmnist", "train", *train_arguments(cell.config), "--out", str(cell_dir)]
+    with open(log_path, "w", encoding="utf-8") as log:
+        # The child's stdout (Keras's progress) goes straight to the terminal; its stderr
+        # (framework chatter, and the error line) is kept for the failure reason.
+        child = subprocess.Popen(command, stdout=None, stderr=log, env=backend.unpinned_environment())
+        try:
+            return_code = child.wait(timeout=timeout_seconds)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            return_code, timed_out = None, True
+        except KeyboardInterrupt:
+            _stop(child)
+            raise
+    log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    written = sorted(cell_dir.glob("*.json"))
+    record = records.read(written[0]) if written else None
+    status, reason = _status(return_code, timed_out, timeout_seconds, log_tail, record)
+    return {
+        "schema_version": records.SCHEMA_VERSION,
+        "kind": records.CELL_KIND,
+        "key": cell.key,
+        "order": cell.order,
+        "repeat": cell.repeat,
+        "backend": cell.config.backend,
+        "device": cell.config.device,
+        "model": cell.config.model,
+        "status": status,
+        "reason": reason,
+        "log_tail": log_tail if status != "ok" else [],
+        "wall_seconds": time.perf_counter() - started,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": environment.host(),
+        "config": cell.config.to_dict(),
+        "record": record,
+    }
+
+
+def _status(return_code: int | None, timed_out: bool, timeout_seconds: int, log_tail: list[str],
+            record: dict[str, Any] | None) -> tuple[str, str | None]:
+    error_lines = [line[len(ERROR_PREFIX):] for line in log_tail if line.startswith(ERROR_PREFIX)]
+    if timed_out:
+        return "failed", f"timed out after {timeout_seconds} s"
+    if return_code == 0 and record and record["status"] == "ok":
+        return "ok", None
+    if return_code == BackendUnavailable.exit_code and error_lines:
+        # The matrix was validated before any cell ran, so exit 2 here means "cannot run here".
+        return "skipped", error_lines[-1]
+    if error_lines:
+        return "failed", error_lines[-1]
+    last = next((line for line in reversed(log_tail) if line.strip()), "no output")
+    return "failed", f"exit status {return_code}: {last.strip()}"
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """The child got the same Ctrl-C; give it a moment to write its own record, then make sure."""
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -1,0 +1,142 @@
+"""The comparison matrix: which cells (backend x device x model x repeat) to run, with what settings.
+
+A matrix comes from a TOML file and/or flags, validated like a RunConfig:
+
+    [matrix]
+    backends = ["tensorflow", "torch", "jax"]
+    devices = ["cpu", "gpu"]
+    models = ["cnn", "ffn"]
+    repeats = 3
+    cell_timeout_seconds = 3600
+
+    [run]            # any RunConfig key except backend, device and model
+    epochs = 5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from kerasmnist.config import BACKENDS, DEVICES, MODELS, RunConfig, run_config_from
+from kerasmnist.errors import ConfigError
+
+CELL_AXES = ("backend", "device", "model")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    backends: tuple[str, ...] = BACKENDS
+    devices: tuple[str, ...] = ("cpu",)
+    models: tuple[str, ...] = MODELS
+    repeats: int = 1
+    cell_timeout_seconds: int = 3600
+    run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: RunConfig
+    repeat: int
+    order: int  # position in the run order
+
+    @property
+    def key(self) -> str:
+        """Same configuration and repeat, same key: how a rerun knows a cell is done."""
+        identity = json.dumps({"config": self.config.to_dict(), "repeat": self.repeat}, sort_keys=True)
+        return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.backend} {self.config.device} {self.config.model} repeat {self.repeat + 1}"
+
+
+def cells(matrix: Matrix) -> list[Cell]:
+    """Every cell, ordered to be fair to each backend.
+
+    Repeats are interleaved (all cells of repeat 1, then of repeat 2...) and the backend order
+    rotates from one repeat to the next, so no backend always runs first or last, when the
+    machine may be cooler, warmer or busier.
+    """
+    ordered = []
+    for repeat in range(matrix.repeats):
+        shift = repeat % len(matrix.backends)
+        backends = matrix.backends[shift:] + matrix.backends[:shift]
+        for model in matrix.models:
+            for device in matrix.devices:
+                for backend in backends:
+                    config = dataclasses.replace(matrix.run, backend=backend, device=device, model=model)
+                    ordered.append(Cell(config, repeat, len(ordered)))
+    return ordered
+
+
+_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS}
+
+
+def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
+    """Builds a Matrix from a parsed TOML file's tables and flag overrides (None means not given)."""
+    unknown_tables = sorted(set(file_values) - {"matrix", "run"})
+    if unknown_tables:
+        raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; allowed: [matrix], [run]")
+    matrix_values = dict(_table(file_values, "matrix", source))
+    run_values = dict(_table(file_values, "run", source))
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in Matrix.__dataclass_fields__:
+            matrix_values[key] = value
+        else:
+            run_values[key] = value
+    where = source if not any(v is not None for v in overrides.values()) else f"{source} with command-line flags"
+
+    unknown = sorted(set(matrix_values) - (set(Matrix.__dataclass_fields__) - {"run"}))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]} in [matrix]; allowed: "
+                          f"backends, devices, models, repeats, cell_timeout_seconds")
+    per_cell = sorted(set(run_values) & set(CELL_AXES))
+    if per_cell:
+        raise ConfigError(f"{where}: {per_cell[0]} cannot be set in [run]; list it in [matrix] {per_cell[0]}s")
+
+    lists = {}
+    for key, allowed in _MATRIX_KEYS.items():
+        value = matrix_values.get(key, getattr(Matrix, key))
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {key} must be a non-empty list of strings (got {value!r})")
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}")
+        lists[key] = tuple(dict.fromkeys(value))
+    numbers = {}
+    for key in ("repeats", "cell_timeout_seconds"):
+        value = matrix_values.get(key, getattr(Matrix, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a whole number of at least 1 (got {value!r})")
+        numbers[key] = value
+    run_values.setdefault("progress", "epoch")
+    return Matrix(**lists, **numbers, run=run_config_from(run_values, where))
+
+
+def load_matrix(path: Path | None, overrides: Mapping[str, Any]) -> Matrix:
+    if path is None:
+        return matrix_from({}, overrides, "command line")
+    try:
+        file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    return matrix_from(file_values, overrides, str(path))
+
+
+def _table(values: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    table = values.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {name} must be a table [{name}]")
+    return table

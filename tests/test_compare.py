@@ -1,0 +1,143 @@
+import json
+
+import pytest
+
+from conftest import FIXTURE_DIR, error_line, fake_entry, records_in, run_cli
+from kerasmnist import compare, records
+from kerasmnist.matrix import Matrix, cells, matrix_from
+
+
+def small_matrix(**run):
+    return matrix_from({"matrix": {"models": ["ffn"]}, "run": {"data_dir": str(FIXTURE_DIR), **run}}, {}, "t")
+
+
+def stub_cells(monkeypatch, statuses=None, interrupt_at=None):
+    ran = []
+
+    def fake_run_cell(cell, timeout_seconds, out_dir):
+        if interrupt_at is not None and len(ran) == interrupt_at:
+            raise KeyboardInterrupt
+        ran.append(cell.label)
+        return fake_entry(cell, status=(statuses or {}).get(cell.config.backend, "ok"), reason="because")
+
+    monkeypatch.setattr(compare, "run_cell", fake_run_cell)
+    return ran
+
+
+def saved(out):
+    entries, ignored = records.read_results(out / records.RESULTS_FILE)
+    assert not ignored
+    return entries
+
+
+def test_every_finished_cell_is_saved_and_a_rerun_resumes(tmp_path, monkeypatch):
+    ran = stub_cells(monkeypatch, interrupt_at=2)
+    outcome = compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
+    assert outcome.interrupted and outcome.exit_code == 130
+    assert [e["backend"] for e in saved(tmp_path)] == ["tensorflow", "torch"]
+
+    ran = stub_cells(monkeypatch)
+    outcome = compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
+    assert ran == ["jax cpu ffn repeat 1"]
+    assert outcome.counts == {"ok": 1, "skipped": 0, "failed": 0, "already done": 2}
+    assert [e["backend"] for e in saved(tmp_path)] == ["tensorflow", "torch", "jax"]
+
+
+def test_force_reruns_done_cells_without_duplicating_them(tmp_path, monkeypatch):
+    stub_cells(monkeypatch)
+    compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
+    ran = stub_cells(monkeypatch)
+    compare.run_matrix(small_matrix(), tmp_path, "cmd", force=True, echo=lambda line: None)
+    assert len(ran) == 3 and len(saved(tmp_path)) == 3
+
+
+def test_a_changed_configuration_is_not_taken_as_done(tmp_path, monkeypatch):
+    stub_cells(monkeypatch)
+    compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
+    ran = stub_cells(monkeypatch)
+    compare.run_matrix(small_matrix(epochs=2), tmp_path, "cmd", echo=lambda line: None)
+    assert len(ran) == 3
+
+
+def test_failed_cells_set_the_exit_status_and_are_retried(tmp_path, monkeypatch):
+    stub_cells(monkeypatch, statuses={"torch": "failed", "jax": "skipped"})
+    outcome = compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
+    assert outcome.counts == {"ok": 1, "skipped": 1, "failed": 1, "already done": 0}
+    assert outcome.exit_code == 1
+    ran = stub_cells(monkeypatch)
+    assert compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None).exit_code == 0
+    assert sorted(ran) == ["jax cpu ffn repeat 1", "torch cpu ffn repeat 1"]
+
+
+def test_a_truncated_results_line_is_ignored_and_said(tmp_path, monkeypatch):
+    stub_cells(monkeypatch)
+    compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
+    path = tmp_path / records.RESULTS_FILE
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # the last line cut short, as by a copy taken mid-write
+    said = []
+    ran = stub_cells(monkeypatch)
+    compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=said.append)
+    assert ran == ["jax cpu ffn repeat 1"]
+    assert any("results.jsonl:3: not valid JSON" in line for line in said)
+
+
+def test_train_arguments_reproduce_the_config():
+    config = next(iter(cells(Matrix(run=Matrix().run.__class__(hidden=(64, 32), limit_train=100)))))
+    arguments = compare.train_arguments(config.config)
+    assert arguments[arguments.index("--hidden") + 1] == "64,32"
+    assert arguments[arguments.index("--limit-train") + 1] == "100"
+    assert "--data-dir" not in arguments
+
+
+# Real cells, each a `kerasmnist train` process.
+
+def real_cell(tmp_path, backend, device, **run):
+    matrix = matrix_from({"matrix": {"backends": [backend], "devices": [device], "models": ["ffn"]},
+                          "run": {"data_dir": str(FIXTURE_DIR), "validation_size": 1000, **run}}, {}, "t")
+    return cells(matrix)[0]
+
+
+def test_a_cell_that_cannot_run_here_is_skipped_with_the_reason(tmp_path):
+    entry = compare.run_cell(real_cell(tmp_path, "torch", "gpu"), 300, tmp_path)
+    assert entry["status"] == "skipped"
+    assert entry["reason"].startswith("backend torch sees no CUDA GPU")
+    assert entry["record"] is None
+
+
+def test_a_cell_past_its_timeout_is_killed_and_failed(tmp_path):
+    entry = compare.run_cell(real_cell(tmp_path, "jax", "cpu", epochs=50), 3, tmp_path)
+    assert entry["status"] == "failed" and entry["reason"] == "timed out after 3 s"
+
+
+def test_a_cell_killed_by_a_signal_is_failed():
+    status, reason = compare._status(-9, False, 60, ["Epoch 1/5"], None)
+    assert status == "failed" and reason == "exit status -9: Epoch 1/5"
+
+
+def test_real_matrix_end_to_end_across_all_backends(tmp_path):
+    out = tmp_path / "report"
+    arguments = ["compare", "--models", "ffn", "--epochs", "2", "--data-dir", str(FIXTURE_DIR),
+                 "--validation-size", "1000", "--limit-train", "1000", "--out", str(out)]
+    result = run_cli(*arguments, env={"MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr
+    entries = saved(out)
+    assert sorted(e["backend"] for e in entries) == ["jax", "tensorflow", "torch"]
+    assert all(e["status"] == "ok" and e["record"]["resolved_device"] == "cpu" for e in entries)
+    for name in ("report.md", "results.csv", "steady_epoch_seconds.png", "test_accuracy.png", "learning_curves.png"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "Fastest on cpu" in report and "kerasmnist compare --models ffn" in report
+
+    again = run_cli(*arguments)
+    assert again.returncode == 0
+    assert "3 of 3 cells already done" in again.stderr
+    assert len(saved(out)) == 3
+
+
+def test_compare_refuses_an_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli("compare", "--models", "ffn", "--out", str(blocker / "out"))
+    assert result.returncode == 2
+    assert "is not writable" in error_line(result.stderr)

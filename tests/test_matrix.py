@@ -1,0 +1,62 @@
+import pytest
+
+from kerasmnist.errors import ConfigError
+from kerasmnist.matrix import Matrix, cells, load_matrix, matrix_from
+
+CONFIGS = __import__("pathlib").Path(__file__).parent.parent / "configs"
+
+
+@pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn"])
+def test_shipped_configs_are_valid(name):
+    matrix = load_matrix(CONFIGS / f"{name}.toml", {})
+    assert matrix.backends and matrix.models and matrix.run.progress == "epoch"
+
+
+def test_flags_override_the_file():
+    matrix = load_matrix(CONFIGS / "full.toml", {"backends": "jax", "repeats": 2, "epochs": 1, "limit_train": None})
+    assert matrix.backends == ("jax",) and matrix.repeats == 2 and matrix.run.epochs == 1
+    assert matrix.devices == ("cpu", "gpu")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[matrix]\nbackend = ['jax']\n", "x.toml: unknown key backend in [matrix]"),
+    ("[matrix]\nbackends = ['mxnet']\n", "x.toml: backends has 'mxnet'; allowed: tensorflow, torch, jax"),
+    ("[matrix]\nrepeats = 0\n", "x.toml: repeats must be a whole number of at least 1 (got 0)"),
+    ("[matrix]\nrepeats = 'two'\n", "x.toml: repeats must be a whole number of at least 1 (got 'two')"),
+    ("[matrix]\ndevices = []\n", "x.toml: devices must be a non-empty list of strings"),
+    ("[run]\nepochs = 0\n", "x.toml: epochs must be at least 1 (got 0)"),
+    ("[run]\nepochs = '5'\n", "x.toml: epochs expected a whole number (got '5')"),
+    ("[run]\nmodel = 'cnn'\n", "x.toml: model cannot be set in [run]; list it in [matrix] models"),
+    ("[run]\nwarmup = 1\n", "x.toml: unknown key warmup; allowed:"),
+    ("[runs]\nepochs = 1\n", "x.toml: unknown table [runs]; allowed: [matrix], [run]"),
+    ("[run\nepochs = 1\n", "x.toml: not valid TOML"),
+])
+def test_bad_config_files_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_matrix(path, {})
+    assert str(error.value).startswith(str(tmp_path / message))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_matrix(tmp_path / "nope.toml", {})
+
+
+def test_cells_interleave_repeats_and_rotate_the_backend_order():
+    matrix = matrix_from({"matrix": {"models": ["ffn"], "repeats": 3}}, {}, "t")
+    order = [(c.repeat, c.config.backend) for c in cells(matrix)]
+    assert order == [
+        (0, "tensorflow"), (0, "torch"), (0, "jax"),
+        (1, "torch"), (1, "jax"), (1, "tensorflow"),
+        (2, "jax"), (2, "tensorflow"), (2, "torch"),
+    ]
+    assert [c.order for c in cells(matrix)] == list(range(9))
+
+
+def test_cell_keys_identify_configuration_and_repeat():
+    keys = [c.key for c in cells(Matrix(repeats=2))]
+    assert len(set(keys)) == len(keys)
+    assert keys == [c.key for c in cells(Matrix(repeats=2))]
+    assert set(keys).isdisjoint(c.key for c in cells(matrix_from({"run": {"epochs": 4}}, {}, "t")))

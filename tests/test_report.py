@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from conftest import fake_entry
+from kerasmnist import records, report
+from kerasmnist.errors import DataError
+from kerasmnist.matrix import cells, matrix_from
+
+
+def write_results(folder, entries):
+    folder.mkdir(parents=True, exist_ok=True)
+    records.write_results(folder / records.RESULTS_FILE, entries)
+    return folder
+
+
+def matrix_cells(devices=("cpu",), repeats=1):
+    return cells(matrix_from({"matrix": {"devices": list(devices), "repeats": repeats}}, {}, "t"))
+
+
+def test_report_has_tables_plots_csv_and_problem_cells(tmp_path):
+    entries = []
+    for cell in matrix_cells(devices=("cpu", "gpu"), repeats=2):
+        speed = {"tensorflow": 2.0, "torch": 3.0, "jax": 1.0}[cell.config.backend]
+        if cell.config.device == "gpu" and cell.config.backend == "torch":
+            entries.append(fake_entry(cell, status="skipped", reason="backend torch sees no CUDA GPU"))
+        elif cell.config.device == "gpu" and cell.config.backend == "jax" and cell.repeat == 1:
+            entries.append(fake_entry(cell, status="failed", reason="out of memory"))
+        else:
+            entries.append(fake_entry(cell, steady=speed / (10 if cell.config.device == "gpu" else 1)))
+    path = report.build([write_results(tmp_path, entries)], tmp_path)
+    text = path.read_text()
+    assert "| jax | cpu | 2 ok | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 1,000 | 95.00% ± 0.00 | 1.00× | – |" in text
+    assert "| tensorflow | gpu | 2 ok | 0.20 (0.20–0.20) | 0.40 (0.40–0.40) | 5,000 | 95.00% ± 0.00 | 2.00× | 10.0× |" \
+        in text
+    assert "| torch | gpu | 0 ok, 2 skipped | – | – | – | – | – | – |" in text
+    assert "| jax | gpu | 1 ok, 1 failed | 0.10 | 0.20 | 10,000 | 95.00% | 1.00× | 10.0× |" in text
+    assert "- Fastest on cpu (Test CPU, 2 cores (laptop)): **jax**; tensorflow 2.00× slower, torch 3.00× slower." in text
+    assert "| torch gpu cnn repeat 1 | skipped | backend torch sees no CUDA GPU |" in text
+    assert "| jax gpu cnn repeat 2 | failed | out of memory |" in text
+    assert "24 cells: 18 ok, 4 skipped, 2 failed" in text
+    for name in report.PLOTS:
+        assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(entries) and rows[0].startswith("order,repeat,machine,backend")
+
+
+def test_report_is_rebuilt_from_the_records_alone(tmp_path):
+    folder = write_results(tmp_path / "a", [fake_entry(cell) for cell in matrix_cells()])
+    first = report.build([folder], folder).read_text()
+    second = report.build([folder], folder).read_text()
+    strip = lambda text: [line for line in text.splitlines() if "Report built" not in line]
+    assert strip(first) == strip(second)
+
+
+def test_results_from_two_machines_merge_into_one_report(tmp_path):
+    laptop = write_results(tmp_path / "laptop", [fake_entry(c) for c in matrix_cells()])
+    colab = write_results(tmp_path / "colab", [fake_entry(c, hostname="colab", steady=0.1)
+                                               for c in matrix_cells(devices=("gpu",))])
+    text = report.build([laptop, colab], tmp_path / "merged").read_text()
+    assert "| machine | backend | device |" in text
+    assert "(laptop)" in text and "(colab)" in text
+
+
+def test_corrupt_lines_and_other_schema_versions_are_ignored_and_listed(tmp_path):
+    folder = write_results(tmp_path, [fake_entry(cell) for cell in matrix_cells()])
+    path = folder / records.RESULTS_FILE
+    old = fake_entry(matrix_cells()[0]) | {"schema_version": 0}
+    path.write_text(path.read_text() + json.dumps(old) + "\n" + '{"schema_version": 1, "kind": "kerasm')
+    text = report.build([folder], folder).read_text()
+    assert "results.jsonl:7: schema version 0 is not the supported version 1" in text
+    assert "results.jsonl:8: not valid JSON (a truncated or corrupt line)" in text
+    assert "6 cells: 6 ok" in text
+
+
+def test_report_of_a_folder_without_results(tmp_path):
+    with pytest.raises(DataError, match="holds no results.jsonl"):
+        report.build([tmp_path], tmp_path)
