@@ -27,7 +27,8 @@ FRAMEWORK_MODULES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
 FRAMEWORK_PACKAGES = {"tensorflow": "tensorflow-cpu (or tensorflow)", "torch": "torch", "jax": "jax"}
 
 # Every variable this module may set; a parent that spawns runs strips them (unpinned_environment).
-_PINNING_VARIABLES = ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "KERAS_TORCH_DEVICE")
+_PINNING_VARIABLES = ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "KERAS_TORCH_DEVICE", "XLA_FLAGS")
+_JAX_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,20 @@ class Pinned:
     device: str
     framework_version: str
     gpu_names: tuple[str, ...]  # what the backend sees on the pinned device kind (empty on CPU)
+    device_count: int  # devices of the pinned kind: GPUs, or (virtual) CPU devices
 
 
-def pinning_environment(backend: str, device: str) -> dict[str, str]:
+def pinning_environment(backend: str, device: str, cpu_devices: int = 1) -> dict[str, str]:
     """The environment variables that select `backend` and pin it to `device`."""
     env = {"KERAS_BACKEND": backend}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         if backend == "jax":
             env["JAX_PLATFORMS"] = "cpu"
+            if cpu_devices > 1:
+                others = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+                          if not flag.startswith(_JAX_HOST_DEVICES_FLAG)]
+                env["XLA_FLAGS"] = " ".join([*others, f"{_JAX_HOST_DEVICES_FLAG}={cpu_devices}"])
         if backend == "torch":
             env["KERAS_TORCH_DEVICE"] = "cpu"
     else:
@@ -61,9 +67,11 @@ def unpinned_environment(environ: dict[str, str] | None = None) -> dict[str, str
     return {key: value for key, value in source.items() if key not in _PINNING_VARIABLES}
 
 
-def pin(backend: str, device: str) -> Pinned:
+def pin(backend: str, device: str, cpu_devices: int = 1) -> Pinned:
     """Selects the backend and pins the device for this process, then imports Keras.
 
+    `cpu_devices` > 1 splits the CPU into virtual devices (JAX, TensorFlow), so data-parallel
+    training can be exercised without several GPUs.
     Raises BackendUnavailable when the framework is missing or the device is not there.
     """
     if "keras" in sys.modules:
@@ -73,14 +81,14 @@ def pin(backend: str, device: str) -> Pinned:
                 f"Keras is already imported with backend {active} in this process; "
                 f"backend {backend} needs a process of its own"
             )
-    os.environ.update(pinning_environment(backend, device))
+    os.environ.update(pinning_environment(backend, device, cpu_devices))
     # TensorFlow's C++ start-up chatter buries the progress bar; a user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     framework = _import_framework(backend)
-    gpu_names = _check_device(backend, device, framework)
+    gpu_names = _check_device(backend, device, framework, cpu_devices)
     import keras  # noqa: F401  (the first import of Keras in this process: it reads KERAS_BACKEND)
 
-    return Pinned(backend, device, framework.__version__, gpu_names)
+    return Pinned(backend, device, framework.__version__, gpu_names, len(gpu_names) or cpu_devices)
 
 
 def _import_framework(backend: str) -> Any:
@@ -93,11 +101,15 @@ def _import_framework(backend: str) -> Any:
         ) from None
 
 
-def _check_device(backend: str, device: str, framework: Any) -> tuple[str, ...]:
+def _check_device(backend: str, device: str, framework: Any, cpu_devices: int) -> tuple[str, ...]:
     if backend == "tensorflow":
         if device == "cpu":
-            # Must happen before TF initialises its devices, i.e. before any op runs.
+            # Both must happen before TF initialises its devices, i.e. before any op runs.
             framework.config.set_visible_devices([], "GPU")
+            if cpu_devices > 1:
+                (cpu,) = framework.config.list_physical_devices("CPU")
+                framework.config.set_logical_device_configuration(
+                    cpu, [framework.config.LogicalDeviceConfiguration()] * cpu_devices)
             return ()
         gpus = framework.config.list_physical_devices("GPU")
         if not gpus:
@@ -122,25 +134,28 @@ def _check_device(backend: str, device: str, framework: Any) -> tuple[str, ...]:
     # (a RuntimeError, or an AssertionError from jaxlib builds without CUDA).
     try:
         devices = framework.devices()
+        problem = None if all(d.platform == device for d in devices) else f"its devices are {devices}"
     except Exception as error:
+        problem = f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')} failed to initialise: " \
+                  f"{(str(error) or type(error).__name__).splitlines()[0]}"
+    if problem:
         raise BackendUnavailable(
-            f"backend jax sees no {device.upper()} ({(str(error) or type(error).__name__).splitlines()[0]}); "
+            f"backend jax sees no {device.upper()} ({problem}); "
             + ("use --device cpu, or install jax[cuda12] on a machine with an NVIDIA GPU" if device == "gpu" else "")
-        ) from None
+        )
     return tuple(d.device_kind for d in devices) if device == "gpu" else ()
 
 
-def variable_placement(value: Any) -> str:
-    """Where one backend tensor lives: 'cpu' or 'gpu:N'."""
-    if hasattr(value, "devices"):  # a JAX array
-        (jax_device,) = value.devices()
-        return "cpu" if jax_device.platform == "cpu" else f"gpu:{jax_device.id}"
+def variable_placements(value: Any) -> set[str]:
+    """Where one backend tensor lives: {'cpu'}, {'gpu:0'}, or several GPUs when replicated."""
+    if hasattr(value, "devices"):  # a JAX array, sharded or replicated over one or more devices
+        return {"cpu" if d.platform == "cpu" else f"gpu:{d.id}" for d in value.devices()}
     torch_device = getattr(value, "device", None)
     if hasattr(torch_device, "type"):  # a torch tensor
-        return "cpu" if torch_device.type == "cpu" else f"gpu:{torch_device.index or 0}"
-    # A TensorFlow variable: '/job:localhost/replica:0/task:0/device:GPU:0'
+        return {"cpu" if torch_device.type == "cpu" else f"gpu:{torch_device.index or 0}"}
+    # A TensorFlow variable (for a mirrored one, its primary copy): '/job:localhost/.../device:GPU:0'
     kind, _, index = str(value.device).rpartition("device:")[2].partition(":")
-    return "cpu" if kind == "CPU" else f"gpu:{index or 0}"
+    return {"cpu" if kind == "CPU" else f"gpu:{index or 0}"}
 
 
 def resolved_device(pinned: Pinned, variables: Iterable[Any]) -> str:
@@ -148,14 +163,51 @@ def resolved_device(pinned: Pinned, variables: Iterable[Any]) -> str:
 
     Raises RuntimeError when any variable ended up elsewhere: that run measured the wrong thing.
     """
-    placements = sorted({variable_placement(variable.value) for variable in variables})
-    if len(placements) != 1 or placements[0].split(":")[0] != pinned.device:
+    placements = sorted(set().union(*(variable_placements(variable.value) for variable in variables)))
+    if any(placement.split(":")[0] != pinned.device for placement in placements):
         raise RuntimeError(
             f"{pinned.backend} placed variables on {', '.join(placements)} although the run was pinned to {pinned.device}"
         )
-    placement = placements[0]
-    if placement == "cpu":
+    if placements == ["cpu"]:
         return "cpu"
-    index = int(placement.split(":")[1])
-    name = pinned.gpu_names[index] if index < len(pinned.gpu_names) else "unknown GPU"
-    return f"{placement} {name}"
+    names = [pinned.gpu_names[int(p.split(":")[1])] if int(p.split(":")[1]) < len(pinned.gpu_names)
+             else "unknown GPU" for p in placements]
+    return ", ".join(f"{placement} {name}" for placement, name in zip(placements, names))
+
+
+def synchronize(backend: str, tensor: Any) -> None:
+    """Waits until `tensor` has been computed: every backend dispatches GPU work asynchronously."""
+    if backend == "jax":
+        tensor.block_until_ready()
+    elif backend == "torch":
+        if tensor.is_cuda:
+            import torch
+
+            torch.cuda.synchronize(tensor.device)
+    elif "GPU" in tensor.device:  # TensorFlow: eager CPU ops have finished when they return
+        import tensorflow as tf
+
+        tf.test.experimental.sync_devices()
+
+
+def free_memory_bytes(backend: str, device: str) -> int | None:
+    """Memory free on the pinned device, where the backend can say; None where it cannot."""
+    if device == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="utf-8") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.mem_get_info()[0]
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0) if "bytes_limit" in stats else None
+    return None  # TensorFlow reports use, not capacity: its out-of-memory error is caught instead

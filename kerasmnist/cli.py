@@ -54,6 +54,9 @@ def _choices(values: tuple[str, ...]) -> str:
               help="Device to pin the run to; gpu fails (exit 2) when the backend sees no GPU.")
 @click.option("--model", default=DEFAULTS.model, show_default=True, metavar=_choices(config_module.MODELS),
               help="cnn: the keras-io convnet; ffn: Flatten, Dense(hidden...), Dense(10).")
+@click.option("--implementation", default=DEFAULTS.implementation, show_default=True,
+              metavar=_choices(config_module.IMPLEMENTATIONS),
+              help="keras: model.fit; native: the same training written directly in the backend's framework.")
 @click.option("--dataset", default=DEFAULTS.dataset, show_default=True, metavar=_choices(config_module.DATASETS),
               help="Dataset to train on.")
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs.")
@@ -74,8 +77,18 @@ def _choices(values: tuple[str, ...]) -> str:
 @click.option("--jit-compile", default=DEFAULTS.jit_compile, show_default=True,
               metavar=_choices(config_module.JIT_COMPILE),
               help="XLA (TensorFlow, JAX) or torch.compile (torch); auto: what Keras uses on the pinned device.")
+@click.option("--steps-per-execution", type=int, default=DEFAULTS.steps_per_execution, show_default=True,
+              help="Batches Keras runs per call of its compiled train function.")
 @click.option("--progress", default=DEFAULTS.progress, show_default=True, metavar=_choices(config_module.PROGRESS),
               help="Keras's progress bar, one line per epoch, or nothing.")
+@click.option("--precision", default=DEFAULTS.precision, show_default=True,
+              metavar=_choices(config_module.PRECISIONS), help="Keras dtype policy (mixed: float16/bfloat16 compute).")
+@click.option("--data-parallel", is_flag=True,
+              help="Replicate the model over every device of the pinned kind (jax, tensorflow).  [default: off]")
+@click.option("--cpu-devices", type=int, default=DEFAULTS.cpu_devices, show_default=True,
+              help="Split the CPU into N virtual devices, to try --data-parallel without GPUs.")
+@click.option("--target-accuracy", type=float, default=None,
+              help="Validation accuracy for the time-to-accuracy figure.  [default: 0.98 cnn, 0.97 ffn]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Folder the run record is written to.")
 def train(out: Path, **options: Any) -> None:
@@ -93,6 +106,7 @@ def train(out: Path, **options: Any) -> None:
 @click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
 @click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
 @click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
+@click.option("--implementations", default=None, help="Comma-separated: keras, native.  [default: keras]")
 @click.option("--repeats", type=int, default=None, help="Runs of each cell.  [default: 1]")
 @click.option("--cell-timeout", "cell_timeout_seconds", type=int, default=None,
               help="Seconds before a cell is stopped and recorded as failed.  [default: 3600]")
@@ -100,17 +114,39 @@ def train(out: Path, **options: Any) -> None:
 @click.option("--batch-size", type=int, default=None, help="Samples per step.  [default: 128]")
 @click.option("--limit-train", type=int, default=None, help="Train on the first N images.  [default: all]")
 @click.option("--validation-size", type=int, default=None, help="Images held out for validation.  [default: 10000]")
+@click.option("--precision", default=None, help="Keras dtype policy for every cell.  [default: float32]")
 @click.option("--data-dir", default=None, help="Data folder, as for train.  [default: search as for train]")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
+@click.option("--batch-sizes", default=None, help="Comma-separated batch sizes to sweep.  [default: --batch-size alone]")
 def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
     """Run the backend x device x model matrix, one fresh process per cell, then write the report."""
+    run_matrix_and_report(config_path, out or Path("reports") / (config_path.stem if config_path else "compare"),
+                          force, overrides)
+
+
+@cli.command()
+@click.option("--batch-sizes", required=True, help="Comma-separated batch sizes, e.g. 64,128,256,512,1024.")
+@click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
+@click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
+@click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
+@click.option("--epochs", type=int, default=None, help="Training epochs per cell.  [default: 5]")
+@click.option("--limit-train", type=int, default=None, help="Train on the first N images.  [default: all]")
+@click.option("--data-dir", default=None, help="Data folder, as for train.  [default: search as for train]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/sweep"), show_default=True,
+              help="Folder for results.jsonl and the report.")
+@click.option("--force", is_flag=True, help="Rerun cells that are already done.")
+def sweep(out: Path, force: bool, **overrides: Any) -> None:
+    """Throughput and accuracy per batch size per backend: a compare over --batch-sizes."""
+    run_matrix_and_report(None, out, force, overrides)
+
+
+def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any]) -> None:
     from kerasmnist import compare as compare_module, report
     from kerasmnist.matrix import load_matrix
 
     matrix = load_matrix(config_path, overrides)
-    out = out or Path("reports") / (config_path.stem if config_path else "compare")
     outcome = compare_module.run_matrix(matrix, out, " ".join(["kerasmnist", *sys.argv[1:]]), force=force,
                                         echo=lambda line: click.echo(line, err=True))
     counts = outcome.counts
@@ -134,6 +170,57 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
     click.echo(f"report: {report.build(list(results_dirs), out or results_dirs[0])}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the inventory as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Also save it as OUT/env.json, which the report of that folder shows.  [default: not saved]")
+def env(as_json: bool, out: Path | None) -> None:
+    """What each backend is and sees here, and whether --device cpu / gpu would work."""
+    import json
+
+    from kerasmnist import inventory, records
+
+    facts = inventory.collect()
+    if out is not None:
+        records.ensure_writable(out)
+        records.replace_atomically(out / inventory.INVENTORY_FILE, json.dumps(facts, indent=2) + "\n")
+    click.echo(json.dumps(facts, indent=2) if as_json else inventory.render(facts))
+
+
+@cli.group()
+def bench() -> None:
+    """Micro-benchmarks, measured per backend and device like the training cells."""
+
+
+@bench.command()
+@click.option("--backends", default=",".join(config_module.BACKENDS), show_default=True, help="Comma-separated.")
+@click.option("--devices", default="cpu,gpu", show_default=True, help="Comma-separated; missing GPUs are skipped.")
+@click.option("--sizes", default="1,16,128,1024,4096,10000", show_default=True, help="Matrix sizes N (N x N).")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Timed calls per size, after a warm-up.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/matmul"), show_default=True,
+              help="Folder for bench.jsonl and the report (may be a compare folder).")
+def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> None:
+    """Time a scalar multiply and N x N matrix multiplies; find where the GPU starts to win."""
+    from kerasmnist import bench as bench_module, report
+
+    chosen = {"--backends": _split(backends, config_module.BACKENDS), "--devices": _split(devices, config_module.DEVICES)}
+    try:
+        size_list = tuple(int(size) for size in sizes.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers (got {sizes!r})", param_hint="--sizes")
+    bench_module.run_bench(chosen["--backends"], chosen["--devices"], size_list, repeats, out,
+                           " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True))
+    click.echo(f"report: {report.build([out], out)}")
+
+
+def _split(text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    values = tuple(part.strip() for part in text.split(","))
+    bad = [value for value in values if value not in allowed]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(allowed)}")
+    return values
+
+
 def summary(record: dict[str, Any], path: Path) -> str:
     def seconds(value: float | None) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
@@ -146,6 +233,9 @@ def summary(record: dict[str, Any], path: Path) -> str:
         f"test accuracy {record['test_accuracy']:.4f}, test loss {record['test_loss']:.4f}",
         f"first epoch {seconds(record['first_epoch_seconds'])}, steady epoch {seconds(record['steady_epoch_seconds'])}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
+        f"time to {record['time_to_accuracy']['target']:.0%} validation accuracy: "
+        + (f"{record['time_to_accuracy']['seconds']:.1f} s ({record['time_to_accuracy']['epochs']} epochs)"
+           if record["time_to_accuracy"]["seconds"] is not None else "not reached"),
         f"record: {path}",
     ])
 

@@ -9,6 +9,7 @@ already done with the same configuration.
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -40,9 +41,13 @@ def train_arguments(config: RunConfig) -> list[str]:
     """The `kerasmnist train` flags that reproduce `config`."""
     arguments = []
     for key, value in config.to_dict().items():
-        if value is None:
+        flag = f"--{key.replace('_', '-')}"
+        if value is None or value is False:
             continue
-        arguments += [f"--{key.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+        if value is True:
+            arguments.append(flag)
+        else:
+            arguments += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
     return arguments
 
 
@@ -66,11 +71,10 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
              "running the rest (--force reruns them all)")
 
-    cell_seconds: list[float] = []
+    seconds_by_kind: dict[tuple[str, ...], list[float]] = {}
     for index, cell in enumerate(to_run):
-        remaining = len(to_run) - index
-        eta = f", about {_duration(sum(cell_seconds) / len(cell_seconds) * remaining)} left" if cell_seconds else ""
-        echo(f"[{index + 1}/{len(to_run)}] {cell.label}{eta}")
+        eta = _time_left(to_run[index:], seconds_by_kind)
+        echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
         try:
             entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {"command": command}
         except KeyboardInterrupt:
@@ -78,7 +82,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
             echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
                  "rerun the same command to run the rest")
             break
-        cell_seconds.append(entry["wall_seconds"])
+        seconds_by_kind.setdefault(_kind(cell), []).append(entry["wall_seconds"])
         entries = [e for e in entries if e["key"] != cell.key] + [entry]
         records.write_results(results_path, entries)
         outcome.counts[entry["status"]] += 1
@@ -156,6 +160,20 @@ def _stop(child: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+def _kind(cell: Cell) -> tuple[str, ...]:
+    return (cell.config.backend, cell.config.device, cell.config.model, cell.config.implementation)
+
+
+def _time_left(remaining: list[Cell], seconds_by_kind: dict[tuple[str, ...], list[float]]) -> float | None:
+    """Each remaining cell is expected to take as long as the finished cells of its kind took
+    (a skipped GPU cell takes seconds, a CNN on a CPU minutes), else as long as the average cell."""
+    finished = [seconds for kind in seconds_by_kind.values() for seconds in kind]
+    if not finished:
+        return None
+    overall = statistics.fmean(finished)
+    return sum(statistics.fmean(seconds_by_kind.get(_kind(cell), [overall])) for cell in remaining)
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,8 @@ MODELS = ("cnn", "ffn")
 DATASETS = ("mnist", "fashion-mnist")
 JIT_COMPILE = ("auto", "true", "false")
 PROGRESS = ("bar", "epoch", "none")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+IMPLEMENTATIONS = ("keras", "native")
 
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -29,6 +31,7 @@ class RunConfig:
     backend: str = "tensorflow"
     device: str = "cpu"
     model: str = "cnn"
+    implementation: str = "keras"  # native: the same training written directly in the backend's framework
     dataset: str = "mnist"
     epochs: int = 5
     batch_size: int = 128
@@ -39,7 +42,12 @@ class RunConfig:
     limit_train: int | None = None  # use only the first N training images
     data_dir: str | None = None  # None: KERASMNIST_DATA_DIR, Keras's cache, then download
     jit_compile: str = "auto"  # auto: XLA where Keras would use it on the pinned device
+    steps_per_execution: int = 1  # Keras runs this many batches per call of its compiled train function
     progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
+    precision: str = "float32"  # a Keras dtype policy
+    data_parallel: bool = False  # one model replicated over every device of the pinned kind
+    cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
+    target_accuracy: float | None = None  # for time to accuracy; None: 0.98 for the CNN, 0.97 for the FFN
 
     def __post_init__(self) -> None:
         for key, allowed in (
@@ -49,10 +57,13 @@ class RunConfig:
             ("dataset", DATASETS),
             ("jit_compile", JIT_COMPILE),
             ("progress", PROGRESS),
+            ("precision", PRECISIONS),
+            ("implementation", IMPLEMENTATIONS),
         ):
             if getattr(self, key) not in allowed:
                 raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
-        for key, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("validation_size", 0)):
+        for key, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("validation_size", 0),
+                             ("cpu_devices", 1), ("steps_per_execution", 1)):
             if getattr(self, key) < minimum:
                 raise InvalidValue(key, f"must be at least {minimum} (got {getattr(self, key)})")
         if self.validation_size >= MNIST_TRAIN_IMAGES:
@@ -62,10 +73,27 @@ class RunConfig:
             )
         if self.limit_train is not None and not 1 <= self.limit_train <= MNIST_TRAIN_IMAGES:
             raise InvalidValue("limit_train", f"must be between 1 and {MNIST_TRAIN_IMAGES} (got {self.limit_train})")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise InvalidValue("target_accuracy", f"must be a fraction in (0, 1] (got {self.target_accuracy})")
         if not self.learning_rate > 0:
             raise InvalidValue("learning_rate", f"must be greater than 0 (got {self.learning_rate})")
         if not self.hidden or any(size < 1 for size in self.hidden):
             raise InvalidValue("hidden", f"needs one or more sizes, each at least 1 (got {list(self.hidden)})")
+        if self.implementation == "native" and (self.precision != "float32" or self.data_parallel
+                                                 or self.steps_per_execution != 1):
+            raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step "
+                                                 "(no --precision, --data-parallel or --steps-per-execution)")
+        if self.data_parallel and self.backend == "torch":
+            raise InvalidValue("data_parallel", "is not supported by the torch backend (Keras's distribution API "
+                                                "covers JAX; TensorFlow uses tf.distribute); use jax or tensorflow")
+        if self.cpu_devices > 1 and (self.device != "cpu" or self.backend == "torch"):
+            raise InvalidValue("cpu_devices", "can only split the CPU of a jax or tensorflow run pinned to the cpu "
+                                              f"(got {self.cpu_devices} with {self.backend} on {self.device})")
+
+    @property
+    def resolved_target_accuracy(self) -> float:
+        """MLPerf-style targets for MNIST: the CNN reaches 98% in a few epochs, the FFN 97%."""
+        return self.target_accuracy or {"cnn": 0.98, "ffn": 0.97}[self.model]
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -130,11 +158,14 @@ def _coerce(key: str, value: Any, shown: str, source: str) -> Any:
     elif expected in ("int", "int | None"):
         if isinstance(value, bool) or not isinstance(value, int):
             problem = f"expected a whole number (got {value!r})"
-    elif expected == "float":
+    elif expected in ("float", "float | None"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problem = f"expected a number (got {value!r})"
         else:
             value = float(value)
+    elif expected == "bool":
+        if not isinstance(value, bool):
+            problem = f"expected true or false (got {value!r})"
     elif expected in ("str", "str | None"):
         if isinstance(value, bool) and key == "jit_compile":
             value = "true" if value else "false"  # TOML users write jit_compile = true

@@ -6,6 +6,7 @@ A matrix comes from a TOML file and/or flags, validated like a RunConfig:
     backends = ["tensorflow", "torch", "jax"]
     devices = ["cpu", "gpu"]
     models = ["cnn", "ffn"]
+    implementations = ["keras", "native"]   # default: keras only
     repeats = 3
     cell_timeout_seconds = 3600
 
@@ -23,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasmnist.config import BACKENDS, DEVICES, MODELS, RunConfig, run_config_from
+from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS, RunConfig, run_config_from
 from kerasmnist.errors import ConfigError
 
-CELL_AXES = ("backend", "device", "model")
+CELL_AXES = ("backend", "device", "model", "implementation")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Matrix:
     backends: tuple[str, ...] = BACKENDS
     devices: tuple[str, ...] = ("cpu",)
     models: tuple[str, ...] = MODELS
+    implementations: tuple[str, ...] = ("keras",)
+    batch_sizes: tuple[int, ...] = ()  # a batch-size sweep; empty: the [run] batch_size alone
     repeats: int = 1
     cell_timeout_seconds: int = 3600
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
@@ -47,8 +50,14 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Same configuration and repeat, same key: how a rerun knows a cell is done."""
-        identity = json.dumps({"config": self.config.to_dict(), "repeat": self.repeat}, sort_keys=True)
+        """Same configuration and repeat, same key: how a rerun knows a cell is done.
+
+        Only settings that differ from the defaults count, so a later kerasmnist that adds a
+        setting (with a default that keeps the old behaviour) still recognises earlier cells.
+        """
+        defaults = RunConfig().to_dict()
+        changed = {key: value for key, value in self.config.to_dict().items() if value != defaults[key]}
+        identity = json.dumps({"config": changed, "repeat": self.repeat}, sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     @property
@@ -70,12 +79,15 @@ def cells(matrix: Matrix) -> list[Cell]:
         for model in matrix.models:
             for device in matrix.devices:
                 for backend in backends:
-                    config = dataclasses.replace(matrix.run, backend=backend, device=device, model=model)
-                    ordered.append(Cell(config, repeat, len(ordered)))
+                    for implementation in matrix.implementations:
+                        for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
+                            config = dataclasses.replace(matrix.run, backend=backend, device=device, model=model,
+                                                         implementation=implementation, batch_size=batch_size)
+                            ordered.append(Cell(config, repeat, len(ordered)))
     return ordered
 
 
-_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS}
+_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS, "implementations": IMPLEMENTATIONS}
 
 
 def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
@@ -97,10 +109,12 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     unknown = sorted(set(matrix_values) - (set(Matrix.__dataclass_fields__) - {"run"}))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]} in [matrix]; allowed: "
-                          f"backends, devices, models, repeats, cell_timeout_seconds")
+                          f"backends, devices, models, implementations, batch_sizes, repeats, cell_timeout_seconds")
     per_cell = sorted(set(run_values) & set(CELL_AXES))
     if per_cell:
         raise ConfigError(f"{where}: {per_cell[0]} cannot be set in [run]; list it in [matrix] {per_cell[0]}s")
+    if run_values.get("precision", "float32") != "float32" and "native" in matrix_values.get("implementations", ()):
+        raise ConfigError(f"{where}: native cells run float32 only; leave precision out or drop native")
 
     lists = {}
     for key, allowed in _MATRIX_KEYS.items():
@@ -113,6 +127,16 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         if bad:
             raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}")
         lists[key] = tuple(dict.fromkeys(value))
+    batch_sizes = matrix_values.get("batch_sizes", ())
+    if isinstance(batch_sizes, str):
+        try:
+            batch_sizes = [int(part) for part in batch_sizes.split(",")]
+        except ValueError:
+            raise ConfigError(f"{where}: batch_sizes must be whole numbers (got {batch_sizes!r})") from None
+    if not isinstance(batch_sizes, (list, tuple)) or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+                                                          for b in batch_sizes):
+        raise ConfigError(f"{where}: batch_sizes must be a list of whole numbers of at least 1 (got {batch_sizes!r})")
+    lists["batch_sizes"] = tuple(dict.fromkeys(batch_sizes))
     numbers = {}
     for key in ("repeats", "cell_timeout_seconds"):
         value = matrix_values.get(key, getattr(Matrix, key))

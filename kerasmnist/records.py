@@ -17,15 +17,11 @@ KIND = "kerasmnist.run"
 # Keys every record has, whatever its status; figures are null in a failed record.
 TOP_LEVEL_KEYS = (
     "schema_version", "kind", "run_id", "status", "error", "started_at", "finished_at",
-    "backend", "device", "resolved_device", "model", "dataset",
+    "backend", "device", "resolved_device", "device_count", "model", "dataset",
     "test_accuracy", "test_loss", "epoch_seconds", "first_epoch_seconds", "steady_epoch_seconds",
-    "samples_per_second", "validation_seconds", "load_data_seconds", "build_seconds", "evaluate_seconds",
+    "samples_per_second", "training_flops_per_sample", "achieved_gflops_per_second", "time_to_accuracy",
+    "validation_seconds", "load_data_seconds", "build_seconds", "evaluate_seconds",
     "jit_compile", "parameters", "history", "config", "data", "environment",
-)
-FIGURE_KEYS = (
-    "resolved_device", "test_accuracy", "test_loss", "epoch_seconds", "first_epoch_seconds",
-    "steady_epoch_seconds", "samples_per_second", "validation_seconds", "build_seconds",
-    "evaluate_seconds", "jit_compile", "parameters", "history",
 )
 
 
@@ -97,8 +93,8 @@ RESULTS_FILE = "results.jsonl"
 CELL_KIND = "kerasmnist.cell"
 
 
-def read_results(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The cells in a results file, and a line for each line it had to ignore (and why).
+def read_results(path: Path, kind: str = CELL_KIND) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries of `kind` in a JSON-lines results file, and a line for each line it had to ignore (and why).
 
     A kill while writing cannot truncate the file (it is replaced whole), but a file copied
     mid-write or edited by hand can hold a bad line: that line is ignored, never the file.
@@ -116,8 +112,8 @@ def read_results(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         except ValueError:
             ignored.append(f"{path}:{number}: not valid JSON (a truncated or corrupt line)")
             continue
-        if not isinstance(entry, dict) or entry.get("kind") != CELL_KIND:
-            ignored.append(f"{path}:{number}: not a kerasmnist cell result")
+        if not isinstance(entry, dict) or entry.get("kind") != kind:
+            ignored.append(f"{path}:{number}: not a {kind} entry")
         elif entry.get("schema_version") != SCHEMA_VERSION:
             ignored.append(f"{path}:{number}: schema version {entry.get('schema_version')} is not the "
                            f"supported version {SCHEMA_VERSION}; rerun that cell with this kerasmnist")

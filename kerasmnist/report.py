@@ -21,10 +21,12 @@ from kerasmnist.config import BACKENDS, DEVICES, MODELS
 from kerasmnist.errors import DataError
 
 PLOTS = {
+    "matmul_seconds.png": "Matrix multiply time by size",
     "steady_epoch_seconds.png": "Steady-state epoch time",
     "test_accuracy.png": "Test accuracy",
     "learning_curves.png": "Validation accuracy by epoch",
     "gpu_speedup.png": "GPU speed-up over CPU",
+    "batch_sweep.png": "Throughput and accuracy by batch size",
 }
 CSV_COLUMNS = (
     "order", "repeat", "machine", "backend", "device", "model", "status", "reason", "resolved_device",
@@ -41,32 +43,57 @@ class Group:
     model: str
     backend: str
     device: str
+    variant: str  # settings that change what is computed: precision, data-parallel device count
     runs: list[dict[str, Any]] = field(default_factory=list)  # the ok cells' run records
     others: list[dict[str, Any]] = field(default_factory=list)  # skipped and failed cells
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend} {self.variant}".strip()
 
     @property
     def steady(self) -> list[float]:
         return [run["steady_epoch_seconds"] for run in self.runs if run["steady_epoch_seconds"] is not None]
 
     def median(self, key: str) -> float | None:
-        values = [run[key] for run in self.runs if run[key] is not None]
+        values = [run[key] for run in self.runs if run.get(key) is not None]  # older records may lack a key
         return statistics.median(values) if values else None
+
+    @property
+    def time_to_accuracy(self) -> str:
+        reached = [run["time_to_accuracy"] for run in self.runs if run.get("time_to_accuracy")]
+        if not reached:
+            return "–"
+        seconds = [t["seconds"] for t in reached if t["seconds"] is not None]
+        target = f"{reached[0]['target']:.0%}"
+        if not seconds:
+            return f"{target} not reached"
+        missed = len(reached) - len(seconds)
+        return f"{target}: {_spread(seconds, 1)} s" + (f" ({missed} runs missed it)" if missed else "")
 
     @property
     def accuracy(self) -> list[float]:
         return [run["test_accuracy"] for run in self.runs]
 
 
-def gather(results_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    entries, ignored = [], []
+def gather(results_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """The training cells and the benchmark entries of every folder, and the lines ignored."""
+    from kerasmnist.bench import BENCH_FILE, BENCH_KIND
+
+    entries, bench_entries, ignored = [], [], []
     for folder in results_dirs:
-        path = folder / records.RESULTS_FILE
-        if not path.is_file():
-            raise DataError(f"{folder} holds no {records.RESULTS_FILE}: run kerasmnist compare --out {folder} first")
-        found, skipped_lines = records.read_results(path)
-        entries += found
-        ignored += skipped_lines
-    return entries, ignored
+        found_any = False
+        for name, kind, target in ((records.RESULTS_FILE, records.CELL_KIND, entries),
+                                   (BENCH_FILE, BENCH_KIND, bench_entries)):
+            if (folder / name).is_file():
+                found, skipped_lines = records.read_results(folder / name, kind)
+                target += found
+                ignored += skipped_lines
+                found_any = True
+        if not found_any:
+            raise DataError(f"{folder} holds no {records.RESULTS_FILE} or {BENCH_FILE}: "
+                            f"run kerasmnist compare --out {folder} first")
+    return entries, bench_entries, ignored
 
 
 def machine_of(entry: dict[str, Any]) -> str:
@@ -74,28 +101,39 @@ def machine_of(entry: dict[str, Any]) -> str:
     return f"{host.get('cpu_model', 'unknown CPU')}, {host.get('logical_cores', '?')} cores ({host.get('hostname', '?')})"
 
 
+def variant_of(config: dict[str, Any]) -> str:
+    parts = ["native"] if config.get("implementation") == "native" else []
+    parts += [] if config.get("precision", "float32") == "float32" else [config["precision"]]
+    parts += [] if config.get("jit_compile", "auto") == "auto" else [f"jit_compile={config['jit_compile']}"]
+    parts += [] if config.get("steps_per_execution", 1) == 1 else [f"steps_per_execution={config['steps_per_execution']}"]
+    parts += [] if config.get("batch_size", 128) == 128 else [f"batch {config['batch_size']}"]
+    if config.get("data_parallel"):
+        parts.append("data-parallel" + (f" over {config['cpu_devices']} CPU devices" if config["device"] == "cpu" else ""))
+    return ", ".join(parts)
+
+
 def group(entries: list[dict[str, Any]]) -> list[Group]:
-    groups: dict[tuple[str, str, str, str], Group] = {}
+    groups: dict[tuple[str, str, str, str, str], Group] = {}
     for entry in sorted(entries, key=lambda e: e["order"]):
-        key = (machine_of(entry), entry["model"], entry["backend"], entry["device"])
+        key = (machine_of(entry), entry["model"], entry["backend"], entry["device"], variant_of(entry["config"]))
         target = groups.setdefault(key, Group(*key))
         (target.runs if entry["status"] == "ok" else target.others).append(
             entry["record"] if entry["status"] == "ok" else entry)
 
     def rank(g: Group) -> tuple:
-        return (g.machine, MODELS.index(g.model), DEVICES.index(g.device), BACKENDS.index(g.backend))
+        return (g.machine, MODELS.index(g.model), DEVICES.index(g.device), BACKENDS.index(g.backend), g.variant)
 
     return sorted(groups.values(), key=rank)
 
 
 def build(results_dirs: list[Path], out_dir: Path) -> Path:
     """Writes report.md, the plots and results.csv to `out_dir`; returns the report's path."""
-    entries, ignored = gather(results_dirs)
+    entries, bench_entries, ignored = gather(results_dirs)
     groups = group(entries)
     records.ensure_writable(out_dir)
     (out_dir / "results.csv").write_text(results_csv(entries), encoding="utf-8")
-    plotted = write_plots(groups, out_dir)
-    markdown = render(entries, groups, ignored, plotted, results_dirs)
+    plotted = write_plots(groups, out_dir) + write_matmul_plot(bench_entries, out_dir) + write_sweep_plot(groups, out_dir)
+    markdown = render(entries, groups, ignored, plotted, results_dirs, bench_entries, inventory_section(results_dirs))
     report_path = out_dir / "report.md"
     records.replace_atomically(report_path, markdown)
     return report_path
@@ -125,7 +163,7 @@ def results_csv(entries: list[dict[str, Any]]) -> str:
 
 def speedups(groups: list[Group]) -> dict[tuple[str, str, str], float]:
     """(machine, model, backend) -> CPU steady epoch time / GPU steady epoch time."""
-    by_cell = {(g.machine, g.model, g.backend, g.device): g.median("steady_epoch_seconds") for g in groups}
+    by_cell = {(g.machine, g.model, g.name, g.device): g.median("steady_epoch_seconds") for g in groups}
     result = {}
     for (machine, model, backend, device), gpu_seconds in by_cell.items():
         cpu_seconds = by_cell.get((machine, model, backend, "cpu"))
@@ -162,7 +200,7 @@ def _accuracy(values: list[float]) -> str:
 
 
 def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str], plotted: list[str],
-           results_dirs: list[Path]) -> str:
+           results_dirs: list[Path], bench_entries: list[dict[str, Any]], inventory: str = "") -> str:
     counts = {status: sum(e["status"] == status for e in entries) for status in ("ok", "skipped", "failed")}
     several_machines = len({g.machine for g in groups}) > 1
 
@@ -171,6 +209,7 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
         return "| " + " | ".join(cells if several_machines else cells[1:]) + " |"
 
     commands = sorted({e.get("command", "") for e in entries if e.get("command")})
+    commands += sorted({e["command"] for e in bench_entries if e.get("command")})
     best, gains = fastest(groups), speedups(groups)
     lines = [
         "# kerasmnist comparison report",
@@ -183,9 +222,11 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
         "",
         *[f"    {command}" for command in commands],
         "",
+        *([inventory] if inventory else []),
         "## Environment",
         "",
-        *environment_table(entries),
+        *environment_table([{"host": e["host"], **e["record"]} for e in entries if e["record"]]
+                           + [e for e in bench_entries if e.get("environment")]),
         "",
         "Times are wall-clock seconds of the training steps of one epoch (validation excluded), "
         "device synchronised at epoch boundaries; *steady* is the median over epochs 2 and later, "
@@ -205,43 +246,135 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
         lines += [
             "", f"## Model `{model}`{settings}", "",
             row("machine", "backend", "device", "runs", "steady epoch s", "first epoch s", "samples/s",
-                "test accuracy", "vs fastest", "GPU speed-up"),
-            row(*["---"] * 10),
+                "GFLOP/s", "test accuracy", "time to accuracy", "vs fastest", "GPU speed-up"),
+            row(*["---"] * 12),
         ]
         for g in model_groups:
             steady = g.median("steady_epoch_seconds")
             fastest_seconds = best.get((g.machine, g.model, g.device))
-            gain = gains.get((g.machine, g.model, g.backend)) if g.device == "gpu" else None
+            gain = gains.get((g.machine, g.model, g.name)) if g.device == "gpu" else None
             status = f"{len(g.runs)} ok" + "".join(f", {len([o for o in g.others if o['status'] == s])} {s}"
                                                     for s in ("skipped", "failed")
                                                     if any(o["status"] == s for o in g.others))
             rate = g.median("samples_per_second")
             first_epoch = [run["first_epoch_seconds"] for run in g.runs]
             lines.append(row(
-                g.machine, g.backend, g.device, status, _spread(g.steady), _spread(first_epoch),
-                "–" if rate is None else f"{rate:,.0f}", _accuracy(g.accuracy),
+                g.machine, g.name, g.device, status, _spread(g.steady), _spread(first_epoch),
+                "–" if rate is None else f"{rate:,.0f}",
+                "–" if g.median("achieved_gflops_per_second") is None else f"{g.median('achieved_gflops_per_second'):.1f}",
+                _accuracy(g.accuracy), g.time_to_accuracy,
                 f"{steady / fastest_seconds:.2f}×" if steady and fastest_seconds else "–",
                 f"{gain:.1f}×" if gain else "–"))
-        lines += ["", *verdicts(model_groups, best)]
+        lines += ["", *verdicts(model_groups, best), *keras_versus_native(model_groups), *sweep_verdicts(model_groups)]
+    lines += matmul_section(bench_entries)
     lines += ["", "## Plots", ""]
     if plotted:
         lines += [f"![{PLOTS[name]}]({name})" for name in plotted]
     else:
         lines.append("No finished cells to plot.")
-    if "gpu_speedup.png" not in plotted:
+    if entries and "gpu_speedup.png" not in plotted:
         lines += ["", "No backend has both CPU and GPU results here, so there is no GPU speed-up plot."]
-    problems = [e for e in sorted(entries, key=lambda e: e["order"]) if e["status"] != "ok"]
+    problems = [(f"{e['backend']} {e['device']} {e['model']} repeat {e['repeat'] + 1}", e)
+                for e in sorted(entries, key=lambda e: e["order"]) if e["status"] != "ok"]
+    problems += [(f"matmul {e['backend']} {e['device']}", e) for e in bench_entries if e["status"] != "ok"]
     lines += ["", "## Skipped and failed cells", ""]
     if problems:
         lines += ["| cell | status | reason |", "| --- | --- | --- |"]
-        lines += [f"| {e['backend']} {e['device']} {e['model']} repeat {e['repeat'] + 1} | {e['status']} "
-                  f"| {(e['reason'] or '').replace('|', '/')} |" for e in problems]
+        lines += [f"| {name} | {e['status']} | {(e['reason'] or '').replace('|', '/')} |" for name, e in problems]
     else:
         lines.append("None.")
     if ignored:
         lines += ["", "## Ignored lines", "", *[f"- {line}" for line in ignored]]
-    lines += ["", "Per-cell figures: [results.csv](results.csv).", ""]
+    if entries:
+        lines += ["", "Per-cell figures: [results.csv](results.csv).", ""]
     return "\n".join(lines)
+
+
+def inventory_section(results_dirs: list[Path]) -> str:
+    """What `kerasmnist env --out DIR` saw on each machine, where it was saved."""
+    import json
+
+    from kerasmnist.inventory import INVENTORY_FILE, render as render_inventory
+
+    blocks = []
+    for folder in results_dirs:
+        path = folder / INVENTORY_FILE
+        if path.is_file():
+            try:
+                text = render_inventory(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, KeyError) as error:
+                text = f"{path}: unreadable ({error})"
+            blocks.append(f"From `{path}`:\n\n```\n{text}\n```\n")
+    return "## Backends and devices (kerasmnist env)\n\n" + "\n".join(blocks) + "\n" if blocks else ""
+
+
+def matmul_section(bench_entries: list[dict[str, Any]]) -> list[str]:
+    """Seconds and GFLOP/s per size for each backend and device, and where the GPU starts to win."""
+    from kerasmnist.bench import crossover
+
+    measured = sorted((e for e in bench_entries if e["status"] == "ok"),
+                      key=lambda e: (machine_of(e), BACKENDS.index(e["backend"]), DEVICES.index(e["device"])))
+    if not measured:
+        return []
+    sizes = sorted({row["size"] for e in measured for row in e["rows"] if row["operation"] == "matmul"})
+    lines = ["", "## Matrix multiply", "",
+             "Median seconds of one synchronised call (warm-up excluded), and GFLOP/s (2N³ per N×N product).", "",
+             "| backend | device | scalar multiply | " + " | ".join(f"{n}×{n}" for n in sizes) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in sizes) + " |"]
+    for entry in measured:
+        by_size = {row["size"]: row for row in entry["rows"] if row["operation"] == "matmul"}
+        scalar = next(row for row in entry["rows"] if row["operation"] == "scalar multiply")
+        cells = []
+        for size in sizes:
+            row = by_size.get(size)
+            if row is None:
+                cells.append("–")
+            elif "error" in row:
+                cells.append(f"not run: {row['error'].replace('|', '/')}")
+            else:
+                rate = f", {row['gflops_per_second']:,.0f} GFLOP/s" if row["gflops_per_second"] else ""
+                cells.append(f"{_seconds(row['median_seconds'])}{rate}")
+        lines.append(f"| {entry['backend']} | {entry['device']} ({entry['resolved_device']}) "
+                     f"| {_seconds(scalar['median_seconds'])} | " + " | ".join(cells) + " |")
+    for backend in BACKENDS:
+        pair = {e["device"]: e for e in measured if e["backend"] == backend}
+        if {"cpu", "gpu"} <= set(pair):
+            size = crossover(pair["cpu"]["rows"], pair["gpu"]["rows"])
+            lines.append(f"- {backend}: the GPU is faster " + (f"from {size}×{size} on." if size else "at no measured size."))
+    if not any({"cpu", "gpu"} <= {e["device"] for e in measured if e["backend"] == b} for b in BACKENDS):
+        lines.append("- No backend was measured on both a CPU and a GPU here, so there is no crossover size.")
+    return lines
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e6:.0f} µs" if value < 1e-3 else (f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s")
+
+
+def write_matmul_plot(bench_entries: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    measured = [e for e in bench_entries if e["status"] == "ok"]
+    if not measured:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    for entry in measured:
+        rows = [row for row in entry["rows"] if row["operation"] == "matmul" and "error" not in row]
+        axis.plot([row["size"] for row in rows], [row["median_seconds"] for row in rows], marker="o",
+                  linestyle="-" if entry["device"] == "cpu" else "--", label=f"{entry['backend']} {entry['device']}")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("matrix size N (N×N times N×N, float32)")
+    axis.set_ylabel("seconds per product (median)")
+    axis.set_title("Matrix multiply: time against size (solid: CPU, dashed: GPU)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out_dir / "matmul_seconds.png", dpi=110)
+    plt.close(figure)
+    return ["matmul_seconds.png"]
 
 
 def verdicts(model_groups: list[Group], best: dict[tuple[str, str, str], float]) -> list[str]:
@@ -251,25 +384,96 @@ def verdicts(model_groups: list[Group], best: dict[tuple[str, str, str], float])
     for (machine, best_model, device), seconds in sorted(best.items()):
         if best_model != model:
             continue
-        ranked = sorted((g.median("steady_epoch_seconds"), g.backend) for g in model_groups
+        ranked = sorted((g.median("steady_epoch_seconds"), g.name) for g in model_groups
                         if (g.machine, g.device) == (machine, device) and g.median("steady_epoch_seconds"))
         others = ", ".join(f"{backend} {time / seconds:.2f}× slower" for time, backend in ranked[1:])
         sentences.append(f"- Fastest on {device} ({machine}): **{ranked[0][1]}**" + (f"; {others}." if others else "."))
     return sentences
 
 
-def environment_table(entries: list[dict[str, Any]]) -> list[str]:
-    rows = {}
-    for entry in entries:
-        record = entry["record"]
-        if not record:
+def sweeps(model_groups: list[Group]) -> dict[tuple[str, str, str], list[tuple[int, Group]]]:
+    """(machine, backend + other settings, device) -> its groups by batch size, where several were run."""
+    by_line: dict[tuple[str, str, str], list[tuple[int, Group]]] = defaultdict(list)
+    for g in model_groups:
+        if g.runs:
+            rest = ", ".join(part for part in g.variant.split(", ") if part and not part.startswith("batch "))
+            by_line[(g.machine, f"{g.backend} {rest}".strip(), g.device)].append((g.runs[0]["config"]["batch_size"], g))
+    return {key: sorted(line, key=lambda item: item[0]) for key, line in by_line.items() if len(line) > 1}
+
+
+def sweep_verdicts(model_groups: list[Group], gain_worth_having: float = 1.10) -> list[str]:
+    """Where doubling the batch stops paying: the usual advice is to double until it stops getting faster."""
+    sentences = []
+    for (machine, name, device), line in sweeps(model_groups).items():
+        rates = [(size, g.median("samples_per_second") or 0) for size, g in line]
+        best_size = rates[0][0]
+        for (size, rate), (next_size, next_rate) in zip(rates, rates[1:]):
+            if next_rate < rate * gain_worth_having:
+                break
+            best_size = next_size
+        sentences.append(f"- {name} on {device}: throughput grows at least 10% per step up to batch {best_size}; "
+                         + ", ".join(f"{size}: {rate:,.0f}/s" for size, rate in rates) + ".")
+    return ["", "Batch-size sweep:", "", *sentences] if sentences else []
+
+
+def write_sweep_plot(groups: list[Group], out_dir: Path) -> list[str]:
+    lines = {(model, *key): line for model in MODELS for key, line in sweeps([g for g in groups if g.model == model]).items()}
+    if not lines:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rate_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (model, machine, name, device), line in lines.items():
+        sizes = [size for size, _ in line]
+        label = f"{model} {name} {device}"
+        rate_axis.plot(sizes, [g.median("samples_per_second") for _, g in line], marker="o", label=label)
+        accuracy_axis.plot(sizes, [statistics.fmean(g.accuracy) * 100 for _, g in line], marker="o", label=label)
+    for axis, ylabel in ((rate_axis, "training samples per second"), (accuracy_axis, "test accuracy (%)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("batch size")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+    rate_axis.set_title("Throughput by batch size (steady epochs)")
+    accuracy_axis.set_title("Test accuracy by batch size")
+    figure.tight_layout()
+    figure.savefig(out_dir / "batch_sweep.png", dpi=110)
+    plt.close(figure)
+    return ["batch_sweep.png"]
+
+
+def keras_versus_native(model_groups: list[Group]) -> list[str]:
+    """For each backend and device run both ways: Keras's throughput as a share of the native loop's."""
+    native = {(g.machine, g.backend, g.device): g for g in model_groups if g.variant == "native"}
+    rows = []
+    for g in model_groups:
+        twin = native.get((g.machine, g.backend, g.device))
+        keras_rate, native_rate = g.median("samples_per_second"), twin and twin.median("samples_per_second")
+        if g.variant or not twin or not keras_rate or not native_rate:
             continue
-        environment = record["environment"]
+        difference = (statistics.fmean(g.accuracy) - statistics.fmean(twin.accuracy)) * 100
+        rows.append(f"| {g.backend} | {g.device} | {keras_rate:,.0f} | {native_rate:,.0f} | {keras_rate / native_rate:.2f}× "
+                    f"| {difference:+.2f} points |")
+    if not rows:
+        return []
+    return ["", "Keras against the framework's own loop (throughput ratio above 1: Keras is faster):", "",
+            "| backend | device | Keras samples/s | native samples/s | Keras / native | test accuracy, Keras − native |",
+            "| --- | --- | --- | --- | --- | --- |", *rows]
+
+
+def environment_table(sources: list[dict[str, Any]]) -> list[str]:
+    """One row per machine, from anything with `host`, `environment` and `started_at` (records, bench entries)."""
+    rows = {}
+    for source in sources:
+        environment = source["environment"]
         packages = environment["packages"]
         gpus = ", ".join(f"{g['name']} (driver {g['driver']}, {g['memory']})" for g in environment["gpus"]) or "none"
         memory = environment["host"]["memory_bytes"]
-        key = machine_of(entry)
-        dates = rows.get(key, {}).get("dates", set()) | {record["started_at"][:10]}
+        key = machine_of(source)
+        dates = rows.get(key, {}).get("dates", set()) | {source["started_at"][:10]}
         rows[key] = {
             "row": f"| {key} | {memory / 2**30:.0f} GiB | {gpus} | {environment['python']} | {packages['keras']} "
                    f"| {packages['tensorflow'] or '–'} | {packages['torch'] or '–'} | {packages['jax'] or '–'} ",
@@ -307,14 +511,15 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
         for axis, model in zip(axes[0], models):
             model_groups = [g for g in finished if g.model == model]
             slots = list(dict.fromkeys(label(g) for g in model_groups))
-            width = 0.8 / len(BACKENDS)
-            for offset, backend in enumerate(BACKENDS):
-                cells = {label(g): g for g in model_groups if g.backend == backend}
-                xs = [i + (offset - 1) * width for i, slot in enumerate(slots) if slot in cells]
+            names = list(dict.fromkeys(g.name for g in finished))
+            width = 0.8 / len(names)
+            for offset, name in enumerate(names):
+                cells = {label(g): g for g in model_groups if g.name == name}
+                xs = [i + (offset - (len(names) - 1) / 2) * width for i, slot in enumerate(slots) if slot in cells]
                 ys = [value(cells[slot]) for slot in slots if slot in cells]
                 errors = [error(cells[slot]) for slot in slots if slot in cells]
                 if xs:
-                    bars = axis.bar(xs, ys, width, label=backend,
+                    bars = axis.bar(xs, ys, width, label=name,
                                     yerr=list(zip(*errors)) if errors else None, capsize=3)
                     axis.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
             axis.set_xticks(range(len(slots)), slots)
@@ -355,7 +560,7 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
             epochs = min(len(curve) for curve in curves)
             mean = [statistics.fmean(curve[i] for curve in curves) * 100 for i in range(epochs)]
             axis.plot(range(1, epochs + 1), mean, marker="o", linestyle="-" if g.device == "cpu" else "--",
-                      label=f"{g.backend} {label(g)}".replace("\n", " "))
+                      label=f"{g.name} {label(g)}".replace("\n", " "))
         axis.set_title(model)
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
@@ -371,7 +576,7 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
     gains = speedups(groups)
     if gains:
         figure, axis = plt.subplots(figsize=(7, 4.2))
-        keys = sorted(gains, key=lambda k: (k[0], MODELS.index(k[1]), BACKENDS.index(k[2])))
+        keys = sorted(gains, key=lambda k: (k[0], MODELS.index(k[1]), k[2]))
         names = [f"{model}\n{backend}" for _, model, backend in keys]
         bars = axis.bar(names, [gains[k] for k in keys], color="tab:green")
         axis.bar_label(bars, fmt="%.1f×", fontsize=8)

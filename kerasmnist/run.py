@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasmnist import backend, data, environment, records
+from kerasmnist import backend, data, environment, inventory, records
 from kerasmnist.config import RunConfig
-from kerasmnist.errors import RunFailed
+from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed
 
 
 def _now() -> str:
@@ -26,15 +26,28 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, dict[str, An
     """
     records.ensure_writable(out_dir)
     started_at = _now()
-    pinned = backend.pin(config.backend, config.device)
+    pinned = backend.pin(config.backend, config.device, config.cpu_devices)
+    if config.data_parallel and pinned.device_count < 2:
+        raise BackendUnavailable(
+            f"--data-parallel needs 2 or more {config.device} devices but {config.backend} sees "
+            f"{pinned.device_count}" + (" (--cpu-devices N splits the CPU into N virtual devices)"
+                                        if config.device == "cpu" else "")
+        )
+    if config.data_parallel and config.batch_size % pinned.device_count:
+        raise ConfigError(f"--batch-size {config.batch_size} does not split evenly over {pinned.device_count} devices")
 
     load_started = time.perf_counter()
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)
     load_data_seconds = time.perf_counter() - load_started
 
-    from kerasmnist import training  # imports Keras, which is safe only now that the backend is pinned
+    # These import Keras and the framework, which is safe only now that the backend is pinned.
+    if config.implementation == "native":
+        from kerasmnist import native as training
+    else:
+        from kerasmnist import training
 
-    record = records.new_record(config.to_dict(), environment.collect(), started_at)
+    facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
+    record = records.new_record(config.to_dict(), facts, started_at)
     record.update(data=splits.provenance, load_data_seconds=load_data_seconds)
     try:
         record.update(training.train_and_evaluate(config, splits, pinned), status="ok")

@@ -30,17 +30,6 @@ from kerasmnist.data import Splits
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
 
-def resolve_jit_compile(config: RunConfig) -> bool:
-    """What Keras's jit_compile="auto" would choose if the pinned device were the only one.
-
-    Keras's own "auto" turns XLA on for TensorFlow whenever a GPU is physically present, even
-    for a run pinned to the CPU, so the choice is made here from the pinned device instead.
-    """
-    if config.jit_compile != "auto":
-        return config.jit_compile == "true"
-    return {"tensorflow": config.device == "gpu", "jax": True, "torch": False}[config.backend]
-
-
 class EpochClock(keras.callbacks.Callback):
     """Wall time of each epoch's training steps and of its validation pass."""
 
@@ -76,19 +65,64 @@ class EpochClock(keras.callbacks.Callback):
         self.epoch_seconds.append(time.perf_counter() - self._started)
 
 
-def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dict[str, Any]:
-    """Trains `config.model` on `splits` and returns the figures for the run record."""
-    keras.utils.set_random_seed(config.seed)
-    jit_compile = resolve_jit_compile(config)
+def resolve_jit_compile(config: RunConfig) -> bool:
+    """What Keras's jit_compile="auto" would choose if the pinned device were the only one.
 
-    build_started = time.perf_counter()
+    Keras's own "auto" turns XLA on for TensorFlow whenever a GPU is physically present, even
+    for a run pinned to the CPU, so the choice is made here from the pinned device instead.
+    Keras itself turns XLA off under tf.distribute, and so does this.
+    """
+    if config.jit_compile != "auto":
+        return config.jit_compile == "true"
+    if config.backend == "tensorflow":
+        return config.device == "gpu" and not config.data_parallel
+    return config.backend == "jax"
+
+
+def build_and_compile(config: RunConfig, jit_compile: bool) -> keras.Model:
+    """The model under the run's dtype policy and, with --data-parallel, replicated over every device."""
+    keras.config.set_dtype_policy(config.precision)
+    if not config.data_parallel:
+        return _compiled(config, jit_compile)
+    if config.backend == "jax":
+        devices = keras.distribution.list_devices(config.device)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return _compiled(config, jit_compile)
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(config.device.upper())])
+    with strategy.scope():
+        return _compiled(config, jit_compile)
+
+
+def _compiled(config: RunConfig, jit_compile: bool) -> keras.Model:
     model = models.build_model(config.model, config.hidden)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
+    return model
+
+
+def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> dict[str, Any]:
+    """Training seconds (first epoch included, validation excluded) until validation accuracy first
+    reaches `target`, measured at epoch ends as MLPerf does; None when it never did."""
+    for epoch, accuracy in enumerate(val_accuracy, start=1):
+        if accuracy >= target:
+            return {"target": target, "epochs": epoch, "seconds": sum(epoch_seconds[:epoch])}
+    return {"target": target, "epochs": None, "seconds": None}
+
+
+def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dict[str, Any]:
+    """Trains `config.model` on `splits` and returns the figures for the run record."""
+    keras.utils.set_random_seed(config.seed)
+    jit_compile = resolve_jit_compile(config)
+
+    build_started = time.perf_counter()
+    model = build_and_compile(config, jit_compile)
     build_seconds = time.perf_counter() - build_started
 
     clock = EpochClock()
@@ -109,20 +143,34 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     test_loss, test_accuracy = model.evaluate(splits.x_test, splits.y_test, batch_size=config.batch_size, verbose=0)
     evaluate_seconds = time.perf_counter() - evaluate_started
 
-    epoch_seconds = clock.epoch_seconds
-    steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
+    curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
     return {
         "resolved_device": device,
+        "device_count": pinned.device_count if config.data_parallel else 1,
         "jit_compile": jit_compile,
         "parameters": model.count_params(),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
-        "epoch_seconds": epoch_seconds,
-        "first_epoch_seconds": epoch_seconds[0],
-        "steady_epoch_seconds": steady,
-        "samples_per_second": len(splits.y_train) / steady if steady else None,
+        **timing_figures(config, clock.epoch_seconds, len(splits.y_train), models.training_flops_per_sample(model),
+                         curves.get("val_accuracy", [])),
         "validation_seconds": clock.validation_seconds,
         "build_seconds": build_seconds,
         "evaluate_seconds": evaluate_seconds,
-        "history": {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()},
+        "history": curves,
+    }
+
+
+def timing_figures(config: RunConfig, epoch_seconds: list[float], train_size: int, flops_per_sample: int,
+                   val_accuracy: list[float]) -> dict[str, Any]:
+    """The figures derived from the epoch times, the same for Keras and native runs."""
+    steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
+    samples_per_second = train_size / steady if steady else None
+    return {
+        "epoch_seconds": epoch_seconds,
+        "first_epoch_seconds": epoch_seconds[0],
+        "steady_epoch_seconds": steady,
+        "samples_per_second": samples_per_second,
+        "training_flops_per_sample": flops_per_sample,
+        "achieved_gflops_per_second": flops_per_sample * samples_per_second / 1e9 if samples_per_second else None,
+        "time_to_accuracy": time_to_accuracy(val_accuracy, epoch_seconds, config.resolved_target_accuracy),
     }

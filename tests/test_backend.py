@@ -46,8 +46,8 @@ def test_weights_on_another_device_fail_the_check():
         def __init__(self, device):
             self.value = FakeTensor(device)
 
-    pinned = backend.Pinned("torch", "cpu", "2.13.0", ())
+    pinned = backend.Pinned("torch", "cpu", "2.13.0", (), 1)
     with pytest.raises(RuntimeError, match="placed variables on cpu, gpu:0 although the run was pinned to cpu"):
         backend.resolved_device(pinned, [FakeVariable("cpu"), FakeVariable("cuda")])
-    gpu = backend.Pinned("torch", "gpu", "2.13.0", ("Tesla T4",))
+    gpu = backend.Pinned("torch", "gpu", "2.13.0", ("Tesla T4",), 1)
     assert backend.resolved_device(gpu, [FakeVariable("cuda")]) == "gpu:0 Tesla T4"

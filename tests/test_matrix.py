@@ -60,3 +60,24 @@ def test_cell_keys_identify_configuration_and_repeat():
     assert len(set(keys)) == len(keys)
     assert keys == [c.key for c in cells(Matrix(repeats=2))]
     assert set(keys).isdisjoint(c.key for c in cells(matrix_from({"run": {"epochs": 4}}, {}, "t")))
+
+
+def test_cell_keys_ignore_settings_left_at_their_defaults():
+    plain = cells(matrix_from({"run": {"epochs": 2}}, {}, "t"))
+    explicit = cells(matrix_from({"run": {"epochs": 2, "precision": "float32", "seed": 0}}, {}, "t"))
+    assert [c.key for c in plain] == [c.key for c in explicit]
+
+
+def test_implementations_are_an_axis_of_the_matrix():
+    matrix = matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "implementations": ["keras", "native"]}},
+                         {}, "t")
+    assert [c.config.implementation for c in cells(matrix)] == ["keras", "native"]
+    with pytest.raises(ConfigError, match="implementation cannot be set in \\[run\\]"):
+        matrix_from({"run": {"implementation": "native"}}, {}, "t")
+
+
+def test_batch_sizes_are_an_axis_of_the_matrix():
+    matrix = load_matrix(None, {"backends": "jax", "models": "ffn", "batch_sizes": "64,128,256"})
+    assert [c.config.batch_size for c in cells(matrix)] == [64, 128, 256]
+    with pytest.raises(ConfigError, match="batch_sizes must be a list of whole numbers of at least 1"):
+        load_matrix(None, {"batch_sizes": "64,0"})

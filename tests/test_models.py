@@ -32,3 +32,9 @@ def test_builders_return_uncompiled_models(models):
     for model in (models.build_cnn(), models.build_ffn()):
         assert not model.compiled
         assert getattr(model, "optimizer", None) is None
+
+
+def test_training_flops_per_sample_counts_conv_and_dense_multiply_adds(models):
+    conv = 2 * (3 * 3 * 1 * 32) * 26 * 26 + 2 * (3 * 3 * 32 * 64) * 11 * 11
+    assert models.training_flops_per_sample(models.build_cnn()) == 3 * (conv + 2 * 1600 * 10)
+    assert models.training_flops_per_sample(models.build_ffn((128,))) == 3 * 2 * (784 * 128 + 128 * 10)

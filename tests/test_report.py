@@ -30,17 +30,19 @@ def test_report_has_tables_plots_csv_and_problem_cells(tmp_path):
             entries.append(fake_entry(cell, steady=speed / (10 if cell.config.device == "gpu" else 1)))
     path = report.build([write_results(tmp_path, entries)], tmp_path)
     text = path.read_text()
-    assert "| jax | cpu | 2 ok | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 1,000 | 95.00% ± 0.00 | 1.00× | – |" in text
-    assert "| tensorflow | gpu | 2 ok | 0.20 (0.20–0.20) | 0.40 (0.40–0.40) | 5,000 | 95.00% ± 0.00 | 2.00× | 10.0× |" \
-        in text
-    assert "| torch | gpu | 0 ok, 2 skipped | – | – | – | – | – | – |" in text
-    assert "| jax | gpu | 1 ok, 1 failed | 0.10 | 0.20 | 10,000 | 95.00% | 1.00× | 10.0× |" in text
+    assert "| jax | cpu | 2 ok | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 1,000 | 0.6 | 95.00% ± 0.00 " \
+           "| 98%: 3.0 (3.0–3.0) s | 1.00× | – |" in text
+    assert "| tensorflow | gpu | 2 ok | 0.20 (0.20–0.20) | 0.40 (0.40–0.40) | 5,000 | 3.0 | 95.00% ± 0.00 " \
+           "| 98%: 0.6 (0.6–0.6) s | 2.00× | 10.0× |" in text
+    assert "| torch | gpu | 0 ok, 2 skipped | – | – | – | – | – | – | – | – |" in text
+    assert "| jax | gpu | 1 ok, 1 failed | 0.10 | 0.20 | 10,000 | 6.0 | 95.00% | 98%: 0.3 s | 1.00× | 10.0× |" in text
     assert "- Fastest on cpu (Test CPU, 2 cores (laptop)): **jax**; tensorflow 2.00× slower, torch 3.00× slower." in text
     assert "| torch gpu cnn repeat 1 | skipped | backend torch sees no CUDA GPU |" in text
     assert "| jax gpu cnn repeat 2 | failed | out of memory |" in text
     assert "24 cells: 18 ok, 4 skipped, 2 failed" in text
-    for name in report.PLOTS:
+    for name in set(report.PLOTS) - {"matmul_seconds.png", "batch_sweep.png"}:  # no benchmark, no sweep here
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
+    assert not (tmp_path / "matmul_seconds.png").exists() and not (tmp_path / "batch_sweep.png").exists()
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + len(entries) and rows[0].startswith("order,repeat,machine,backend")
 
@@ -76,3 +78,22 @@ def test_corrupt_lines_and_other_schema_versions_are_ignored_and_listed(tmp_path
 def test_report_of_a_folder_without_results(tmp_path):
     with pytest.raises(DataError, match="holds no results.jsonl"):
         report.build([tmp_path], tmp_path)
+
+
+def test_rows_keep_variants_apart(tmp_path):
+    from kerasmnist.report import variant_of
+
+    assert variant_of({"precision": "float32", "device": "cpu"}) == ""
+    assert variant_of({"implementation": "native", "device": "cpu"}) == "native"
+    assert variant_of({"precision": "mixed_float16", "data_parallel": True, "device": "gpu",
+                       "steps_per_execution": 4}) == "mixed_float16, steps_per_execution=4, data-parallel"
+
+
+def test_batch_size_sweep_says_where_doubling_stops_paying(tmp_path):
+    matrix = matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "batch_sizes": [64, 128, 256, 512]}}, {}, "t")
+    steady = {64: 1.0, 128: 0.5, 256: 0.45, 512: 0.44}
+    entries = [fake_entry(cell, steady=steady[cell.config.batch_size]) for cell in cells(matrix)]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert ("- jax on cpu: throughput grows at least 10% per step up to batch 256; "
+            "64: 1,000/s, 128: 2,000/s, 256: 2,222/s, 512: 2,273/s.") in text
+    assert "| jax batch 64 | cpu |" in text and (tmp_path / "batch_sweep.png").stat().st_size > 0

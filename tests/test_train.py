@@ -73,3 +73,10 @@ def test_full_mnist_ffn_learns(tmp_path, full_data_dir):
     (record,) = records_in(tmp_path)
     assert record["data"]["train_size"] == 50_000
     assert record["test_accuracy"] >= 0.94
+
+
+def test_time_to_accuracy_counts_training_seconds_until_the_target(keras_jax):
+    from kerasmnist.training import time_to_accuracy
+
+    assert time_to_accuracy([0.95, 0.975, 0.99], [3.0, 1.0, 1.0], 0.97) == {"target": 0.97, "epochs": 2, "seconds": 4.0}
+    assert time_to_accuracy([0.95, 0.96], [3.0, 1.0], 0.97) == {"target": 0.97, "epochs": None, "seconds": None}

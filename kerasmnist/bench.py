@@ -1,0 +1,137 @@
+"""`kerasmnist bench matmul`: a scalar multiply and N x N matrix multiplies on every backend and device.
+
+The classic demonstration of where a GPU pays off: a 10,000 x 10,000 product takes seconds on a
+CPU and a fraction of one on a GPU, while a single scalar operation is quicker on the CPU, which
+has no kernel launch and no transfer to wait for. Each backend x device is measured in its own
+pinned process (`python -m kerasmnist.bench`), like the training cells; the entries go to
+OUT/bench.jsonl and into the report.
+
+Timing: one warm-up call per shape (tracing, compilation, allocation) is excluded; then the
+median, min and max of `repeats` calls, each synchronised (`backend.synchronize`).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from kerasmnist import backend, environment, records
+from kerasmnist.errors import BackendUnavailable, ConfigError
+
+BENCH_FILE = "bench.jsonl"
+BENCH_KIND = "kerasmnist.bench"
+DEFAULT_SIZES = (1, 16, 128, 1024, 4096, 10000)
+MEMORY_HEADROOM = 0.8  # never plan to fill more than this share of the free memory
+
+
+def matmul_bytes(size: int) -> int:
+    return 3 * size * size * 4  # two float32 operands and the product
+
+
+def _timed(operation: Callable[[], Any], backend_name: str, repeats: int) -> list[float]:
+    backend.synchronize(backend_name, operation())  # warm-up: tracing, compilation, allocation
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        backend.synchronize(backend_name, operation())
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
+    """In a pinned process: the timings of one backend on one device."""
+    pinned = backend.pin(backend_name, device)
+    import keras
+
+    rows = []
+    scalar = keras.ops.convert_to_tensor(3.0)
+    rows.append(_row("scalar multiply", 0, 1, _timed(lambda: keras.ops.multiply(scalar, scalar), backend_name, repeats)))
+    for size in sizes:
+        free = backend.free_memory_bytes(backend_name, device)
+        if free is not None and matmul_bytes(size) > MEMORY_HEADROOM * free:
+            rows.append({"operation": "matmul", "size": size,
+                         "error": f"{size}x{size} needs {matmul_bytes(size) / 2**30:.1f} GiB for two float32 operands "
+                                  f"and the product; the {device} has {free / 2**30:.1f} GiB free"})
+            continue
+        try:
+            a = keras.random.normal((size, size), seed=0)
+            b = keras.random.normal((size, size), seed=1)
+            rows.append(_row("matmul", size, 2 * size**3, _timed(lambda: keras.ops.matmul(a, b), backend_name, repeats)))
+        except Exception as error:  # out of memory, above all: the other sizes are still measured
+            rows.append({"operation": "matmul", "size": size,
+                         "error": (str(error) or type(error).__name__).splitlines()[0][:300]})
+        finally:
+            a = b = None
+    return {
+        "schema_version": records.SCHEMA_VERSION, "kind": BENCH_KIND, "benchmark": "matmul",
+        "backend": backend_name, "device": device, "status": "ok", "reason": None,
+        "resolved_device": "cpu" if device == "cpu" else f"gpu:0 {pinned.gpu_names[0]}",
+        "repeats": repeats, "rows": rows, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": environment.host(), "environment": environment.collect(),
+    }
+
+
+def _row(operation: str, size: int, flops: int, seconds: list[float]) -> dict[str, Any]:
+    median = statistics.median(seconds)
+    return {"operation": operation, "size": size, "median_seconds": median, "min_seconds": min(seconds),
+            "max_seconds": max(seconds), "gflops_per_second": flops / median / 1e9 if flops > 1 else None}
+
+
+def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[int, ...], repeats: int,
+              out_dir: Path, command: str, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Measures every backend x device in its own process; adds the entries to OUT/bench.jsonl."""
+    if not sizes or any(size < 1 for size in sizes):
+        raise ConfigError(f"--sizes needs one or more sizes, each at least 1 (got {list(sizes)})")
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1 (got {repeats})")
+    records.ensure_writable(out_dir)
+    path = out_dir / BENCH_FILE
+    entries = records.read_results(path, BENCH_KIND)[0] if path.exists() else []
+    for backend_name in backends:
+        for device in devices:
+            echo(f"matmul: {backend_name} {device}")
+            child = subprocess.run(
+                [sys.executable, "-m", "kerasmnist.bench", backend_name, device, ",".join(map(str, sizes)), str(repeats)],
+                capture_output=True, text=True, env=backend.unpinned_environment())
+            entry = _entry_from(child, backend_name, device) | {"command": command}
+            entries = [e for e in entries if (e["backend"], e["device"]) != (backend_name, device)] + [entry]
+            records.write_results(path, entries)
+            echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
+    return entries
+
+
+def _entry_from(child: subprocess.CompletedProcess, backend_name: str, device: str) -> dict[str, Any]:
+    if child.returncode == 0:
+        return json.loads(child.stdout.strip().splitlines()[-1])
+    last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+    status = "skipped" if child.returncode == BackendUnavailable.exit_code else "failed"
+    return {"schema_version": records.SCHEMA_VERSION, "kind": BENCH_KIND, "benchmark": "matmul",
+            "backend": backend_name, "device": device, "status": status,
+            "reason": last.removeprefix("kerasmnist: error: "), "rows": [], "host": environment.host()}
+
+
+def crossover(cpu_rows: list[dict[str, Any]], gpu_rows: list[dict[str, Any]]) -> int | None:
+    """The smallest matrix size from which the GPU is faster at every measured size."""
+    cpu = {row["size"]: row["median_seconds"] for row in cpu_rows if row["operation"] == "matmul" and "error" not in row}
+    gpu = {row["size"]: row["median_seconds"] for row in gpu_rows if row["operation"] == "matmul" and "error" not in row}
+    shared = sorted(set(cpu) & set(gpu))
+    for index, size in enumerate(shared):
+        if all(gpu[s] < cpu[s] for s in shared[index:]):
+            return size
+    return None
+
+
+if __name__ == "__main__":
+    name, device_kind, size_list, repeat_count = sys.argv[1:5]
+    try:
+        result = measure(name, device_kind, tuple(int(s) for s in size_list.split(",")), int(repeat_count))
+    except BackendUnavailable as unavailable:
+        print(f"kerasmnist: error: {unavailable}", file=sys.stderr)
+        sys.exit(unavailable.exit_code)
+    print(json.dumps(result))
