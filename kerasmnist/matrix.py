@@ -70,7 +70,8 @@ def cells(matrix: Matrix) -> list[Cell]:
 
     Repeats are interleaved (all cells of repeat 1, then of repeat 2...) and the backend order
     rotates from one repeat to the next, so no backend always runs first or last, when the
-    machine may be cooler, warmer or busier.
+    machine may be cooler, warmer or busier. Repeat r uses seed + r: the same seed would repeat
+    the same computation, which times the same but says nothing about accuracy's spread.
     """
     ordered = []
     for repeat in range(matrix.repeats):
@@ -82,7 +83,8 @@ def cells(matrix: Matrix) -> list[Cell]:
                     for implementation in matrix.implementations:
                         for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
                             config = dataclasses.replace(matrix.run, backend=backend, device=device, model=model,
-                                                         implementation=implementation, batch_size=batch_size)
+                                                         implementation=implementation, batch_size=batch_size,
+                                                         seed=matrix.run.seed + repeat)
                             ordered.append(Cell(config, repeat, len(ordered)))
     return ordered
 

@@ -75,6 +75,12 @@ class Group:
     def accuracy(self) -> list[float]:
         return [run["test_accuracy"] for run in self.runs]
 
+    @property
+    def accuracy_text(self) -> str:
+        seeds = {run["config"]["seed"] for run in self.runs}
+        same_seed = len(self.runs) > 1 and len(seeds) == 1
+        return _accuracy(self.accuracy) + (" (one seed: no spread to see)" if same_seed else "")
+
 
 def gather(results_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """The training cells and the benchmark entries of every folder, and the lines ignored."""
@@ -262,7 +268,7 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
                 g.machine, g.name, g.device, status, _spread(g.steady), _spread(first_epoch),
                 "–" if rate is None else f"{rate:,.0f}",
                 "–" if g.median("achieved_gflops_per_second") is None else f"{g.median('achieved_gflops_per_second'):.1f}",
-                _accuracy(g.accuracy), g.time_to_accuracy,
+                g.accuracy_text, g.time_to_accuracy,
                 f"{steady / fastest_seconds:.2f}×" if steady and fastest_seconds else "–",
                 f"{gain:.1f}×" if gain else "–"))
         lines += ["", *verdicts(model_groups, best), *keras_versus_native(model_groups), *sweep_verdicts(model_groups)]
@@ -431,8 +437,10 @@ def write_sweep_plot(groups: list[Group], out_dir: Path) -> list[str]:
         label = f"{model} {name} {device}"
         rate_axis.plot(sizes, [g.median("samples_per_second") for _, g in line], marker="o", label=label)
         accuracy_axis.plot(sizes, [statistics.fmean(g.accuracy) * 100 for _, g in line], marker="o", label=label)
+    all_sizes = sorted({size for line in lines.values() for size, _ in line})
     for axis, ylabel in ((rate_axis, "training samples per second"), (accuracy_axis, "test accuracy (%)")):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(all_sizes, [str(size) for size in all_sizes])
         axis.set_xlabel("batch size")
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3, which="both")

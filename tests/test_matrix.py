@@ -53,6 +53,7 @@ def test_cells_interleave_repeats_and_rotate_the_backend_order():
         (2, "jax"), (2, "tensorflow"), (2, "torch"),
     ]
     assert [c.order for c in cells(matrix)] == list(range(9))
+    assert [c.config.seed for c in cells(matrix)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
 def test_cell_keys_identify_configuration_and_repeat():
