@@ -338,9 +338,10 @@ def matmul_section(bench_entries: list[dict[str, Any]]) -> list[str]:
             elif "error" in row:
                 cells.append(f"not run: {row['error'].replace('|', '/')}")
             else:
-                rate = f", {row['gflops_per_second']:,.0f} GFLOP/s" if row["gflops_per_second"] else ""
+                rate = f", {row['gflops_per_second']:.3g} GFLOP/s" if row["gflops_per_second"] else ""
                 cells.append(f"{_seconds(row['median_seconds'])}{rate}")
-        lines.append(f"| {entry['backend']} | {entry['device']} ({entry['resolved_device']}) "
+        device = entry["device"] if entry["resolved_device"] == "cpu" else f"{entry['device']} ({entry['resolved_device']})"
+        lines.append(f"| {entry['backend']} | {device} "
                      f"| {_seconds(scalar['median_seconds'])} | " + " | ".join(cells) + " |")
     for backend in BACKENDS:
         pair = {e["device"]: e for e in measured if e["backend"] == backend}
@@ -514,7 +515,8 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
     def label(g: Group) -> str:
         return f"{g.device}" + (f"\n{g.machine.split(' (')[0]}" if multi_machine else "")
 
-    def grouped_bars(filename: str, value, error, ylabel: str, title: str, bottom: float = 0.0) -> None:
+    def grouped_bars(filename: str, value, error, ylabel: str, title: str, bottom: float = 0.0,
+                     top: float | None = None) -> None:
         figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
         for axis, model in zip(axes[0], models):
             model_groups = [g for g in finished if g.model == model]
@@ -531,7 +533,7 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
                                     yerr=list(zip(*errors)) if errors else None, capsize=3)
                     axis.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
             axis.set_xticks(range(len(slots)), slots)
-            axis.set_ylim(bottom=bottom)
+            axis.set_ylim(bottom=bottom, top=top)
             axis.set_title(f"{model}")
             axis.set_ylabel(ylabel)
             axis.legend(title="backend")
@@ -559,7 +561,7 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
     lowest = min(statistics.fmean(g.accuracy) * 100 - accuracy_error(g)[0] for g in finished)
     grouped_bars("test_accuracy.png", lambda g: statistics.fmean(g.accuracy) * 100, accuracy_error,
                  "test accuracy (%)", "Test accuracy (mean, bars: ±1 sd over repeats)",
-                 bottom=max(0.0, lowest - 2))
+                 bottom=max(0.0, lowest - 2), top=100.0)
 
     figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
     for axis, model in zip(axes[0], models):
