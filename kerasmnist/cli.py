@@ -96,6 +96,9 @@ def train(out: Path, **options: Any) -> None:
     from kerasmnist.run import run_and_record
 
     config = config_module.run_config_from(options, "command line")
+    if config.precision == "mixed_float16" and config.device == "cpu":
+        click.echo("kerasmnist: note: float16 on a CPU is emulated and usually much slower than float32; "
+                   "mixed_float16 is meant for GPUs with tensor cores", err=True)
     path, record = run_and_record(config, out)
     click.echo(summary(record, path))
 

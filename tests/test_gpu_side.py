@@ -92,3 +92,12 @@ def test_bad_gpu_side_options(tmp_path, args, code, message):
     assert result.returncode == code
     assert message in error_line(result.stderr)
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_float16_on_a_cpu_runs_with_a_note(tmp_path):
+    result = run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--epochs", "1",
+                     "--precision", "mixed_float16", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "kerasmnist: note: float16 on a CPU is emulated" in result.stderr
+    (record,) = records_in(tmp_path)
+    assert record["config"]["precision"] == "mixed_float16"
