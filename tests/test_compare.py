@@ -1,8 +1,4 @@
-import json
-
-import pytest
-
-from conftest import FIXTURE_DIR, error_line, fake_entry, records_in, run_cli
+from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
 from kerasmnist import compare, records
 from kerasmnist.matrix import Matrix, cells, matrix_from
 
