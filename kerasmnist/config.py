@@ -83,6 +83,9 @@ class RunConfig:
                                                  or self.steps_per_execution != 1):
             raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step "
                                                  "(no --precision, --data-parallel or --steps-per-execution)")
+        if self.steps_per_execution > 1 and self.backend == "torch":
+            raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "
+                                                      f"batch per call (got {self.steps_per_execution})")
         if self.data_parallel and self.backend == "torch":
             raise InvalidValue("data_parallel", "is not supported by the torch backend (Keras's distribution API "
                                                 "covers JAX; TensorFlow uses tf.distribute); use jax or tensorflow")

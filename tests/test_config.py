@@ -34,6 +34,7 @@ def test_toml_values_are_coerced():
     ({"learning_rate": 0.0}, "command line: --learning-rate must be greater than 0"),
     ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 60000"),
     ({"validation_size": 60_000}, "command line: --validation-size must leave training images"),
+    ({"backend": "torch", "steps_per_execution": 4}, "command line: --steps-per-execution must be 1 under the torch"),
 ])
 def test_bad_command_line_values_name_the_flag(values, message):
     with pytest.raises(ConfigError) as error:
