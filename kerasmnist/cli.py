@@ -205,8 +205,10 @@ def bench() -> None:
 def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> None:
     """Time a scalar multiply and N x N matrix multiplies; find where the GPU starts to win."""
     from kerasmnist import bench as bench_module, report
+    from kerasmnist.matrix import choices
 
-    chosen = {"--backends": _split(backends, config_module.BACKENDS), "--devices": _split(devices, config_module.DEVICES)}
+    chosen = {flag: choices(value, allowed, flag, "command line") for flag, value, allowed in (
+        ("--backends", backends, config_module.BACKENDS), ("--devices", devices, config_module.DEVICES))}
     try:
         size_list = tuple(int(size) for size in sizes.split(","))
     except ValueError:
@@ -214,14 +216,6 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> 
     bench_module.run_bench(chosen["--backends"], chosen["--devices"], size_list, repeats, out,
                            " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True))
     click.echo(f"report: {report.build([out], out)}")
-
-
-def _split(text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    values = tuple(part.strip() for part in text.split(","))
-    bad = [value for value in values if value not in allowed]
-    if bad:
-        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(allowed)}")
-    return values
 
 
 def summary(record: dict[str, Any], path: Path) -> str:

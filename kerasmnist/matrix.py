@@ -118,17 +118,8 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     if run_values.get("precision", "float32") != "float32" and "native" in matrix_values.get("implementations", ()):
         raise ConfigError(f"{where}: native cells run float32 only; leave precision out or drop native")
 
-    lists = {}
-    for key, allowed in _MATRIX_KEYS.items():
-        value = matrix_values.get(key, getattr(Matrix, key))
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",")]
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: {key} must be a non-empty list of strings (got {value!r})")
-        bad = [v for v in value if v not in allowed]
-        if bad:
-            raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}")
-        lists[key] = tuple(dict.fromkeys(value))
+    lists = {key: choices(matrix_values.get(key, getattr(Matrix, key)), allowed, key, where)
+             for key, allowed in _MATRIX_KEYS.items()}
     batch_sizes = matrix_values.get("batch_sizes", ())
     if isinstance(batch_sizes, str):
         try:
@@ -147,6 +138,18 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         numbers[key] = value
     run_values.setdefault("progress", "epoch")
     return Matrix(**lists, **numbers, run=run_config_from(run_values, where))
+
+
+def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple[str, ...]:
+    """A list (or comma-separated string) of allowed names, without repeats."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key} must be a non-empty list of strings (got {value!r})")
+    bad = [v for v in value if v not in allowed]
+    if bad:
+        raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(value))
 
 
 def load_matrix(path: Path | None, overrides: Mapping[str, Any]) -> Matrix:

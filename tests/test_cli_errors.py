@@ -84,3 +84,9 @@ def test_backend_whose_framework_is_missing(tmp_path):
                      env={"PYTHONPATH": str(hidden.parent)})
     assert result.returncode == 2
     assert "backend torch needs torch, which is not installed here" in error_line(result.stderr)
+
+
+def test_bench_refuses_an_unknown_backend(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "matmul", "--backends", "jax,mxnet", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "command line: --backends has 'mxnet'; allowed: tensorflow, torch, jax" in error_line(result.stderr)
