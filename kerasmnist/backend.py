@@ -67,12 +67,13 @@ def unpinned_environment(environ: dict[str, str] | None = None) -> dict[str, str
     return {key: value for key, value in source.items() if key not in _PINNING_VARIABLES}
 
 
-def pin(backend: str, device: str, cpu_devices: int = 1) -> Pinned:
+def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None = None) -> Pinned:
     """Selects the backend and pins the device for this process, then imports Keras.
 
     `cpu_devices` > 1 splits the CPU into virtual devices (JAX, TensorFlow), so data-parallel
-    training can be exercised without several GPUs.
-    Raises BackendUnavailable when the framework is missing or the device is not there.
+    training can be exercised without several GPUs. `cpu_threads` limits the CPU compute threads.
+    Raises BackendUnavailable when the framework is missing, the device is not there, or the
+    machine has fewer cores than `cpu_threads`.
     """
     if "keras" in sys.modules:
         active = sys.modules["keras"].backend.backend()
@@ -84,7 +85,11 @@ def pin(backend: str, device: str, cpu_devices: int = 1) -> Pinned:
     os.environ.update(pinning_environment(backend, device, cpu_devices))
     # TensorFlow's C++ start-up chatter buries the progress bar; a user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cpu_threads is not None:
+        _bind_to_cores(cpu_threads)
     framework = _import_framework(backend)
+    if cpu_threads is not None:
+        _set_thread_counts(backend, framework, cpu_threads)
     gpu_names = _check_device(backend, device, framework, cpu_devices)
     import keras  # noqa: F401  (the first import of Keras in this process: it reads KERAS_BACKEND)
 
@@ -99,6 +104,29 @@ def _import_framework(backend: str) -> Any:
             f"backend {backend} needs {FRAMEWORK_PACKAGES[backend]}, which is not installed here "
             f"({error}); install it, e.g. pip install 'kerasmnist[cpu]'"
         ) from None
+
+
+def _bind_to_cores(cpu_threads: int) -> None:
+    """Binds this process to `cpu_threads` cores before the framework starts its thread pools.
+
+    The binding is what limits JAX, whose XLA CPU client sizes its pool from the cores it may
+    use and has no thread-count setting; torch and TensorFlow are also told the count itself.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if cpu_threads > len(cores):
+        raise BackendUnavailable(f"--cpu-threads {cpu_threads} asks for more cores than this process may use "
+                                 f"({len(cores)}); use --cpu-threads {len(cores)} or fewer")
+    os.sched_setaffinity(0, cores[:cpu_threads])
+
+
+def _set_thread_counts(backend: str, framework: Any, cpu_threads: int) -> None:
+    if backend == "torch":
+        framework.set_num_threads(cpu_threads)
+        framework.set_num_interop_threads(cpu_threads)
+    elif backend == "tensorflow":
+        # Must happen before TensorFlow's runtime starts, i.e. before any op runs.
+        framework.config.threading.set_intra_op_parallelism_threads(cpu_threads)
+        framework.config.threading.set_inter_op_parallelism_threads(cpu_threads)
 
 
 def _check_device(backend: str, device: str, framework: Any, cpu_devices: int) -> tuple[str, ...]:

@@ -87,6 +87,11 @@ def _choices(values: tuple[str, ...]) -> str:
               help="Replicate the model over every device of the pinned kind (jax, tensorflow).  [default: off]")
 @click.option("--cpu-devices", type=int, default=DEFAULTS.cpu_devices, show_default=True,
               help="Split the CPU into N virtual devices, to try --data-parallel without GPUs.")
+@click.option("--cpu-threads", type=int, default=None, show_default="the framework's default",
+              help="Compute threads on the CPU (the process is also bound to that many cores).")
+@click.option("--profile", is_flag=True,
+              help="cProfile the training steps of epochs 2 on; the record says where the time went. Slows "
+                   "Python-heavy runs, so the report keeps profiled runs apart.  [default: off]")
 @click.option("--target-accuracy", type=float, default=None,
               help="Validation accuracy for the time-to-accuracy figure.  [default: 0.98 cnn, 0.97 ffn]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
@@ -123,6 +128,9 @@ def train(out: Path, **options: Any) -> None:
               help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
 @click.option("--batch-sizes", default=None, help="Comma-separated batch sizes to sweep.  [default: --batch-size alone]")
+@click.option("--peak-matmul-size", type=int, default=None,
+              help="N of the N x N matrix multiply timed per backend and device, the peak each cell's GFLOP/s is "
+                   "set against; 0 skips it.  [default: 4096]")
 def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
     """Run the backend x device x model matrix, one fresh process per cell, then write the report."""
     run_matrix_and_report(config_path, out or Path("reports") / (config_path.stem if config_path else "compare"),

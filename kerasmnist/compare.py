@@ -18,13 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from kerasmnist import backend, environment, records
+from kerasmnist import backend, bench, environment, records
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import BackendUnavailable
 from kerasmnist.matrix import Cell, Matrix, cells
 
 ERROR_PREFIX = "kerasmnist: error: "
 LOG_TAIL_LINES = 20
+PEAK_REPEATS = 3
 
 
 @dataclass
@@ -71,6 +72,13 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
              "running the rest (--force reruns them all)")
 
+    try:
+        measure_peaks(matrix, out_dir, command, force, echo)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        echo("interrupted while measuring the matmul peak; rerun the same command to go on")
+        return outcome
+
     seconds_by_kind: dict[tuple[str, ...], list[float]] = {}
     for index, cell in enumerate(to_run):
         eta = _time_left(to_run[index:], seconds_by_kind)
@@ -88,6 +96,22 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         outcome.counts[entry["status"]] += 1
         echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
     return outcome
+
+
+def measure_peaks(matrix: Matrix, out_dir: Path, command: str, force: bool, echo: Callable[[str], None]) -> None:
+    """A large matrix multiply on each backend and device of the matrix, kept in OUT/bench.jsonl, so
+    the report can give each cell's GFLOP/s as a share of what that backend reached there in the same run.
+    A pair already measured in OUT is not measured again (--force does)."""
+    if not matrix.peak_matmul_size:
+        return
+    path = out_dir / bench.BENCH_FILE
+    entries = records.read_results(path, bench.BENCH_KIND)[0] if path.exists() else []
+    measured = {(e["backend"], e["device"]) for e in entries if e["status"] == "ok"}
+    for backend_name in matrix.backends:
+        for device in matrix.devices:
+            if force or (backend_name, device) not in measured:
+                bench.run_bench((backend_name,), (device,), (matrix.peak_matmul_size,), PEAK_REPEATS, out_dir,
+                                command, echo)
 
 
 def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class RunConfig:
     precision: str = "float32"  # a Keras dtype policy
     data_parallel: bool = False  # one model replicated over every device of the pinned kind
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
+    cpu_threads: int | None = None  # compute threads on the CPU; None: the framework's own default
+    profile: bool = False  # cProfile the steady epochs' training steps (slows Python-heavy runs)
     target_accuracy: float | None = None  # for time to accuracy; None: 0.98 for the CNN, 0.97 for the FFN
 
     def __post_init__(self) -> None:
@@ -73,6 +75,8 @@ class RunConfig:
             )
         if self.limit_train is not None and not 1 <= self.limit_train <= MNIST_TRAIN_IMAGES:
             raise InvalidValue("limit_train", f"must be between 1 and {MNIST_TRAIN_IMAGES} (got {self.limit_train})")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise InvalidValue("cpu_threads", f"must be at least 1 (got {self.cpu_threads})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise InvalidValue("target_accuracy", f"must be a fraction in (0, 1] (got {self.target_accuracy})")
         if not self.learning_rate > 0:
@@ -121,18 +125,24 @@ def run_config_from(values: Mapping[str, Any], source: str) -> RunConfig:
 
     `source` is "command line" (keys are shown as --flags) or a file's path.
     """
-
-    def name(key: str) -> str:
-        return "--" + key.replace("_", "-") if source == "command line" else key
-
-    unknown = sorted(set(values) - set(_FIELD_TYPES))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {name(unknown[0])!s}; allowed: {', '.join(sorted(_FIELD_TYPES))}")
-    typed = {key: _coerce(key, value, name(key), source) for key, value in values.items() if value is not None}
+    typed = coerce(values, source)
     try:
         return RunConfig(**typed)
     except InvalidValue as error:
-        raise ConfigError(f"{source}: {name(error.key)} {error.problem}") from None
+        raise ConfigError(f"{source}: {_shown(error.key, source)} {error.problem}") from None
+
+
+def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The given (not None) values, typed as RunConfig fields; unknown keys and wrong types raise."""
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {_shown(unknown[0], source)}; "
+                          f"allowed: {', '.join(sorted(_FIELD_TYPES))}")
+    return {key: _coerce(key, value, _shown(key, source), source) for key, value in values.items() if value is not None}
+
+
+def _shown(key: str, source: str) -> str:
+    return "--" + key.replace("_", "-") if source == "command line" else key
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

@@ -9,9 +9,18 @@ A matrix comes from a TOML file and/or flags, validated like a RunConfig:
     implementations = ["keras", "native"]   # default: keras only
     repeats = 3
     cell_timeout_seconds = 3600
+    peak_matmul_size = 4096                 # the GFLOP/s peak each cell is set against; 0: none
 
-    [run]            # any RunConfig key except backend, device and model
+    [run]            # any RunConfig key except backend, device, model and implementation
     epochs = 5
+
+    [[overrides]]    # settings for the cells that match (a missing axis matches every value)
+    backends = ["tensorflow"]
+    models = ["ffn"]
+    jit_compile = true
+    steps_per_execution = 16
+
+Overrides apply in order, so a later one wins where two set the same key.
 """
 
 from __future__ import annotations
@@ -24,10 +33,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS, RunConfig, run_config_from
+from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig, coerce, run_config_from
 from kerasmnist.errors import ConfigError
 
 CELL_AXES = ("backend", "device", "model", "implementation")
+
+
+@dataclass(frozen=True)
+class Override:
+    """Settings for the cells whose axes match: `match` maps an axis to the values it matches."""
+
+    match: tuple[tuple[str, tuple[str, ...]], ...]
+    settings: tuple[tuple[str, Any], ...]
+
+    def applies_to(self, axes: Mapping[str, str]) -> bool:
+        return all(axes[axis] in values for axis, values in self.match)
 
 
 @dataclass(frozen=True)
@@ -39,7 +59,9 @@ class Matrix:
     batch_sizes: tuple[int, ...] = ()  # a batch-size sweep; empty: the [run] batch_size alone
     repeats: int = 1
     cell_timeout_seconds: int = 3600
+    peak_matmul_size: int = 4096  # an N x N matrix multiply per backend and device, timed in the same run
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
+    overrides: tuple[Override, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,11 +104,22 @@ def cells(matrix: Matrix) -> list[Cell]:
                 for backend in backends:
                     for implementation in matrix.implementations:
                         for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
-                            config = dataclasses.replace(matrix.run, backend=backend, device=device, model=model,
-                                                         implementation=implementation, batch_size=batch_size,
-                                                         seed=matrix.run.seed + repeat)
-                            ordered.append(Cell(config, repeat, len(ordered)))
+                            axes = {"backend": backend, "device": device, "model": model,
+                                    "implementation": implementation}
+                            ordered.append(Cell(_cell_config(matrix, axes, batch_size, repeat), repeat, len(ordered)))
     return ordered
+
+
+def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, repeat: int) -> RunConfig:
+    settings: dict[str, Any] = {**axes, "batch_size": batch_size}
+    for override in matrix.overrides:
+        if override.applies_to(axes):
+            settings.update(override.settings)
+    settings["seed"] = settings.get("seed", matrix.run.seed) + repeat
+    try:
+        return dataclasses.replace(matrix.run, **settings)
+    except InvalidValue as error:  # a setting may suit some cells only (steps_per_execution, not under torch)
+        raise InvalidValue(error.key, f"{error.problem} in cell {' '.join(axes.values())}") from None
 
 
 _MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS, "implementations": IMPLEMENTATIONS}
@@ -94,9 +127,9 @@ _MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS, "imp
 
 def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
     """Builds a Matrix from a parsed TOML file's tables and flag overrides (None means not given)."""
-    unknown_tables = sorted(set(file_values) - {"matrix", "run"})
+    unknown_tables = sorted(set(file_values) - {"matrix", "run", "overrides"})
     if unknown_tables:
-        raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; allowed: [matrix], [run]")
+        raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; allowed: [matrix], [run], [[overrides]]")
     matrix_values = dict(_table(file_values, "matrix", source))
     run_values = dict(_table(file_values, "run", source))
     for key, value in overrides.items():
@@ -111,7 +144,8 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     unknown = sorted(set(matrix_values) - (set(Matrix.__dataclass_fields__) - {"run"}))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]} in [matrix]; allowed: "
-                          f"backends, devices, models, implementations, batch_sizes, repeats, cell_timeout_seconds")
+                          f"backends, devices, models, implementations, batch_sizes, repeats, cell_timeout_seconds, "
+                          f"peak_matmul_size")
     per_cell = sorted(set(run_values) & set(CELL_AXES))
     if per_cell:
         raise ConfigError(f"{where}: {per_cell[0]} cannot be set in [run]; list it in [matrix] {per_cell[0]}s")
@@ -131,13 +165,38 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         raise ConfigError(f"{where}: batch_sizes must be a list of whole numbers of at least 1 (got {batch_sizes!r})")
     lists["batch_sizes"] = tuple(dict.fromkeys(batch_sizes))
     numbers = {}
-    for key in ("repeats", "cell_timeout_seconds"):
+    for key, minimum in (("repeats", 1), ("cell_timeout_seconds", 1), ("peak_matmul_size", 0)):
         value = matrix_values.get(key, getattr(Matrix, key))
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: {key} must be a whole number of at least 1 (got {value!r})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum} (got {value!r})")
         numbers[key] = value
     run_values.setdefault("progress", "epoch")
-    return Matrix(**lists, **numbers, run=run_config_from(run_values, where))
+    matrix = Matrix(**lists, **numbers, run=run_config_from(run_values, where),
+                    overrides=_overrides(file_values.get("overrides", []), source))
+    try:
+        cells(matrix)
+    except InvalidValue as error:
+        raise ConfigError(f"{where}: {error.key} {error.problem}") from None
+    return matrix
+
+
+def _overrides(tables: Any, source: str) -> tuple[Override, ...]:
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise ConfigError(f"{source}: overrides must be tables, each written [[overrides]]")
+    axes = {f"{axis}s": axis for axis in CELL_AXES}
+    parsed = []
+    for number, table in enumerate(tables, start=1):
+        where = f"{source} [[overrides]] {number}"
+        match = tuple((axes[key], choices(value, _MATRIX_KEYS[key], key, where))
+                      for key, value in table.items() if key in axes)
+        settings = {key: value for key, value in table.items() if key not in axes}
+        per_cell = sorted(set(settings) & set(CELL_AXES))
+        if per_cell:
+            raise ConfigError(f"{where}: {per_cell[0]} is matched with {per_cell[0]}s = [...], not set")
+        if not settings:
+            raise ConfigError(f"{where}: sets nothing; add a setting such as jit_compile = true")
+        parsed.append(Override(match, tuple(coerce(settings, where).items())))
+    return tuple(parsed)
 
 
 def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple[str, ...]:

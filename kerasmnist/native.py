@@ -21,6 +21,7 @@ from kerasmnist import models
 from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
+from kerasmnist.profiling import StepProfiler
 from kerasmnist.training import resolve_jit_compile, timing_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
@@ -82,12 +83,15 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     shuffle = np.random.default_rng(config.seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     epoch_seconds, validation_seconds = [], []
+    profiler = StepProfiler(config.profile, config.epochs)
     for epoch in range(config.epochs):
         order = shuffle.permutation(len(splits.y_train))
         loop.synchronize()
+        profiler.start(epoch)
         started = time.perf_counter()
         loss, accuracy = train_epoch(loop, order, config.batch_size)  # reading the sums waits for the device
         epoch_seconds.append(time.perf_counter() - started)
+        profiler.stop()
         history["loss"].append(loss)
         history["accuracy"].append(accuracy)
         if len(splits.y_val):
@@ -116,6 +120,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
         "build_seconds": build_seconds,
         "evaluate_seconds": evaluate_seconds,
         "history": {key: values for key, values in history.items() if values},
+        "profile": profiler.summary(),
     }
 
 

@@ -112,7 +112,9 @@ def variant_of(config: dict[str, Any]) -> str:
     parts += [] if config.get("precision", "float32") == "float32" else [config["precision"]]
     parts += [] if config.get("jit_compile", "auto") == "auto" else [f"jit_compile={config['jit_compile']}"]
     parts += [] if config.get("steps_per_execution", 1) == 1 else [f"steps_per_execution={config['steps_per_execution']}"]
+    parts += [] if config.get("cpu_threads") is None else [f"{config['cpu_threads']} CPU threads"]
     parts += [] if config.get("batch_size", 128) == 128 else [f"batch {config['batch_size']}"]
+    parts += ["profiled"] if config.get("profile") else []
     if config.get("data_parallel"):
         parts.append("data-parallel" + (f" over {config['cpu_devices']} CPU devices" if config["device"] == "cpu" else ""))
     return ", ".join(parts)
@@ -189,6 +191,23 @@ def fastest(groups: list[Group]) -> dict[tuple[str, str, str], float]:
     return best
 
 
+def peaks(bench_entries: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """(machine, backend, device) -> the best matmul GFLOP/s measured there."""
+    best: dict[tuple[str, str, str], float] = {}
+    for entry in bench_entries:
+        rates = [row["gflops_per_second"] for row in entry["rows"] if row.get("gflops_per_second")]
+        if entry["status"] == "ok" and rates:
+            key = (machine_of(entry), entry["backend"], entry["device"])
+            best[key] = max(best.get(key, 0.0), *rates)
+    return best
+
+
+def _gflops(achieved: float | None, peak: float | None) -> str:
+    if achieved is None:
+        return "–"
+    return f"{achieved:.1f}" + (f" ({achieved / peak:.0%})" if peak else "")
+
+
 def _spread(values: list[float], digits: int = 2) -> str:
     if not values:
         return "–"
@@ -216,7 +235,7 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
 
     commands = sorted({e.get("command", "") for e in entries if e.get("command")})
     commands += sorted({e["command"] for e in bench_entries if e.get("command")})
-    best, gains = fastest(groups), speedups(groups)
+    best, gains, peak_rates = fastest(groups), speedups(groups), peaks(bench_entries)
     lines = [
         "# kerasmnist comparison report",
         "",
@@ -237,7 +256,9 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
         "Times are wall-clock seconds of the training steps of one epoch (validation excluded), "
         "device synchronised at epoch boundaries; *steady* is the median over epochs 2 and later, "
         "then the median (min–max) over repeats. *vs fastest* divides by the fastest backend's "
-        "steady time on the same device and machine (1.00× is fastest).",
+        "steady time on the same device and machine (1.00× is fastest). *GFLOP/s* counts the Conv2D and Dense "
+        "layers' training FLOPs (forward and backward) per second; in brackets, its share of the best matrix-multiply "
+        "rate that backend reached on that device (Matrix multiply, below), where one was measured.",
     ]
     for model in MODELS:
         model_groups = [g for g in groups if g.model == model]
@@ -252,7 +273,7 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
         lines += [
             "", f"## Model `{model}`{settings}", "",
             row("machine", "backend", "device", "runs", "steady epoch s", "first epoch s", "samples/s",
-                "GFLOP/s", "test accuracy", "time to accuracy", "vs fastest", "GPU speed-up"),
+                "GFLOP/s (of matmul peak)", "test accuracy", "time to accuracy", "vs fastest", "GPU speed-up"),
             row(*["---"] * 12),
         ]
         for g in model_groups:
@@ -267,11 +288,12 @@ def render(entries: list[dict[str, Any]], groups: list[Group], ignored: list[str
             lines.append(row(
                 g.machine, g.name, g.device, status, _spread(g.steady), _spread(first_epoch),
                 "–" if rate is None else f"{rate:,.0f}",
-                "–" if g.median("achieved_gflops_per_second") is None else f"{g.median('achieved_gflops_per_second'):.1f}",
+                _gflops(g.median("achieved_gflops_per_second"), peak_rates.get((g.machine, g.backend, g.device))),
                 g.accuracy_text, g.time_to_accuracy,
                 f"{steady / fastest_seconds:.2f}×" if steady and fastest_seconds else "–",
                 f"{gain:.1f}×" if gain else "–"))
-        lines += ["", *verdicts(model_groups, best), *keras_versus_native(model_groups), *sweep_verdicts(model_groups)]
+        lines += ["", *verdicts(model_groups, best), *keras_versus_native(model_groups), *sweep_verdicts(model_groups),
+                  *where_the_time_goes(model_groups)]
     lines += matmul_section(bench_entries)
     lines += ["", "## Plots", ""]
     if plotted:
@@ -456,21 +478,51 @@ def write_sweep_plot(groups: list[Group], out_dir: Path) -> list[str]:
 
 def keras_versus_native(model_groups: list[Group]) -> list[str]:
     """For each backend and device run both ways: Keras's throughput as a share of the native loop's."""
-    native = {(g.machine, g.backend, g.device): g for g in model_groups if g.variant == "native"}
+    def twin_key(g: Group) -> tuple:
+        config = g.runs[0]["config"]
+        return g.machine, g.backend, g.device, config["batch_size"], config.get("cpu_threads"), config.get("profile")
+
+    finished = [g for g in model_groups if g.runs]
+    native = {twin_key(g): g for g in finished if g.runs[0]["config"].get("implementation") == "native"}
     rows = []
-    for g in model_groups:
-        twin = native.get((g.machine, g.backend, g.device))
-        keras_rate, native_rate = g.median("samples_per_second"), twin and twin.median("samples_per_second")
-        if g.variant or not twin or not keras_rate or not native_rate:
+    for g in finished:
+        config = g.runs[0]["config"]
+        twin = native.get(twin_key(g))
+        if (config.get("implementation") == "native" or config.get("precision", "float32") != "float32"
+                or config.get("data_parallel") or not twin):
+            continue
+        keras_rate, native_rate = g.median("samples_per_second"), twin.median("samples_per_second")
+        if not keras_rate or not native_rate:
             continue
         difference = (statistics.fmean(g.accuracy) - statistics.fmean(twin.accuracy)) * 100
-        rows.append(f"| {g.backend} | {g.device} | {keras_rate:,.0f} | {native_rate:,.0f} | {keras_rate / native_rate:.2f}× "
-                    f"| {difference:+.2f} points |")
+        rows.append(f"| {g.name} | {g.device} | {keras_rate:,.0f} | {native_rate:,.0f} | "
+                    f"{keras_rate / native_rate:.2f}× | {difference:+.2f} points |")
     if not rows:
         return []
-    return ["", "Keras against the framework's own loop (throughput ratio above 1: Keras is faster):", "",
-            "| backend | device | Keras samples/s | native samples/s | Keras / native | test accuracy, Keras − native |",
+    return ["", "Keras against the framework's own loop with the same batch size (throughput ratio above 1: "
+                "Keras is faster; medians over repeats):", "",
+            "| Keras run | device | Keras samples/s | native samples/s | Keras / native | test accuracy, Keras − native |",
             "| --- | --- | --- | --- | --- | --- |", *rows]
+
+
+def where_the_time_goes(model_groups: list[Group]) -> list[str]:
+    """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/profiling.py)."""
+    from kerasmnist.profiling import OWNERS
+
+    profiled = [(g, g.runs[0]["profile"]) for g in model_groups if g.runs and g.runs[0].get("profile")]
+    if not profiled:
+        return []
+    lines = ["", "Where the time goes (cProfile over the training steps of epochs 2 on, first run of each row; "
+                 "self time by owner. A jitted JAX step is invisible to cProfile and counts as the self time of "
+                 "the line that calls it):", "",
+             "| run | device | profiled s | " + " | ".join(OWNERS) + " | costliest functions (self s) |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in OWNERS) + " | --- |"]
+    for g, profile in profiled:
+        total = profile["profiled_seconds"] or 1.0
+        shares = " | ".join(f"{profile['seconds_by_owner'][name] / total:.0%}" for name in OWNERS)
+        costliest = "; ".join(f"`{f['function']}` {f['self_seconds']:.2f}" for f in profile["top_functions"][:3])
+        lines.append(f"| {g.name} | {g.device} | {profile['profiled_seconds']:.2f} | {shares} | {costliest} |")
+    return lines
 
 
 def environment_table(sources: list[dict[str, Any]]) -> list[str]:

@@ -11,6 +11,7 @@ Timing rules:
   the final test evaluation is timed apart too, so neither counts as training time.
 - The first epoch, which includes tracing and XLA compilation, is reported apart from the steady
   state (the median of the later epochs).
+- With --profile, cProfile runs over the steady epochs' training steps (see profiling.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kerasmnist import models
 from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
+from kerasmnist.profiling import StepProfiler
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
@@ -33,8 +35,9 @@ _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 class EpochClock(keras.callbacks.Callback):
     """Wall time of each epoch's training steps and of its validation pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, profiler: StepProfiler) -> None:
         super().__init__()
+        self.profiler = profiler
         self.epoch_seconds: list[float] = []
         self.validation_seconds: list[float] = []
         self._started = 0.0
@@ -46,6 +49,7 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self.synchronize()
         self._validation_started = None
+        self.profiler.start(epoch)
         self._started = time.perf_counter()
 
     def on_test_begin(self, logs: Any = None) -> None:
@@ -63,6 +67,7 @@ class EpochClock(keras.callbacks.Callback):
     def _end_training_steps(self) -> None:
         self.synchronize()
         self.epoch_seconds.append(time.perf_counter() - self._started)
+        self.profiler.stop()
 
 
 def resolve_jit_compile(config: RunConfig) -> bool:
@@ -125,7 +130,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     model = build_and_compile(config, jit_compile)
     build_seconds = time.perf_counter() - build_started
 
-    clock = EpochClock()
+    clock = EpochClock(StepProfiler(config.profile, config.epochs))
     history = model.fit(
         splits.x_train,
         splits.y_train,
@@ -157,6 +162,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
         "build_seconds": build_seconds,
         "evaluate_seconds": evaluate_seconds,
         "history": curves,
+        "profile": clock.profiler.summary(),
     }
 
 

@@ -51,3 +51,21 @@ def test_weights_on_another_device_fail_the_check():
         backend.resolved_device(pinned, [FakeVariable("cpu"), FakeVariable("cuda")])
     gpu = backend.Pinned("torch", "gpu", "2.13.0", ("Tesla T4",), 1)
     assert backend.resolved_device(gpu, [FakeVariable("cuda")]) == "gpu:0 Tesla T4"
+
+
+def test_cpu_threads_bind_the_process_and_set_the_frameworks_thread_count():
+    import subprocess
+    import sys
+
+    probe = ("import os, torch; from kerasmnist import backend; backend.pin('torch', 'cpu', cpu_threads=1); "
+             "print(len(os.sched_getaffinity(0)), torch.get_num_threads())")
+    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=backend.unpinned_environment(), timeout=300)
+    assert child.stdout.split() == ["1", "1"], child.stderr
+
+
+def test_more_cpu_threads_than_cores_is_refused():
+    import os
+
+    with pytest.raises(BackendUnavailable, match=f"more cores than this process may use \\({len(os.sched_getaffinity(0))}\\)"):
+        backend.pin("jax", "cpu", cpu_threads=10_000)

@@ -1,10 +1,13 @@
+import re
+
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
 from kerasmnist import compare, records
 from kerasmnist.matrix import Matrix, cells, matrix_from
 
 
 def small_matrix(**run):
-    return matrix_from({"matrix": {"models": ["ffn"]}, "run": {"data_dir": str(FIXTURE_DIR), **run}}, {}, "t")
+    return matrix_from({"matrix": {"models": ["ffn"], "peak_matmul_size": 0},
+                        "run": {"data_dir": str(FIXTURE_DIR), **run}}, {}, "t")
 
 
 def stub_cells(monkeypatch, statuses=None, interrupt_at=None):
@@ -114,7 +117,7 @@ def test_a_cell_killed_by_a_signal_is_failed():
 def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     out = tmp_path / "report"
     arguments = ["compare", "--models", "ffn", "--epochs", "2", "--data-dir", str(FIXTURE_DIR),
-                 "--validation-size", "1000", "--limit-train", "1000", "--out", str(out)]
+                 "--validation-size", "1000", "--limit-train", "1000", "--peak-matmul-size", "256", "--out", str(out)]
     result = run_cli(*arguments, env={"MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr
     entries = saved(out)
@@ -124,10 +127,14 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "Fastest on cpu" in report and "kerasmnist compare --models ffn" in report
+    # Each cell's GFLOP/s as a share of the 256 x 256 matmul rate its backend reached in this run.
+    peaks = records.read_results(out / "bench.jsonl", "kerasmnist.bench")[0]
+    assert sorted((e["backend"], e["status"]) for e in peaks) == [("jax", "ok"), ("tensorflow", "ok"), ("torch", "ok")]
+    assert re.search(r"\| jax \| cpu \| 1 ok \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
 
     again = run_cli(*arguments)
     assert again.returncode == 0
-    assert "3 of 3 cells already done" in again.stderr
+    assert "3 of 3 cells already done" in again.stderr and "matmul:" not in again.stderr
     assert len(saved(out)) == 3
 
 

@@ -6,7 +6,7 @@ from kerasmnist.matrix import Matrix, cells, load_matrix, matrix_from
 CONFIGS = __import__("pathlib").Path(__file__).parent.parent / "configs"
 
 
-@pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn"])
+@pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn", "tuned"])
 def test_shipped_configs_are_valid(name):
     matrix = load_matrix(CONFIGS / f"{name}.toml", {})
     assert matrix.backends and matrix.models and matrix.run.progress == "epoch"
@@ -82,3 +82,35 @@ def test_batch_sizes_are_an_axis_of_the_matrix():
     assert [c.config.batch_size for c in cells(matrix)] == [64, 128, 256]
     with pytest.raises(ConfigError, match="batch_sizes must be a list of whole numbers of at least 1"):
         load_matrix(None, {"batch_sizes": "64,0"})
+
+
+def test_overrides_set_keys_for_the_matching_cells_only():
+    matrix = matrix_from({
+        "matrix": {"models": ["ffn"], "implementations": ["keras", "native"]},
+        "run": {"epochs": 2},
+        "overrides": [
+            {"backends": ["tensorflow", "jax"], "implementations": ["keras"], "steps_per_execution": 16},
+            {"backends": "jax", "implementations": "keras", "steps_per_execution": 8, "cpu_threads": 1},
+        ],
+    }, {}, "t")
+    settings = {(c.config.backend, c.config.implementation): (c.config.steps_per_execution, c.config.cpu_threads)
+                for c in cells(matrix)}
+    assert settings == {("tensorflow", "keras"): (16, None), ("tensorflow", "native"): (1, None),
+                        ("torch", "keras"): (1, None), ("torch", "native"): (1, None),
+                        ("jax", "keras"): (8, 1), ("jax", "native"): (1, None)}  # the later override wins
+    assert all(c.config.epochs == 2 for c in cells(matrix))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([{"steps_per_execution": 4}], "t: steps_per_execution must be 1 under the torch backend, where Keras runs one "
+                                   "batch per call (got 4) in cell torch cpu cnn keras"),
+    ([{"backend": "jax", "epochs": 1}], "t [[overrides]] 1: backend is matched with backends = [...], not set"),
+    ([{"models": ["mlp"], "epochs": 1}], "t [[overrides]] 1: models has 'mlp'; allowed: cnn, ffn"),
+    ([{"epochs": 1}, {"models": ["cnn"]}], "t [[overrides]] 2: sets nothing"),
+    ([{"epochs": "two"}], "t [[overrides]] 1: epochs expected a whole number (got 'two')"),
+    ({"epochs": 1}, "t: overrides must be tables, each written [[overrides]]"),
+])
+def test_bad_overrides_name_the_table_and_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        matrix_from({"overrides": overrides}, {}, "t")
+    assert str(error.value).startswith(message)

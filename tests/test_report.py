@@ -97,3 +97,49 @@ def test_batch_size_sweep_says_where_doubling_stops_paying(tmp_path):
     assert ("- jax on cpu: throughput grows at least 10% per step up to batch 256; "
             "64: 1,000/s, 128: 2,000/s, 256: 2,222/s, 512: 2,273/s.") in text
     assert "| jax batch 64 | cpu |" in text and (tmp_path / "batch_sweep.png").stat().st_size > 0
+
+
+def test_keras_runs_are_set_against_the_native_loop_with_the_same_batch(tmp_path):
+    plain = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"],
+                                          "implementations": ["keras", "native"]}}, {}, "t"))
+    tuned = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"]},
+                               "overrides": [{"jit_compile": "true"}]}, {}, "t"))
+    steady = {("keras", "auto"): 4.0, ("native", "auto"): 1.0, ("keras", "true"): 2.0}
+    accuracy = {("keras", "auto"): 0.95, ("native", "auto"): 0.96, ("keras", "true"): 0.955}
+    entries = [fake_entry(cell, steady=steady[cell.config.implementation, cell.config.jit_compile],
+                          accuracy=accuracy[cell.config.implementation, cell.config.jit_compile])
+               for cell in plain + tuned]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert "| torch | cpu | 250 | 1,000 | 0.25× | -1.00 points |" in text
+    assert "| torch jit_compile=true | cpu | 500 | 1,000 | 0.50× | -0.50 points |" in text
+
+
+def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(tmp_path):
+    from kerasmnist import bench
+
+    entries = [fake_entry(cell) for cell in matrix_cells()]  # 0.6 GFLOP/s each
+    host = entries[0]["host"]
+    peak = {"schema_version": records.SCHEMA_VERSION, "kind": bench.BENCH_KIND, "benchmark": "matmul",
+            "backend": "jax", "device": "cpu", "status": "ok", "reason": None, "resolved_device": "cpu", "host": host,
+            "rows": [{"operation": "scalar multiply", "size": 0, "median_seconds": 1e-5, "gflops_per_second": None},
+                     {"operation": "matmul", "size": 4096, "median_seconds": 1.0, "gflops_per_second": 2.4}]}
+    folder = write_results(tmp_path, entries)
+    records.write_results(folder / bench.BENCH_FILE, [peak])
+    text = report.build([folder], folder).read_text()
+    assert "| jax | cpu | 1 ok | 1.00 | 2.00 | 1,000 | 0.6 (25%) |" in text
+    assert "| torch | cpu | 1 ok | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # no peak measured for torch
+
+
+def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
+    from kerasmnist.profiling import OWNERS
+
+    profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"]}, "run": {"profile": True}}, {}, "t"))
+    entries = [fake_entry(cell) for cell in matrix_cells()] + [fake_entry(cell) for cell in profiled]
+    entries[-1]["record"]["profile"] = {
+        "tool": "cProfile", "epochs": [2], "profiled_seconds": 4.0,
+        "seconds_by_owner": dict(zip(OWNERS, [2.0, 1.0, 0.5, 0.5])),
+        "top_functions": [{"function": "keras/src/layers/layer.py:872 __call__", "owner": "Keras (Python)",
+                           "self_seconds": 0.5, "calls": 10}]}
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert "| torch profiled | cpu | 4.00 | 50% | 25% | 12% | 12% | `keras/src/layers/layer.py:872 __call__` 0.50 |" in text
+    assert "| torch | cpu | 1 ok |" in text and "| torch profiled | cpu | 1 ok |" in text
