@@ -128,6 +128,9 @@ def train(out: Path, **options: Any) -> None:
               help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
 @click.option("--batch-sizes", default=None, help="Comma-separated batch sizes to sweep.  [default: --batch-size alone]")
+@click.option("--cpu-threads", type=int, default=None, help="Compute threads per cell.  [default: the framework's]")
+@click.option("--profile", is_flag=True, default=None,
+              help="cProfile every cell's steady training steps (see train --profile).  [default: off]")
 @click.option("--peak-matmul-size", type=int, default=None,
               help="N of the N x N matrix multiply timed per backend and device, the peak each cell's GFLOP/s is "
                    "set against; 0 skips it.  [default: 4096]")

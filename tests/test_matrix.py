@@ -114,3 +114,10 @@ def test_bad_overrides_name_the_table_and_key(overrides, message):
     with pytest.raises(ConfigError) as error:
         matrix_from({"overrides": overrides}, {}, "t")
     assert str(error.value).startswith(message)
+
+
+def test_compare_flags_for_profiling_threads_and_the_peak_reach_every_cell():
+    matrix = load_matrix(CONFIGS / "tuned.toml", {"profile": True, "cpu_threads": 1, "peak_matmul_size": 0})
+    assert matrix.peak_matmul_size == 0
+    assert all(c.config.profile and c.config.cpu_threads == 1 for c in cells(matrix))
+    assert load_matrix(CONFIGS / "tuned.toml", {"profile": None}).peak_matmul_size == 4096
