@@ -83,6 +83,9 @@ def _choices(values: tuple[str, ...]) -> str:
               help="Keras's progress bar, one line per epoch, or nothing.")
 @click.option("--precision", default=DEFAULTS.precision, show_default=True,
               metavar=_choices(config_module.PRECISIONS), help="Keras dtype policy (mixed: float16/bfloat16 compute).")
+@click.option("--data-format", default=DEFAULTS.data_format, show_default=True,
+              metavar=_choices(config_module.DATA_FORMATS),
+              help="The CNN's image layout (the same network); channels_first is torch's own.")
 @click.option("--data-parallel", is_flag=True,
               help="Replicate the model over every device of the pinned kind (jax, tensorflow).  [default: off]")
 @click.option("--cpu-devices", type=int, default=DEFAULTS.cpu_devices, show_default=True,

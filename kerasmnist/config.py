@@ -20,6 +20,7 @@ JIT_COMPILE = ("auto", "true", "false")
 PROGRESS = ("bar", "epoch", "none")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 IMPLEMENTATIONS = ("keras", "native")
+DATA_FORMATS = ("channels_last", "channels_first")
 
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -45,6 +46,7 @@ class RunConfig:
     steps_per_execution: int = 1  # Keras runs this many batches per call of its compiled train function
     progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
     precision: str = "float32"  # a Keras dtype policy
+    data_format: str = "channels_last"  # the CNN's image layout; the same network either way
     data_parallel: bool = False  # one model replicated over every device of the pinned kind
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
     cpu_threads: int | None = None  # compute threads on the CPU; None: the framework's own default
@@ -61,6 +63,7 @@ class RunConfig:
             ("progress", PROGRESS),
             ("precision", PRECISIONS),
             ("implementation", IMPLEMENTATIONS),
+            ("data_format", DATA_FORMATS),
         ):
             if getattr(self, key) not in allowed:
                 raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
@@ -84,9 +87,11 @@ class RunConfig:
         if not self.hidden or any(size < 1 for size in self.hidden):
             raise InvalidValue("hidden", f"needs one or more sizes, each at least 1 (got {list(self.hidden)})")
         if self.implementation == "native" and (self.precision != "float32" or self.data_parallel
-                                                 or self.steps_per_execution != 1):
-            raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step "
-                                                 "(no --precision, --data-parallel or --steps-per-execution)")
+                                                 or self.steps_per_execution != 1
+                                                 or self.data_format != "channels_last"):
+            raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step, in "
+                                                 "each framework's own layout (no --precision, --data-parallel, "
+                                                 "--steps-per-execution or --data-format)")
         if self.steps_per_execution > 1 and self.backend == "torch":
             raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "
                                                       f"batch per call (got {self.steps_per_execution})")

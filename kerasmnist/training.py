@@ -101,7 +101,7 @@ def build_and_compile(config: RunConfig, jit_compile: bool) -> keras.Model:
 
 
 def _compiled(config: RunConfig, jit_compile: bool) -> keras.Model:
-    model = models.build_model(config.model, config.hidden)
+    model = models.build_model(config.model, config.hidden, config.data_format)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -130,13 +130,15 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     model = build_and_compile(config, jit_compile)
     build_seconds = time.perf_counter() - build_started
 
+    layout = config.data_format if config.model == "cnn" else "channels_last"  # the FFN flattens either way
+    x_train, x_val, x_test = (models.images_in(x, layout) for x in (splits.x_train, splits.x_val, splits.x_test))
     clock = EpochClock(StepProfiler(config.profile, config.epochs))
     history = model.fit(
-        splits.x_train,
+        x_train,
         splits.y_train,
         batch_size=config.batch_size,
         epochs=config.epochs,
-        validation_data=(splits.x_val, splits.y_val) if len(splits.y_val) else None,
+        validation_data=(x_val, splits.y_val) if len(splits.y_val) else None,
         callbacks=[clock],
         verbose=_VERBOSITY[config.progress],
     )
@@ -145,7 +147,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     device = resolved_device(pinned, [*model.weights, *model.optimizer.variables])
 
     evaluate_started = time.perf_counter()
-    test_loss, test_accuracy = model.evaluate(splits.x_test, splits.y_test, batch_size=config.batch_size, verbose=0)
+    test_loss, test_accuracy = model.evaluate(x_test, splits.y_test, batch_size=config.batch_size, verbose=0)
     evaluate_seconds = time.perf_counter() - evaluate_started
 
     curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}

@@ -38,3 +38,16 @@ def test_training_flops_per_sample_counts_conv_and_dense_multiply_adds(models):
     conv = 2 * (3 * 3 * 1 * 32) * 26 * 26 + 2 * (3 * 3 * 32 * 64) * 11 * 11
     assert models.training_flops_per_sample(models.build_cnn()) == 3 * (conv + 2 * 1600 * 10)
     assert models.training_flops_per_sample(models.build_ffn((128,))) == 3 * 2 * (784 * 128 + 128 * 10)
+
+
+def test_channels_first_cnn_is_the_same_network_in_torchs_layout(models):
+    import numpy as np
+
+    model = models.build_cnn("channels_first")
+    assert model.input_shape == (None, 1, 28, 28) and model.output_shape == (None, 10)
+    assert model.count_params() == 34_826
+    assert models.training_flops_per_sample(model) == models.training_flops_per_sample(models.build_cnn())
+    images = np.arange(2 * 28 * 28, dtype="float32").reshape(2, 28, 28, 1)
+    moved = models.images_in(images, "channels_first")
+    assert moved.shape == (2, 1, 28, 28) and moved.flags["C_CONTIGUOUS"]
+    assert (moved[:, 0] == images[..., 0]).all() and models.images_in(images, "channels_last") is images

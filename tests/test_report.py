@@ -112,6 +112,8 @@ def test_keras_runs_are_set_against_the_native_loop_with_the_same_batch(tmp_path
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch | cpu | 250 | 1,000 | 0.25× | -1.00 points |" in text
     assert "| torch jit_compile=true | cpu | 500 | 1,000 | 0.50× | -0.50 points |" in text
+    assert ("- torch on cpu: the fastest Keras run (jit_compile=true) reaches 0.50× the native loop's throughput, "
+            "test accuracy -0.50 points: misses the goal of 0.9× and 0.3 points.") in text
 
 
 def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(tmp_path):
@@ -143,3 +145,5 @@ def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch profiled | cpu | 4.00 | 50% | 25% | 12% | 12% | `keras/src/layers/layer.py:872 __call__` 0.50 |" in text
     assert "| torch | cpu | 1 ok |" in text and "| torch profiled | cpu | 1 ok |" in text
+    assert "torch profiled | cpu | 1 ok | 1.00 | 2.00 | 1,000 | 0.6 | 95.00% | 98%: 3.0 s | – |" in text
+    assert "Fastest on cpu" in text and "torch profiled 1.00× slower" not in text  # its times are inflated

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import FIXTURE_DIR, QUICK_ARGS, records_in, run_cli
+from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
 from kerasmnist import records, run
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import RunFailed
@@ -80,3 +80,17 @@ def test_time_to_accuracy_counts_training_seconds_until_the_target(keras_jax):
 
     assert time_to_accuracy([0.95, 0.975, 0.99], [3.0, 1.0, 1.0], 0.97) == {"target": 0.97, "epochs": 2, "seconds": 4.0}
     assert time_to_accuracy([0.95, 0.96], [3.0, 1.0], 0.97) == {"target": 0.97, "epochs": None, "seconds": None}
+
+
+def test_channels_first_cnn_learns_under_torch(tmp_path):
+    result = run_cli("train", "--backend", "torch", "--model", "cnn", "--data-format", "channels_first", *QUICK_ARGS,
+                     "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (record,) = records_in(tmp_path)
+    assert record["config"]["data_format"] == "channels_first" and record["parameters"] == 34_826
+    assert record["test_accuracy"] >= ACCURACY_BAR["cnn"]
+
+
+def test_native_runs_refuse_another_data_format(tmp_path):
+    result = run_cli("train", "--implementation", "native", "--data-format", "channels_first", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--data-format" in error_line(result.stderr)
