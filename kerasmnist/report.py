@@ -30,6 +30,7 @@ PLOTS = {
 }
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
+BACKEND_COLOURS = {"tensorflow": "tab:orange", "torch": "tab:red", "jax": "tab:blue"}
 CSV_COLUMNS = (
     "order", "repeat", "machine", "backend", "device", "model", "status", "reason", "resolved_device",
     "epochs", "batch_size", "train_size", "first_epoch_seconds", "steady_epoch_seconds", "samples_per_second",
@@ -587,29 +588,27 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
     def label(g: Group) -> str:
         return f"{g.device}" + (f"\n{g.machine.split(' (')[0]}" if multi_machine else "")
 
-    def grouped_bars(filename: str, value, error, ylabel: str, title: str, bottom: float = 0.0,
-                     top: float | None = None) -> None:
-        figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
-        for axis, model in zip(axes[0], models):
-            model_groups = [g for g in finished if g.model == model]
-            slots = list(dict.fromkeys(label(g) for g in model_groups))
-            names = list(dict.fromkeys(g.name for g in finished))
-            width = 0.8 / len(names)
-            for offset, name in enumerate(names):
-                cells = {label(g): g for g in model_groups if g.name == name}
-                xs = [i + (offset - (len(names) - 1) / 2) * width for i, slot in enumerate(slots) if slot in cells]
-                ys = [value(cells[slot]) for slot in slots if slot in cells]
-                errors = [error(cells[slot]) for slot in slots if slot in cells]
-                if xs:
-                    bars = axis.bar(xs, ys, width, label=name,
-                                    yerr=list(zip(*errors)) if errors else None, capsize=3)
-                    axis.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
-            axis.set_xticks(range(len(slots)), slots)
-            axis.set_ylim(bottom=bottom, top=top)
-            axis.set_title(f"{model}")
-            axis.set_ylabel(ylabel)
-            axis.legend(title="backend")
-            axis.grid(axis="y", alpha=0.3)
+    def bars(filename: str, value, error, xlabel: str, title: str, left: float = 0.0,
+             right: float | None = None) -> None:
+        """One horizontal bar per row of the report's tables (backend, settings, device), coloured by
+        backend, hatched for native loops: readable with three rows or thirty."""
+        per_model = [[g for g in finished if g.model == model] for model in models]
+        height = 1.6 + 0.32 * max(len(model_groups) for model_groups in per_model)
+        figure, axes = plt.subplots(1, len(models), figsize=(7 * len(models), height), squeeze=False)
+        for axis, model, model_groups in zip(axes[0], models, per_model):
+            positions = range(len(model_groups))
+            drawn = axis.barh(positions, [value(g) for g in model_groups],
+                              xerr=list(zip(*[error(g) for g in model_groups])), capsize=3,
+                              color=[BACKEND_COLOURS[g.backend] for g in model_groups],
+                              hatch=["//" if "native" in g.variant else "" for g in model_groups])
+            axis.bar_label(drawn, fmt="%.3g", fontsize=8, padding=3)
+            axis.set_yticks(list(positions), [f"{g.name}, {label(g)}".replace("\n", " ") for g in model_groups],
+                            fontsize=8)
+            axis.invert_yaxis()
+            axis.set_xlim(left=left, right=right)
+            axis.set_title(model)
+            axis.set_xlabel(xlabel)
+            axis.grid(axis="x", alpha=0.3)
         figure.suptitle(title)
         figure.tight_layout()
         figure.savefig(out_dir / filename, dpi=110)
@@ -621,9 +620,9 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
         return (median - min(g.steady, default=0), max(g.steady, default=0) - median)
 
     if any(g.steady for g in finished):
-        grouped_bars("steady_epoch_seconds.png", lambda g: statistics.median(g.steady) if g.steady else 0,
-                     steady_error, "steady epoch time (s), lower is faster",
-                     "Steady-state epoch time (median, bars: min–max over repeats)")
+        bars("steady_epoch_seconds.png", lambda g: statistics.median(g.steady) if g.steady else 0,
+             steady_error, "steady epoch time (s), lower is faster",
+             "Steady-state epoch time (median, bars: min–max over repeats; hatched: native loops)")
 
     def accuracy_error(g: Group) -> tuple[float, float]:
         sd = statistics.stdev(g.accuracy) * 100 if len(g.accuracy) > 1 else 0
@@ -631,9 +630,9 @@ def write_plots(groups: list[Group], out_dir: Path) -> list[str]:
 
     # Accuracies sit close together near 100%: bars drawn from zero would all look the same.
     lowest = min(statistics.fmean(g.accuracy) * 100 - accuracy_error(g)[0] for g in finished)
-    grouped_bars("test_accuracy.png", lambda g: statistics.fmean(g.accuracy) * 100, accuracy_error,
-                 "test accuracy (%)", "Test accuracy (mean, bars: ±1 sd over repeats)",
-                 bottom=max(0.0, lowest - 2), top=100.0)
+    bars("test_accuracy.png", lambda g: statistics.fmean(g.accuracy) * 100, accuracy_error,
+         "test accuracy (%)", "Test accuracy (mean, bars: ±1 sd over repeats; hatched: native loops)",
+         left=max(0.0, lowest - 2), right=100.0)
 
     figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
     for axis, model in zip(axes[0], models):
