@@ -21,6 +21,7 @@ PROGRESS = ("bar", "epoch", "none")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 IMPLEMENTATIONS = ("keras", "native")
 DATA_FORMATS = ("channels_last", "channels_first")
+INPUT_PIPELINES = ("numpy", "tf.data", "device")
 
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -47,6 +48,7 @@ class RunConfig:
     progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
     precision: str = "float32"  # a Keras dtype policy
     data_format: str = "channels_last"  # the CNN's image layout; the same network either way
+    input_pipeline: str = "numpy"  # what fit gets: NumPy arrays, a tf.data pipeline, or tensors on the device
     data_parallel: bool = False  # one model replicated over every device of the pinned kind
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
     cpu_threads: int | None = None  # compute threads on the CPU; None: the framework's own default
@@ -64,6 +66,7 @@ class RunConfig:
             ("precision", PRECISIONS),
             ("implementation", IMPLEMENTATIONS),
             ("data_format", DATA_FORMATS),
+            ("input_pipeline", INPUT_PIPELINES),
         ):
             if getattr(self, key) not in allowed:
                 raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
@@ -88,10 +91,12 @@ class RunConfig:
             raise InvalidValue("hidden", f"needs one or more sizes, each at least 1 (got {list(self.hidden)})")
         if self.implementation == "native" and (self.precision != "float32" or self.data_parallel
                                                  or self.steps_per_execution != 1
-                                                 or self.data_format != "channels_last"):
+                                                 or self.data_format != "channels_last"
+                                                 or self.input_pipeline != "numpy"):
             raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step, in "
-                                                 "each framework's own layout (no --precision, --data-parallel, "
-                                                 "--steps-per-execution or --data-format)")
+                                                 "each framework's own layout and input path (no --precision, "
+                                                 "--data-parallel, --steps-per-execution, --data-format or "
+                                                 "--input-pipeline)")
         if self.steps_per_execution > 1 and self.backend == "torch":
             raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "
                                                       f"batch per call (got {self.steps_per_execution})")

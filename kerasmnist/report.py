@@ -121,6 +121,7 @@ def variant_of(config: dict[str, Any]) -> str:
     parts += [] if config.get("jit_compile", "auto") == "auto" else [f"jit_compile={config['jit_compile']}"]
     parts += [] if config.get("steps_per_execution", 1) == 1 else [f"steps_per_execution={config['steps_per_execution']}"]
     parts += [] if config.get("data_format", "channels_last") == "channels_last" else [config["data_format"]]
+    parts += [] if config.get("input_pipeline", "numpy") == "numpy" else [f"input {config['input_pipeline']}"]
     parts += [] if config.get("cpu_threads") is None else [f"{config['cpu_threads']} CPU threads"]
     parts += [] if config.get("batch_size", 128) == 128 else [f"batch {config['batch_size']}"]
     parts += ["profiled"] if config.get("profile") else []

@@ -112,6 +112,22 @@ def _compiled(config: RunConfig, jit_compile: bool) -> keras.Model:
     return model
 
 
+def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None) -> dict[str, Any]:
+    """fit's or evaluate's data arguments for --input-pipeline. NumPy arrays are sliced and copied to
+    the device batch by batch; `device` converts them once, up front (Keras shuffles either, every
+    epoch); tf.data shuffles with `shuffle_seed` and prefetches, under any backend."""
+    if config.input_pipeline == "numpy":
+        return {"x": x, "y": y, "batch_size": config.batch_size}
+    if config.input_pipeline == "device":
+        return {"x": keras.ops.convert_to_tensor(x), "y": keras.ops.convert_to_tensor(y), "batch_size": config.batch_size}
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return {"x": dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)}
+
+
 def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> dict[str, Any]:
     """Training seconds (first epoch included, validation excluded) until validation accuracy first
     reaches `target`, measured at epoch ends as MLPerf does; None when it never did."""
@@ -132,13 +148,15 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
 
     layout = config.data_format if config.model == "cnn" else "channels_last"  # the FFN flattens either way
     x_train, x_val, x_test = (models.images_in(x, layout) for x in (splits.x_train, splits.x_val, splits.x_test))
+    validation = None
+    if len(splits.y_val):
+        inputs = fit_inputs(config, x_val, splits.y_val)
+        validation = (inputs["x"], inputs["y"]) if "y" in inputs else inputs["x"]
     clock = EpochClock(StepProfiler(config.profile, config.epochs))
     history = model.fit(
-        x_train,
-        splits.y_train,
-        batch_size=config.batch_size,
+        **fit_inputs(config, x_train, splits.y_train, shuffle_seed=config.seed),
         epochs=config.epochs,
-        validation_data=(x_val, splits.y_val) if len(splits.y_val) else None,
+        validation_data=validation,
         callbacks=[clock],
         verbose=_VERBOSITY[config.progress],
     )
@@ -147,7 +165,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     device = resolved_device(pinned, [*model.weights, *model.optimizer.variables])
 
     evaluate_started = time.perf_counter()
-    test_loss, test_accuracy = model.evaluate(x_test, splits.y_test, batch_size=config.batch_size, verbose=0)
+    test_loss, test_accuracy = model.evaluate(**fit_inputs(config, x_test, splits.y_test), verbose=0)
     evaluate_seconds = time.perf_counter() - evaluate_started
 
     curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}

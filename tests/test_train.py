@@ -94,3 +94,13 @@ def test_channels_first_cnn_learns_under_torch(tmp_path):
 def test_native_runs_refuse_another_data_format(tmp_path):
     result = run_cli("train", "--implementation", "native", "--data-format", "channels_first", "--out", str(tmp_path))
     assert result.returncode == 2 and "--data-format" in error_line(result.stderr)
+
+
+@pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "device")])
+def test_every_input_pipeline_trains_and_is_recorded(tmp_path, backend, pipeline):
+    result = run_cli("train", "--backend", backend, "--model", "ffn", "--input-pipeline", pipeline, *QUICK_ARGS,
+                     "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (record,) = records_in(tmp_path)
+    assert record["config"]["input_pipeline"] == pipeline and record["resolved_device"] == "cpu"
+    assert record["test_accuracy"] >= ACCURACY_BAR["ffn"] and len(record["history"]["val_accuracy"]) == 3
