@@ -139,7 +139,9 @@ def group(entries: list[dict[str, Any]]) -> list[Group]:
             entry["record"] if entry["status"] == "ok" else entry)
 
     def rank(g: Group) -> tuple:
-        return (g.machine, MODELS.index(g.model), DEVICES.index(g.device), BACKENDS.index(g.backend), g.variant)
+        batch_size = (g.runs or g.others)[0]["config"]["batch_size"]  # 64 before 128 before 1024
+        return (g.machine, MODELS.index(g.model), DEVICES.index(g.device), BACKENDS.index(g.backend), batch_size,
+                g.variant)
 
     return sorted(groups.values(), key=rank)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import traceback
 from datetime import datetime, timezone
@@ -35,6 +36,10 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, dict[str, An
         )
     if config.data_parallel and config.batch_size % pinned.device_count:
         raise ConfigError(f"--batch-size {config.batch_size} does not split evenly over {pinned.device_count} devices")
+
+    if config.input_pipeline == "tf.data" and importlib.util.find_spec("tensorflow") is None:
+        raise BackendUnavailable("--input-pipeline tf.data needs TensorFlow, which is not installed here; "
+                                 "install tensorflow-cpu, or use --input-pipeline numpy or device")
 
     load_started = time.perf_counter()
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)

@@ -104,3 +104,16 @@ def test_every_input_pipeline_trains_and_is_recorded(tmp_path, backend, pipeline
     (record,) = records_in(tmp_path)
     assert record["config"]["input_pipeline"] == pipeline and record["resolved_device"] == "cpu"
     assert record["test_accuracy"] >= ACCURACY_BAR["ffn"] and len(record["history"]["val_accuracy"]) == 3
+
+
+def test_tf_data_input_without_tensorflow_is_refused_before_anything_runs(tmp_path, monkeypatch, keras_jax):
+    import importlib.util
+
+    from kerasmnist.errors import BackendUnavailable
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
+    config = RunConfig(backend="jax", input_pipeline="tf.data", data_dir=str(FIXTURE_DIR))
+    with pytest.raises(BackendUnavailable, match="--input-pipeline tf.data needs TensorFlow"):
+        run.run_and_record(config, tmp_path)
+    assert records_in(tmp_path) == []
