@@ -22,7 +22,7 @@ from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
 from kerasmnist.profiling import StepProfiler
-from kerasmnist.training import resolve_jit_compile, timing_figures
+from kerasmnist.timing import resolve_jit_compile, timing_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
 DROPOUT = 0.5

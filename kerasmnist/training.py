@@ -16,7 +16,6 @@ Timing rules:
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
 from kerasmnist.profiling import StepProfiler
+from kerasmnist.timing import resolve_jit_compile, timing_figures
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
@@ -68,20 +68,6 @@ class EpochClock(keras.callbacks.Callback):
         self.synchronize()
         self.epoch_seconds.append(time.perf_counter() - self._started)
         self.profiler.stop()
-
-
-def resolve_jit_compile(config: RunConfig) -> bool:
-    """What Keras's jit_compile="auto" would choose if the pinned device were the only one.
-
-    Keras's own "auto" turns XLA on for TensorFlow whenever a GPU is physically present, even
-    for a run pinned to the CPU, so the choice is made here from the pinned device instead.
-    Keras itself turns XLA off under tf.distribute, and so does this.
-    """
-    if config.jit_compile != "auto":
-        return config.jit_compile == "true"
-    if config.backend == "tensorflow":
-        return config.device == "gpu" and not config.data_parallel
-    return config.backend == "jax"
 
 
 def build_and_compile(config: RunConfig, jit_compile: bool) -> keras.Model:
@@ -126,15 +112,6 @@ def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: in
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     return {"x": dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)}
-
-
-def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> dict[str, Any]:
-    """Training seconds (first epoch included, validation excluded) until validation accuracy first
-    reaches `target`, measured at epoch ends as MLPerf does; None when it never did."""
-    for epoch, accuracy in enumerate(val_accuracy, start=1):
-        if accuracy >= target:
-            return {"target": target, "epochs": epoch, "seconds": sum(epoch_seconds[:epoch])}
-    return {"target": target, "epochs": None, "seconds": None}
 
 
 def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dict[str, Any]:
@@ -183,20 +160,4 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
         "evaluate_seconds": evaluate_seconds,
         "history": curves,
         "profile": clock.profiler.summary(),
-    }
-
-
-def timing_figures(config: RunConfig, epoch_seconds: list[float], train_size: int, flops_per_sample: int,
-                   val_accuracy: list[float]) -> dict[str, Any]:
-    """The figures derived from the epoch times, the same for Keras and native runs."""
-    steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
-    samples_per_second = train_size / steady if steady else None
-    return {
-        "epoch_seconds": epoch_seconds,
-        "first_epoch_seconds": epoch_seconds[0],
-        "steady_epoch_seconds": steady,
-        "samples_per_second": samples_per_second,
-        "training_flops_per_sample": flops_per_sample,
-        "achieved_gflops_per_second": flops_per_sample * samples_per_second / 1e9 if samples_per_second else None,
-        "time_to_accuracy": time_to_accuracy(val_accuracy, epoch_seconds, config.resolved_target_accuracy),
     }

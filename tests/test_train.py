@@ -76,10 +76,12 @@ def test_full_mnist_ffn_learns(tmp_path, full_data_dir):
 
 
 def test_time_to_accuracy_counts_training_seconds_until_the_target(keras_jax):
-    from kerasmnist.training import time_to_accuracy
+    from kerasmnist.timing import time_to_accuracy
 
-    assert time_to_accuracy([0.95, 0.975, 0.99], [3.0, 1.0, 1.0], 0.97) == {"target": 0.97, "epochs": 2, "seconds": 4.0}
-    assert time_to_accuracy([0.95, 0.96], [3.0, 1.0], 0.97) == {"target": 0.97, "epochs": None, "seconds": None}
+    assert time_to_accuracy([0.95, 0.975, 0.99], [3.0, 1.0, 1.0], 0.97) == {"target": 0.97, "epochs": 2, "seconds": 4.0,
+                                                                              "resolution": "epoch ends"}
+    assert time_to_accuracy([0.95, 0.96], [3.0, 1.0], 0.97) == {"target": 0.97, "epochs": None, "seconds": None,
+                                                                      "resolution": "epoch ends"}
 
 
 def test_channels_first_cnn_learns_under_torch(tmp_path):

@@ -1,0 +1,61 @@
+"""The figures both trainers (Keras's and the native loops) derive from their epoch clocks.
+
+Kept apart from training.py so the native loops share the timing rules without importing the
+Keras trainer. Nothing here imports Keras or a framework.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from kerasmnist.config import RunConfig
+
+
+def resolve_jit_compile(config: RunConfig) -> bool:
+    """What Keras's jit_compile="auto" would choose if the pinned device were the only one.
+
+    Keras's own "auto" turns XLA on for TensorFlow whenever a GPU is physically present, even
+    for a run pinned to the CPU, so the choice is made here from the pinned device instead.
+    Keras itself turns XLA off under tf.distribute, and so does this.
+    """
+    if config.jit_compile != "auto":
+        return config.jit_compile == "true"
+    if config.backend == "tensorflow":
+        return config.device == "gpu" and not config.data_parallel
+    return config.backend == "jax"
+
+
+def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> dict[str, Any]:
+    """Training seconds (first epoch included, validation excluded) until validation accuracy first
+    reaches `target`. Checked at epoch ends only, as MLPerf does for small data sets: the figure's
+    resolution is one epoch, which `resolution` says; None when it never did."""
+    for epoch, accuracy in enumerate(val_accuracy, start=1):
+        if accuracy >= target:
+            return {"target": target, "epochs": epoch, "seconds": sum(epoch_seconds[:epoch]),
+                    "resolution": "epoch ends"}
+    return {"target": target, "epochs": None, "seconds": None, "resolution": "epoch ends"}
+
+
+def epoch_cv(epoch_seconds: list[float]) -> float | None:
+    """Coefficient of variation of the steady epochs (epochs 2 on): how steady the run itself was."""
+    steady = epoch_seconds[1:]
+    if len(steady) < 2:
+        return None
+    return statistics.stdev(steady) / statistics.fmean(steady)
+
+
+def timing_figures(config: RunConfig, epoch_seconds: list[float], train_size: int, flops_per_sample: int,
+                   val_accuracy: list[float]) -> dict[str, Any]:
+    """The figures derived from the epoch times, the same for Keras and native runs."""
+    steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
+    samples_per_second = train_size / steady if steady else None
+    return {
+        "epoch_seconds": epoch_seconds,
+        "first_epoch_seconds": epoch_seconds[0],
+        "steady_epoch_seconds": steady,
+        "samples_per_second": samples_per_second,
+        "training_flops_per_sample": flops_per_sample,
+        "achieved_gflops_per_second": flops_per_sample * samples_per_second / 1e9 if samples_per_second else None,
+        "time_to_accuracy": time_to_accuracy(val_accuracy, epoch_seconds, config.resolved_target_accuracy),
+    }
