@@ -84,8 +84,11 @@ def _row(operation: str, size: int, flops: int, seconds: list[float]) -> dict[st
 
 
 def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[int, ...], repeats: int,
-              out_dir: Path, command: str, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Measures every backend x device in its own process; adds the entries to OUT/bench.jsonl."""
+              out_dir: Path, command: str, echo: Callable[[str], None] = print,
+              invocation: str | None = None) -> list[dict[str, Any]]:
+    """Measures every backend x device in its own process; adds the entries to OUT/bench.jsonl, tagged with
+    `invocation` (a compare's, for its peaks; else a new one), so no run replaces another's."""
+    invocation = invocation or records.new_invocation()
     if not sizes or any(size < 1 for size in sizes):
         raise ConfigError(f"--sizes needs one or more sizes, each at least 1 (got {list(sizes)})")
     if repeats < 1:
@@ -99,8 +102,8 @@ def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[
             child = subprocess.run(
                 [sys.executable, "-m", "kerasmnist.bench", backend_name, device, ",".join(map(str, sizes)), str(repeats)],
                 capture_output=True, text=True, env=backend.unpinned_environment())
-            entry = _entry_from(child, backend_name, device) | {"command": command}
-            entries = [e for e in entries if (e["backend"], e["device"]) != (backend_name, device)] + [entry]
+            entry = _entry_from(child, backend_name, device) | {"command": command, "invocation": invocation}
+            entries.append(entry)
             records.write_results(path, entries)
             echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
     return entries

@@ -25,7 +25,7 @@ from kerasmnist.matrix import Cell, Matrix, cells
 
 ERROR_PREFIX = "kerasmnist: error: "
 LOG_TAIL_LINES = 20
-PEAK_REPEATS = 3
+PEAK_REPEATS = 5
 
 
 @dataclass
@@ -56,7 +56,9 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
                echo: Callable[[str], None] = print) -> Outcome:
     """Runs every cell not already done; returns the counts. Ctrl-C keeps what finished.
 
-    `command` is the command line that asked for the matrix: each cell's entry keeps it.
+    `command` is the command line that asked for the matrix: each cell's entry keeps it, with this
+    invocation's id and its round (one pass over the plan: the cells of one repeat, run adjacent in
+    time), which the report pairs cells by.
     """
     records.ensure_writable(out_dir)
     results_path = out_dir / records.RESULTS_FILE
@@ -72,8 +74,10 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
              "running the rest (--force reruns them all)")
 
+    invocation = records.new_invocation()
     try:
-        measure_peaks(matrix, out_dir, command, force, echo)
+        if to_run:
+            measure_peaks(matrix, out_dir, command, invocation, echo)
     except KeyboardInterrupt:
         outcome.interrupted = True
         echo("interrupted while measuring the matmul peak; rerun the same command to go on")
@@ -84,7 +88,8 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         eta = _time_left(to_run[index:], seconds_by_kind)
         echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
         try:
-            entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {"command": command}
+            entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {
+                "command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}"}
         except KeyboardInterrupt:
             outcome.interrupted = True
             echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
@@ -98,20 +103,18 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     return outcome
 
 
-def measure_peaks(matrix: Matrix, out_dir: Path, command: str, force: bool, echo: Callable[[str], None]) -> None:
-    """A large matrix multiply on each backend and device of the matrix, kept in OUT/bench.jsonl, so
-    the report can give each cell's GFLOP/s as a share of what that backend reached there in the same run.
-    A pair already measured in OUT is not measured again (--force does)."""
-    if not matrix.peak_matmul_size:
-        return
-    path = out_dir / bench.BENCH_FILE
-    entries = records.read_results(path, bench.BENCH_KIND)[0] if path.exists() else []
-    measured = {(e["backend"], e["device"]) for e in entries if e["status"] == "ok"}
-    for backend_name in matrix.backends:
-        for device in matrix.devices:
-            if force or (backend_name, device) not in measured:
-                bench.run_bench((backend_name,), (device,), (matrix.peak_matmul_size,), PEAK_REPEATS, out_dir,
-                                command, echo)
+def peak_sizes(largest: int) -> tuple[int, ...]:
+    """The sizes the peak is the best rate over: the rate still grows with size on some CPUs, falls on others."""
+    return tuple(sorted({max(1, largest // 4), max(1, largest // 2), largest}))
+
+
+def measure_peaks(matrix: Matrix, out_dir: Path, command: str, invocation: str, echo: Callable[[str], None]) -> None:
+    """Matrix multiplies of several sizes on each backend and device of the matrix, in this invocation, kept in
+    OUT/bench.jsonl: the report sets each cell's GFLOP/s against the best rate its backend reached there in the
+    same run (the best measured GEMM rate), never against one from another hour."""
+    if matrix.peak_matmul_size:
+        bench.run_bench(matrix.backends, matrix.devices, peak_sizes(matrix.peak_matmul_size), PEAK_REPEATS, out_dir,
+                        command, echo, invocation=invocation)
 
 
 def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
@@ -145,6 +148,7 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
         "schema_version": records.SCHEMA_VERSION,
         "kind": records.CELL_KIND,
         "key": cell.key,
+        "seed": cell.config.seed,
         "order": cell.order,
         "repeat": cell.repeat,
         "backend": cell.config.backend,
@@ -156,6 +160,7 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - started,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": environment.host(),
+        "software": environment.software(),
         "config": cell.config.to_dict(),
         "record": record,
     }

@@ -31,6 +31,11 @@ def collect() -> dict[str, Any]:
     }
 
 
+def software() -> dict[str, str | None]:
+    """What a result's figures depend on besides the hardware: Python and the frameworks' versions."""
+    return {"python": sys.version.split()[0], **package_versions()}
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for package, distributions in _DISTRIBUTIONS.items():

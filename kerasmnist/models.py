@@ -65,17 +65,19 @@ def images_in(x: np.ndarray, data_format: str) -> np.ndarray:
 
 
 def training_flops_per_sample(model: keras.Sequential) -> int:
-    """Floating-point operations to train on one image: forward, plus about twice that backward.
+    """Floating-point operations to train on one image: forward plus backward.
 
-    Counts the multiply-adds (2 FLOPs each) of the Conv2D and Dense layers, which dominate; the
-    backward pass computes gradients for both inputs and weights, about twice the forward work.
+    Counts the multiply-adds (2 FLOPs each) of the Conv2D and Dense layers, which dominate. Backward,
+    each such layer computes its weight gradient (as much work as its forward pass) and, except for
+    the first, the gradient w.r.t. its input (as much again): nothing needs the gradient w.r.t. the
+    images, so the first weighted layer costs 2x forward and every later one 3x.
     """
-    forward = 0
+    total = 0
     for layer in model.layers:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             kernel_size = int(np.prod(layer.kernel.shape))
             spatial = layer.output.shape[2:] if getattr(layer, "data_format", None) == "channels_first" \
                 else layer.output.shape[1:-1]
             output_positions = int(np.prod(spatial)) if isinstance(layer, keras.layers.Conv2D) else 1
-            forward += 2 * kernel_size * output_positions
-    return 3 * forward
+            total += (3 if total else 2) * 2 * kernel_size * output_positions
+    return total

@@ -6,12 +6,13 @@ import json
 import os
 import tempfile
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from kerasmnist.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: rounds and invocations in results entries, contention in run records
 KIND = "kerasmnist.run"
 
 # Keys every record has, whatever its status; figures are null in a failed record.
@@ -21,7 +22,7 @@ TOP_LEVEL_KEYS = (
     "test_accuracy", "test_loss", "epoch_seconds", "first_epoch_seconds", "steady_epoch_seconds",
     "samples_per_second", "training_flops_per_sample", "achieved_gflops_per_second", "time_to_accuracy",
     "validation_seconds", "load_data_seconds", "build_seconds", "evaluate_seconds",
-    "jit_compile", "parameters", "history", "config", "data", "environment",
+    "jit_compile", "parameters", "history", "contention", "profile", "config", "data", "environment",
 )
 
 
@@ -93,6 +94,11 @@ RESULTS_FILE = "results.jsonl"
 CELL_KIND = "kerasmnist.cell"
 
 
+def new_invocation() -> str:
+    """A sortable id for one compare or bench command: when it started, and a random tail."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
 def read_results(path: Path, kind: str = CELL_KIND) -> tuple[list[dict[str, Any]], list[str]]:
     """The entries of `kind` in a JSON-lines results file, and a line for each line it had to ignore (and why).
 
@@ -114,12 +120,38 @@ def read_results(path: Path, kind: str = CELL_KIND) -> tuple[list[dict[str, Any]
             continue
         if not isinstance(entry, dict) or entry.get("kind") != kind:
             ignored.append(f"{path}:{number}: not a {kind} entry")
-        elif entry.get("schema_version") != SCHEMA_VERSION:
-            ignored.append(f"{path}:{number}: schema version {entry.get('schema_version')} is not the "
-                           f"supported version {SCHEMA_VERSION}; rerun that cell with this kerasmnist")
+        elif entry.get("schema_version") not in MIGRATIONS and entry.get("schema_version") != SCHEMA_VERSION:
+            ignored.append(f"{path}:{number}: schema version {entry.get('schema_version')} is not one this "
+                           f"kerasmnist reads (1 to {SCHEMA_VERSION}); read it with the kerasmnist that wrote it")
         else:
-            entries.append(entry)
+            entries.append(migrate(entry))
     return entries, ignored
+
+
+def _v1_to_v2(entry: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 had no rounds: the cells one command ran as one repeat were one pass over its plan,
+    so (command, repeat) stands for the round; peaks are tied to their command the same way."""
+    invocation = f"v1 {entry.get('command', '')}".strip()
+    migrated = entry | {"schema_version": 2, "invocation": invocation}
+    if entry.get("kind") == CELL_KIND:
+        migrated["round"] = f"{invocation} #{entry['repeat'] + 1}"
+        if entry.get("record"):
+            record = entry["record"]
+            migrated["record"] = record | {"schema_version": 2, "contention": None}
+            if record.get("time_to_accuracy"):
+                migrated["record"]["time_to_accuracy"] = record["time_to_accuracy"] | {"resolution": "epoch ends"}
+    return migrated
+
+
+# schema version -> the step that brings an entry of that version one version up
+MIGRATIONS = {1: _v1_to_v2}
+
+
+def migrate(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry of any readable schema version, brought up to this one step by step."""
+    while entry["schema_version"] != SCHEMA_VERSION:
+        entry = MIGRATIONS[entry["schema_version"]](entry)
+    return entry
 
 
 def write_results(path: Path, entries: list[dict[str, Any]]) -> None:

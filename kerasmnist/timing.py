@@ -7,9 +7,33 @@ Keras trainer. Nothing here imports Keras or a framework.
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
 from kerasmnist.config import RunConfig
+from kerasmnist.contention import ContentionMeter
+from kerasmnist.profiling import StepProfiler
+
+
+class EpochTimer:
+    """Wall time of each epoch's training steps, with the profiler and the contention meter running
+    over exactly the same spans. The caller synchronises the device before start() and stop()."""
+
+    def __init__(self, profile: bool, epochs: int) -> None:
+        self.profiler = StepProfiler(profile, epochs)
+        self.contention = ContentionMeter()
+        self.epoch_seconds: list[float] = []
+        self._started = 0.0
+
+    def start(self, epoch: int) -> None:
+        self.contention.start()
+        self.profiler.start(epoch)
+        self._started = time.perf_counter()
+
+    def stop(self) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._started)
+        self.profiler.stop()
+        self.contention.stop()
 
 
 def resolve_jit_compile(config: RunConfig) -> bool:
@@ -45,9 +69,10 @@ def epoch_cv(epoch_seconds: list[float]) -> float | None:
     return statistics.stdev(steady) / statistics.fmean(steady)
 
 
-def timing_figures(config: RunConfig, epoch_seconds: list[float], train_size: int, flops_per_sample: int,
+def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops_per_sample: int,
                    val_accuracy: list[float]) -> dict[str, Any]:
-    """The figures derived from the epoch times, the same for Keras and native runs."""
+    """The figures derived from the epoch clock, the same for Keras and native runs."""
+    epoch_seconds = timer.epoch_seconds
     steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
     samples_per_second = train_size / steady if steady else None
     return {
@@ -58,4 +83,6 @@ def timing_figures(config: RunConfig, epoch_seconds: list[float], train_size: in
         "training_flops_per_sample": flops_per_sample,
         "achieved_gflops_per_second": flops_per_sample * samples_per_second / 1e9 if samples_per_second else None,
         "time_to_accuracy": time_to_accuracy(val_accuracy, epoch_seconds, config.resolved_target_accuracy),
+        "contention": timer.contention.summary(epoch_cv(epoch_seconds)),
+        "profile": timer.profiler.summary(),
     }

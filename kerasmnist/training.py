@@ -26,21 +26,18 @@ from kerasmnist import models
 from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
-from kerasmnist.profiling import StepProfiler
-from kerasmnist.timing import resolve_jit_compile, timing_figures
+from kerasmnist.timing import EpochTimer, resolve_jit_compile, timing_figures
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Wall time of each epoch's training steps and of its validation pass."""
+    """Drives an EpochTimer from fit's callbacks, and times fit's own validation pass apart."""
 
-    def __init__(self, profiler: StepProfiler) -> None:
+    def __init__(self, timer: EpochTimer) -> None:
         super().__init__()
-        self.profiler = profiler
-        self.epoch_seconds: list[float] = []
+        self.timer = timer
         self.validation_seconds: list[float] = []
-        self._started = 0.0
         self._validation_started: float | None = None
 
     def synchronize(self) -> None:
@@ -49,8 +46,7 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self.synchronize()
         self._validation_started = None
-        self.profiler.start(epoch)
-        self._started = time.perf_counter()
+        self.timer.start(epoch)
 
     def on_test_begin(self, logs: Any = None) -> None:
         # Only fit's own validation pass reaches this callback: it ends the training steps.
@@ -66,8 +62,7 @@ class EpochClock(keras.callbacks.Callback):
 
     def _end_training_steps(self) -> None:
         self.synchronize()
-        self.epoch_seconds.append(time.perf_counter() - self._started)
-        self.profiler.stop()
+        self.timer.stop()
 
 
 def build_and_compile(config: RunConfig, jit_compile: bool) -> keras.Model:
@@ -129,7 +124,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     if len(splits.y_val):
         inputs = fit_inputs(config, x_val, splits.y_val)
         validation = (inputs["x"], inputs["y"]) if "y" in inputs else inputs["x"]
-    clock = EpochClock(StepProfiler(config.profile, config.epochs))
+    clock = EpochClock(EpochTimer(config.profile, config.epochs))
     history = model.fit(
         **fit_inputs(config, x_train, splits.y_train, shuffle_seed=config.seed),
         epochs=config.epochs,
@@ -153,11 +148,10 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
         "parameters": model.count_params(),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
-        **timing_figures(config, clock.epoch_seconds, len(splits.y_train), models.training_flops_per_sample(model),
+        **timing_figures(config, clock.timer, len(splits.y_train), models.training_flops_per_sample(model),
                          curves.get("val_accuracy", [])),
         "validation_seconds": clock.validation_seconds,
         "build_seconds": build_seconds,
         "evaluate_seconds": evaluate_seconds,
         "history": curves,
-        "profile": clock.profiler.summary(),
     }

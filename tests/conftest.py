@@ -60,8 +60,10 @@ def full_data_dir() -> Path:
     return Path(folder)
 
 
-def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", reason=None):
-    """A results.jsonl entry as the runner writes it, with made-up figures, for runner and report tests."""
+def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", reason=None, invocation="test",
+               contention=None):
+    """A results.jsonl entry as the runner writes it, with made-up figures, for runner and report tests.
+    Its round is the cell's repeat in `invocation`, as compare numbers them."""
     from kerasmnist import records
 
     config = cell.config.to_dict()
@@ -73,7 +75,8 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
             "started_at": "2026-11-22T10:00:00+00:00", "data": {"train_size": 1000},
             "first_epoch_seconds": steady * 2, "steady_epoch_seconds": steady, "samples_per_second": 1000 / steady,
             "achieved_gflops_per_second": 600_000 * (1000 / steady) / 1e9,
-            "time_to_accuracy": {"target": 0.98, "epochs": 2, "seconds": steady * 3},
+            "time_to_accuracy": {"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
+            "jit_compile": config["backend"] == "jax", "contention": contention,
             "test_accuracy": accuracy, "test_loss": 0.1,
             "history": {"val_accuracy": [accuracy - 0.05, accuracy]},
             "environment": {"python": "3.11.7", "gpus": [], "host": host,
@@ -84,4 +87,6 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
         "repeat": cell.repeat, "backend": config["backend"], "device": config["device"], "model": config["model"],
         "status": status, "reason": reason, "log_tail": [], "wall_seconds": 1.0,
         "finished_at": "2026-11-22T10:00:00+00:00", "host": host, "config": config, "record": record,
+        "software": {"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"},
+        "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}", "seed": config["seed"],
     }

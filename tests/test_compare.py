@@ -126,11 +126,16 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     for name in ("report.md", "results.csv", "steady_epoch_seconds.png", "test_accuracy.png", "learning_curves.png"):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "Fastest on cpu" in report and "kerasmnist compare --models ffn" in report
+    assert "was fastest in a single shared round: no interval" in report  # one round ranks nothing
+    assert "kerasmnist compare --models ffn" in report
     # Each cell's GFLOP/s as a share of the 256 x 256 matmul rate its backend reached in this run.
     peaks = records.read_results(out / "bench.jsonl", "kerasmnist.bench")[0]
     assert sorted((e["backend"], e["status"]) for e in peaks) == [("jax", "ok"), ("tensorflow", "ok"), ("torch", "ok")]
-    assert re.search(r"\| jax \| cpu \| 1 ok \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
+    assert re.search(r"\| jax \| cpu \| 1 ok \| 1 \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
+    contention = entries[0]["record"]["contention"]
+    assert 0 < contention["own_cpu_seconds"] <= contention["wall_seconds"] * contention["logical_cores"] + 0.1
+    assert contention["other_cpu_seconds"] >= 0 and contention["load_average_start"] >= 0
+    assert all(e["round"] == f"{e['invocation']} #1" for e in entries)
 
     again = run_cli(*arguments)
     assert again.returncode == 0

@@ -1,3 +1,6 @@
+import csv
+import io
+import itertools
 import json
 
 import pytest
@@ -20,31 +23,47 @@ def matrix_cells(devices=("cpu",), repeats=1):
 
 def test_report_has_tables_plots_csv_and_problem_cells(tmp_path):
     entries = []
-    for cell in matrix_cells(devices=("cpu", "gpu"), repeats=2):
-        speed = {"tensorflow": 2.0, "torch": 3.0, "jax": 1.0}[cell.config.backend]
+    for cell in matrix_cells(devices=("cpu", "gpu"), repeats=3):
+        # A few percent of noise per round, so the ratios have intervals.
+        speed = {"tensorflow": 2.0, "torch": 3.0, "jax": 1.0}[cell.config.backend] * (1 + 0.02 * cell.repeat)
         if cell.config.device == "gpu" and cell.config.backend == "torch":
             entries.append(fake_entry(cell, status="skipped", reason="backend torch sees no CUDA GPU"))
         elif cell.config.device == "gpu" and cell.config.backend == "jax" and cell.repeat == 1:
             entries.append(fake_entry(cell, status="failed", reason="out of memory"))
         else:
-            entries.append(fake_entry(cell, steady=speed / (10 if cell.config.device == "gpu" else 1)))
+            noise = 1 + 0.01 * ((cell.order * 7) % 3)
+            entries.append(fake_entry(cell, steady=speed * noise / (10 if cell.config.device == "gpu" else 1)))
     path = report.build([write_results(tmp_path, entries)], tmp_path)
     text = path.read_text()
-    assert "| jax | cpu | 2 ok | 1.00 (1.00–1.00) | 2.00 (2.00–2.00) | 1,000 | 0.6 | 95.00% ± 0.00 " \
-           "| 98%: 3.0 (3.0–3.0) s | 1.00× | – |" in text
-    assert "| tensorflow | gpu | 2 ok | 0.20 (0.20–0.20) | 0.40 (0.40–0.40) | 5,000 | 3.0 | 95.00% ± 0.00 " \
-           "| 98%: 0.6 (0.6–0.6) s | 2.00× | 10.0× |" in text
-    assert "| torch | gpu | 0 ok, 2 skipped | – | – | – | – | – | – | – | – |" in text
-    assert "| jax | gpu | 1 ok, 1 failed | 0.10 | 0.20 | 10,000 | 6.0 | 95.00% | 98%: 0.3 s | 1.00× | 10.0× |" in text
-    assert "- Fastest on cpu (Test CPU, 2 cores (laptop)): **jax**; tensorflow 2.00× slower, torch 3.00× slower." in text
+    assert "36 cells: 28 ok, 6 skipped, 2 failed, in 3 rounds" in text
+    assert "| jax | cpu | 3 ok | 3 |" in text and "| fastest | – | ok |" in text
+    assert "| torch | gpu | 0 ok, 3 skipped | 0 | – |" in text
+    assert "| jax | gpu | 2 ok, 1 failed | 2 |" in text
+    assert "- Fastest on cpu (Test CPU, 2 cores (laptop)): **jax**" in text
+    assert "Against it: tensorflow 2.00× [1.92–2.09] slower, 3 rounds" in text
+    assert "| tensorflow | gpu | 3 ok | 3 |" in text and "| 10.0× [10.0–10.0] | ok |" in text
     assert "| torch gpu cnn repeat 1 | skipped | backend torch sees no CUDA GPU |" in text
     assert "| jax gpu cnn repeat 2 | failed | out of memory |" in text
-    assert "24 cells: 18 ok, 4 skipped, 2 failed" in text
     for name in set(report.PLOTS) - {"matmul_seconds.png", "batch_sweep.png"}:  # no benchmark, no sweep here
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
     assert not (tmp_path / "matmul_seconds.png").exists() and not (tmp_path / "batch_sweep.png").exists()
-    rows = (tmp_path / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + len(entries) and rows[0].startswith("order,repeat,machine,backend")
+    cell_lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(cell_lines) == 1 + len(entries) and cell_lines[0].startswith("round,order,repeat,seed,machine")
+    row_lines = list(csv.DictReader(io.StringIO((tmp_path / "rows.csv").read_text())))
+    assert len(row_lines) == 12
+    jax_cpu = next(r for r in row_lines if (r["model"], r["backend"], r["device"]) == ("cnn", "jax", "cpu"))
+    assert float(jax_cpu["steady_ci_low"]) < float(jax_cpu["steady_median"]) < float(jax_cpu["steady_ci_high"])
+
+
+@pytest.mark.parametrize("statuses", list(itertools.product(["ok", "skipped", "failed"], repeat=3)))
+def test_report_never_crashes_on_any_mix_of_ok_skipped_and_failed_cells(tmp_path, statuses):
+    """One row per backend (the first sorted row included) in every combination of outcomes."""
+    entries = [fake_entry(cell, status=status, reason=None if status == "ok" else f"{status} here")
+               for cell, status in zip(cells(matrix_from({"matrix": {"models": ["ffn"]}}, {}, "t")), statuses)]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert f"3 cells: {statuses.count('ok')} ok, {statuses.count('skipped')} skipped, " \
+           f"{statuses.count('failed')} failed" in text
+    assert text.count("| 0 ok, 1 ") == 3 - statuses.count("ok")
 
 
 def test_report_is_rebuilt_from_the_records_alone(tmp_path):
@@ -60,7 +79,7 @@ def test_results_from_two_machines_merge_into_one_report(tmp_path):
     colab = write_results(tmp_path / "colab", [fake_entry(c, hostname="colab", steady=0.1)
                                                for c in matrix_cells(devices=("gpu",))])
     text = report.build([laptop, colab], tmp_path / "merged").read_text()
-    assert "| machine | backend | device |" in text
+    assert "| machine | row | device |" in text
     assert "(laptop)" in text and "(colab)" in text
 
 
@@ -70,7 +89,7 @@ def test_corrupt_lines_and_other_schema_versions_are_ignored_and_listed(tmp_path
     old = fake_entry(matrix_cells()[0]) | {"schema_version": 0}
     path.write_text(path.read_text() + json.dumps(old) + "\n" + '{"schema_version": 1, "kind": "kerasm')
     text = report.build([folder], folder).read_text()
-    assert "results.jsonl:7: schema version 0 is not the supported version 1" in text
+    assert "results.jsonl:7: schema version 0 is not one this kerasmnist reads (1 to 2)" in text
     assert "results.jsonl:8: not valid JSON (a truncated or corrupt line)" in text
     assert "6 cells: 6 ok" in text
 
@@ -80,13 +99,36 @@ def test_report_of_a_folder_without_results(tmp_path):
         report.build([tmp_path], tmp_path)
 
 
-def test_rows_keep_variants_apart(tmp_path):
-    from kerasmnist.report import variant_of
+def test_runs_that_computed_different_things_get_rows_of_their_own(tmp_path):
+    """Two commands with different epoch counts into one folder: two rows, and the header says what they share."""
+    two = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"]}, "run": {"epochs": 2}}, {}, "t"))
+    three = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"]}, "run": {"epochs": 3}}, {}, "t"))
+    entries = [fake_entry(c, steady=1.0, invocation="first") for c in two] + \
+              [fake_entry(c, steady=1.5, invocation="second") for c in three]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert "| jax 2 epochs | cpu | 1 ok | 1 | 1.00 |" in text
+    assert "| jax 3 epochs | cpu | 1 ok | 1 | 1.50 |" in text
+    assert "All rows: batch 128," in text and "hidden 128" in text
+    assert "Fastest on cpu" not in text  # different computations are never ranked
 
-    assert variant_of({"precision": "float32", "device": "cpu"}) == ""
-    assert variant_of({"implementation": "native", "device": "cpu"}) == "native"
-    assert variant_of({"precision": "mixed_float16", "data_parallel": True, "device": "gpu",
-                       "steps_per_execution": 4}) == "mixed_float16, steps_per_execution=4, data-parallel"
+
+def test_repeats_that_share_a_seed_are_flagged(tmp_path):
+    entries = [fake_entry(cell) for cell in matrix_cells(repeats=2)]
+    for entry in entries:
+        entry["config"]["seed"] = 0  # as schema-1 files recorded them
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert "95.00% ± 0.00 (2 runs share a seed: spread understated)" in text
+
+
+def test_a_row_is_flagged_unstable_when_its_epochs_or_the_machine_were_noisy(tmp_path):
+    quiet = {"wall_seconds": 10.0, "logical_cores": 2, "own_cpu_seconds": 19.0, "other_cpu_seconds": 0.5,
+             "steal_seconds": 0.1, "load_average_start": 2.0, "load_average_end": 2.1, "steady_epoch_cv": 0.02}
+    noisy = quiet | {"steady_epoch_cv": 0.14, "other_cpu_seconds": 8.0}
+    entries = [fake_entry(cell, contention=noisy if cell.config.backend == "torch" else quiet)
+               for cell in matrix_cells()]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert "| unstable: epoch CV up to 14%; other processes used up to 40% of the CPUs |" in text
+    assert text.count("| ok |") == 4 and text.count("1 row is marked unstable") == 2
 
 
 def test_batch_size_sweep_says_where_doubling_stops_paying(tmp_path):
@@ -97,23 +139,28 @@ def test_batch_size_sweep_says_where_doubling_stops_paying(tmp_path):
     assert ("- jax on cpu: throughput grows at least 10% per step up to batch 256; "
             "64: 1,000/s, 128: 2,000/s, 256: 2,222/s, 512: 2,273/s.") in text
     assert "| jax batch 64 | cpu |" in text and (tmp_path / "batch_sweep.png").stat().st_size > 0
+    assert "Fastest on cpu" not in text  # another batch size is another computation
 
 
-def test_keras_runs_are_set_against_the_native_loop_with_the_same_batch(tmp_path):
-    plain = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"],
-                                          "implementations": ["keras", "native"]}}, {}, "t"))
-    tuned = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"]},
+def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):
+    matrix = {"matrix": {"backends": ["torch"], "models": ["ffn"], "implementations": ["keras", "native"], "repeats": 4}}
+    plain = cells(matrix_from(matrix, {}, "t"))
+    tuned = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "repeats": 4},
                                "overrides": [{"jit_compile": "true"}]}, {}, "t"))
     steady = {("keras", "auto"): 4.0, ("native", "auto"): 1.0, ("keras", "true"): 2.0}
     accuracy = {("keras", "auto"): 0.95, ("native", "auto"): 0.96, ("keras", "true"): 0.955}
-    entries = [fake_entry(cell, steady=steady[cell.config.implementation, cell.config.jit_compile],
+    drift = [1.0, 1.3, 0.8, 1.1]  # the machine slows and speeds up; each round's pair shares it
+    entries = [fake_entry(cell, steady=steady[cell.config.implementation, cell.config.jit_compile] * drift[cell.repeat]
+                          * (1.01 if cell.config.implementation == "keras" and cell.repeat % 2 else 1.0),
                           accuracy=accuracy[cell.config.implementation, cell.config.jit_compile])
                for cell in plain + tuned]
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
-    assert "| torch | cpu | 250 | 1,000 | 0.25× | -1.00 points |" in text
-    assert "| torch jit_compile=true | cpu | 500 | 1,000 | 0.50× | -0.50 points |" in text
-    assert ("- torch on cpu: the fastest Keras run (jit_compile=true) reaches 0.50× the native loop's throughput, "
-            "test accuracy -0.50 points: misses the goal of 0.9× and 0.3 points.") in text
+    assert "| torch | cpu | 4 ok | 4 | 4.22 (3.20–5.25) |" in text and "unstable: repeats vary 20%" in text
+    assert "| torch | cpu | 238 | 955 | 0.25× [0.25–0.25] | 4 | -1.00 points |" in text  # the drift cancels
+    assert "| torch jit_compile=true | cpu | 475 | 955 | 0.50× [0.49–0.50] | 4 | -0.50 points |" in text
+    assert ("- torch on cpu: the fastest Keras setting in round `test #1` was *torch jit_compile=true*; on the 3 "
+            "other rounds it reaches 0.50× [0.49–0.50] the native loop's throughput") in text
+    assert "misses the goal of 0.9× (interval's lower bound) and 0.3 points." in text
 
 
 def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(tmp_path):
@@ -123,13 +170,23 @@ def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(t
     host = entries[0]["host"]
     peak = {"schema_version": records.SCHEMA_VERSION, "kind": bench.BENCH_KIND, "benchmark": "matmul",
             "backend": "jax", "device": "cpu", "status": "ok", "reason": None, "resolved_device": "cpu", "host": host,
+            "invocation": "test", "started_at": "2026-11-22T09:59:00+00:00",
             "rows": [{"operation": "scalar multiply", "size": 0, "median_seconds": 1e-5, "gflops_per_second": None},
                      {"operation": "matmul", "size": 4096, "median_seconds": 1.0, "gflops_per_second": 2.4}]}
     folder = write_results(tmp_path, entries)
     records.write_results(folder / bench.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
-    assert "| jax | cpu | 1 ok | 1.00 | 2.00 | 1,000 | 0.6 (25%) |" in text
-    assert "| torch | cpu | 1 ok | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # no peak measured for torch
+    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 (25%) |" in text
+    assert "| torch | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # no peak measured for torch
+    peak["invocation"] = "an earlier command"
+    records.write_results(folder / bench.BENCH_FILE, [peak])
+    text = report.build([folder], folder).read_text()
+    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # a peak from another run is not used
+    peak["invocation"] = "test"
+    peak["rows"][1]["gflops_per_second"] = 0.5
+    records.write_results(folder / bench.BENCH_FILE, [peak])
+    text = report.build([folder], folder).read_text()
+    assert "0.6 (120%, above the GEMM rate: check the FLOP count)" in text
 
 
 def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
@@ -145,5 +202,25 @@ def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch profiled | cpu | 4.00 | 50% | 25% | 12% | 12% | `keras/src/layers/layer.py:872 __call__` 0.50 |" in text
     assert "| torch | cpu | 1 ok |" in text and "| torch profiled | cpu | 1 ok |" in text
-    assert "torch profiled | cpu | 1 ok | 1.00 | 2.00 | 1,000 | 0.6 | 95.00% | 98%: 3.0 s | – |" in text
-    assert "Fastest on cpu" in text and "torch profiled 1.00× slower" not in text  # its times are inflated
+    assert "torch profiled | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 | 95.00% | 98%: 3.0 s, epoch 2 | – |" in text
+    fastest_line = next(line for line in text.splitlines() if "was fastest in a single shared round" in line)
+    assert "torch profiled" not in fastest_line  # its times are inflated
+
+
+def test_a_schema_1_results_file_is_read_through_the_migration(tmp_path):
+    """A copy of the full-MNIST results committed on 2026-11-22 (schema 1) still makes a report, each
+    (command, repeat) standing for a round, and the repeats that shared a seed are flagged."""
+    import shutil
+    from pathlib import Path
+
+    original = Path(__file__).parent / "fixtures" / "results" / "schema-1.jsonl"
+    old_lines = [json.loads(line) for line in original.read_text().splitlines()]
+    assert {entry["schema_version"] for entry in old_lines} == {1}
+    shutil.copy(original, tmp_path / records.RESULTS_FILE)
+    entries, ignored = records.read_results(tmp_path / records.RESULTS_FILE)
+    assert not ignored and len(entries) == len(old_lines)
+    assert all(e["schema_version"] == records.SCHEMA_VERSION and e["round"].startswith("v1 kerasmnist compare")
+               for e in entries)
+    assert all(e["record"]["contention"] is None for e in entries if e["record"])
+    text = report.build([tmp_path], tmp_path).read_text()
+    assert "Ignored lines" not in text and "runs share a seed: spread understated" in text

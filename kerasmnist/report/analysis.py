@@ -1,0 +1,200 @@
+"""What the report states about its rows: orders, ratios, goal verdicts and noise flags.
+
+Every ratio is paired by round (stats.py) and comes with its interval; an order is stated only
+where the interval excludes a tie.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from kerasmnist.report.load import Row, host_of
+from kerasmnist.report.stats import Ratio, cv, ratio
+
+# The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
+GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
+# A row is unstable past these: its steady epochs or its repeats vary by more than 10%, or other
+# processes used more than a quarter of the machine's CPU time, or the hypervisor stole over 5% of it.
+UNSTABLE_CV, BUSY_SHARE, STEAL_SHARE = 0.10, 0.25, 0.05
+
+
+def ranked(row: Row) -> bool:
+    return bool(row.entries) and not row.profiled
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A row against the fastest row that computed the same thing on the same machine and device."""
+
+    fastest: Row
+    versus_fastest: Ratio | None  # this row's steady time over the fastest's, per round; None for the fastest
+
+
+def standings(rows: list[Row]) -> dict[int, Standing]:
+    """id(row) -> its standing, for every ranked row."""
+    by_computation: dict[tuple, list[Row]] = {}
+    for row in filter(ranked, rows):
+        by_computation.setdefault(row.computation(), []).append(row)
+    result = {}
+    for group in by_computation.values():
+        fastest = min(group, key=lambda row: row.median("steady_epoch_seconds") or float("inf"))
+        for row in group:
+            versus = None if row is fastest else ratio(row.by_round("steady_epoch_seconds"),
+                                                       fastest.by_round("steady_epoch_seconds"))
+            result[id(row)] = Standing(fastest, versus)
+    return result
+
+
+def comparable_groups(rows: list[Row]) -> list[list[Row]]:
+    """Ranked rows that computed the same thing, in the rows' order, for the "fastest" lines."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in filter(ranked, rows):
+        groups.setdefault(row.computation(), []).append(row)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def gpu_speedup(row: Row, rows: list[Row]) -> Ratio | None:
+    """For a GPU row: its CPU twin's steady time over its own, per round."""
+    if row.device != "gpu" or not ranked(row):
+        return None
+    twin = next((other for other in rows if other.device == "cpu" and ranked(other)
+                 and (other.machine, other.software) == (row.machine, row.software)
+                 and _without(other.settings, "device", "jit_compile_resolved")
+                 == _without(row.settings, "device", "jit_compile_resolved")), None)
+    return ratio(twin.by_round("steady_epoch_seconds"), row.by_round("steady_epoch_seconds")) if twin else None
+
+
+def _without(settings: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: value for key, value in settings.items() if key not in keys}
+
+
+@dataclass(frozen=True)
+class KerasNative:
+    keras: Row
+    native: Row
+    throughput: Ratio  # Keras samples/s over native samples/s, per round
+    accuracy_points: float  # mean test accuracy, Keras minus native, in points
+
+    def per_round(self) -> dict[str, float]:
+        native = self.native.by_round("samples_per_second")
+        return {r: rate / native[r] for r, rate in self.keras.by_round("samples_per_second").items() if r in native}
+
+
+def native_twin(row: Row, rows: list[Row]) -> Row | None:
+    """The native row that ran the same computation with the same input path and threads as a Keras row."""
+    if row.native or not ranked(row) or row.settings.get("precision") != "float32" or row.settings.get("data_parallel"):
+        return None
+    ignore = ("implementation", "jit_compile", "jit_compile_resolved", "steps_per_execution", "data_format")
+    return next((other for other in rows if other.native and ranked(other)
+                 and (other.machine, other.software) == (row.machine, row.software)
+                 and _without(other.settings, *ignore) == _without(row.settings, *ignore)), None)
+
+
+def keras_versus_native(rows: list[Row]) -> list[KerasNative]:
+    pairs = []
+    for row in rows:
+        twin = native_twin(row, rows)
+        throughput = twin and ratio(row.by_round("samples_per_second"), twin.by_round("samples_per_second"))
+        if throughput:
+            difference = (statistics.fmean(row.accuracy) - statistics.fmean(twin.accuracy)) * 100
+            pairs.append(KerasNative(row, twin, throughput, difference))
+    return pairs
+
+
+@dataclass(frozen=True)
+class GoalVerdict:
+    backend: str
+    device: str
+    chosen: KerasNative  # the Keras setting with the best ratio in the round it was picked from
+    picked_round: str
+    confirmation: Ratio | None  # its ratio over the other rounds
+
+    @property
+    def text(self) -> str:
+        pair = self.chosen
+        setting = pair.keras.name
+        head = (f"- {self.backend} on {self.device}: the fastest Keras setting in round `{self.picked_round}` was "
+                f"*{setting}*")
+        accuracy_ok = abs(pair.accuracy_points) <= GOAL_ACCURACY_POINTS
+        if self.confirmation is None or not self.confirmation.has_interval:
+            return (f"{head}; too few other rounds to confirm it (2 or more are needed besides the one it was "
+                    f"picked from): goal undecided.")
+        confirmed = self.confirmation
+        if confirmed.low >= GOAL_RATIO and accuracy_ok:
+            verdict = "meets"
+        elif confirmed.high < GOAL_RATIO or not accuracy_ok:
+            verdict = "misses"
+        else:
+            verdict = "undecided: the interval straddles"
+        return (f"{head}; on the {confirmed.rounds} other rounds it reaches {confirmed.text()} the native loop's "
+                f"throughput, test accuracy {pair.accuracy_points:+.2f} points: {verdict} the goal of "
+                f"{GOAL_RATIO}× (interval's lower bound) and {GOAL_ACCURACY_POINTS} points.")
+
+
+def goal_verdicts(pairs: list[KerasNative]) -> list[GoalVerdict]:
+    """Per machine, backend and device: the best Keras setting is picked on one round and judged on the
+    others, so the pick's luck in that round does not inflate the verdict."""
+    verdicts = []
+    by_target: dict[tuple, list[KerasNative]] = {}
+    for pair in pairs:
+        by_target.setdefault((pair.keras.machine, pair.keras.backend, pair.keras.device), []).append(pair)
+    for (_, backend, device), candidates in by_target.items():
+        picking_round = min(r for pair in candidates for r in pair.per_round())
+        chosen = max((pair for pair in candidates if picking_round in pair.per_round()),
+                     key=lambda pair: pair.per_round()[picking_round])
+        others = {r: rate for r, rate in chosen.keras.by_round("samples_per_second").items() if r != picking_round}
+        verdicts.append(GoalVerdict(backend, device, chosen, picking_round,
+                                    ratio(others, chosen.native.by_round("samples_per_second"))))
+    return verdicts
+
+
+def instability(row: Row) -> list[str]:
+    """Why a row's times should not be trusted as they stand; empty when nothing was seen."""
+    reasons = []
+    epoch_cvs = [c["steady_epoch_cv"] for c in _contention(row) if c.get("steady_epoch_cv") is not None]
+    if epoch_cvs and max(epoch_cvs) > UNSTABLE_CV:
+        reasons.append(f"epoch CV up to {max(epoch_cvs):.0%}")
+    repeat_cv = cv(row.steady)
+    if repeat_cv is not None and repeat_cv > UNSTABLE_CV:
+        reasons.append(f"repeats vary {repeat_cv:.0%}")
+    busy = [c["other_cpu_seconds"] / (c["wall_seconds"] * c["logical_cores"]) for c in _contention(row)
+            if c.get("other_cpu_seconds") is not None and c.get("wall_seconds")]
+    if busy and max(busy) > BUSY_SHARE:
+        reasons.append(f"other processes used up to {max(busy):.0%} of the CPUs")
+    steal = [c["steal_seconds"] / (c["wall_seconds"] * c["logical_cores"]) for c in _contention(row)
+             if c.get("steal_seconds") is not None and c.get("wall_seconds")]
+    if steal and max(steal) > STEAL_SHARE:
+        reasons.append(f"steal up to {max(steal):.0%}")
+    return reasons
+
+
+def _contention(row: Row) -> list[dict[str, Any]]:
+    return [run["contention"] for run in row.runs if run.get("contention")]
+
+
+def peak_rates(bench: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], float]:
+    """(machine, backend, device, invocation) -> the best matmul GFLOP/s measured there in that invocation,
+    over every size and repeat: the best measured GEMM rate."""
+    best: dict[tuple[str, str, str, str], float] = {}
+    for entry in bench:
+        rates = [row["gflops_per_second"] for row in entry["rows"] if row.get("gflops_per_second")]
+        if entry["status"] == "ok" and rates:
+            key = (host_of(entry), entry["backend"], entry["device"], entry.get("invocation", ""))
+            best[key] = max(best.get(key, 0.0), *rates)
+    return best
+
+
+def share_of_peak(row: Row, peaks: dict[tuple[str, str, str, str], float]) -> list[float]:
+    """Each float32 run's achieved GFLOP/s over the best GEMM rate measured in its own invocation."""
+    if row.settings.get("precision") != "float32":
+        return []  # a mixed-precision run is not set against a float32 rate
+    shares = []
+    for entry in row.entries:
+        peak = peaks.get((row.machine, row.backend, row.device, entry.get("invocation", "")))
+        achieved = entry["record"].get("achieved_gflops_per_second")
+        if peak and achieved:
+            shares.append(achieved / peak)
+    return shares
+

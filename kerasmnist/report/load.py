@@ -1,0 +1,252 @@
+"""Reading results files and grouping their cells into report rows.
+
+One row is one configuration on one machine: every RunConfig setting that changes what is
+computed or how it is timed is part of a row's identity (all but progress, paths and the
+per-repeat seed), with jit_compile as the run resolved it, and the package versions are part of
+the machine. Rows are grouped by these config fields, never by labels parsed back.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerasmnist import records
+from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS
+from kerasmnist.errors import DataError
+
+# Settings that change neither what a run computes nor how it is timed.
+NOT_IDENTITY = ("progress", "data_dir", "seed")
+# Settings that change how Keras runs the same computation: rows that differ only in these (and in the
+# backend or implementation) computed the same thing and may be ranked against each other.
+EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "data_format", "input_pipeline", "cpu_threads")
+
+
+@dataclass(frozen=True)
+class Results:
+    cells: list[dict[str, Any]]
+    bench: list[dict[str, Any]]
+    ignored: list[str]
+
+
+def gather(results_dirs: list[Path]) -> Results:
+    """The training cells and the benchmark entries of every folder, and the lines ignored."""
+    from kerasmnist.bench import BENCH_FILE, BENCH_KIND
+
+    cells, bench, ignored = [], [], []
+    for folder in results_dirs:
+        found_any = False
+        for name, kind, target in ((records.RESULTS_FILE, records.CELL_KIND, cells), (BENCH_FILE, BENCH_KIND, bench)):
+            if (folder / name).is_file():
+                found, skipped_lines = records.read_results(folder / name, kind)
+                target += found
+                ignored += skipped_lines
+                found_any = True
+        if not found_any:
+            raise DataError(f"{folder} holds no {records.RESULTS_FILE} or {BENCH_FILE}: "
+                            f"run kerasmnist compare --out {folder} first")
+    return Results(cells, bench, ignored)
+
+
+def latest_bench(bench: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest successful benchmark entry of each machine, backend and device, in the order read."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for entry in sorted((e for e in bench if e["status"] == "ok"), key=lambda e: e.get("started_at", "")):
+        latest[(host_of(entry), entry["backend"], entry["device"])] = entry
+    return list(latest.values())
+
+
+def host_of(entry: dict[str, Any]) -> str:
+    host = entry.get("host") or {}
+    return f"{host.get('cpu_model', 'unknown CPU')}, {host.get('logical_cores', '?')} cores ({host.get('hostname', '?')})"
+
+
+def software_of(entry: dict[str, Any]) -> str:
+    """Python and framework versions: from the entry (schema 2), else from its run record."""
+    software = entry.get("software")
+    if software is None and entry.get("record"):
+        environment = entry["record"]["environment"]
+        software = {"python": environment.get("python"), **environment.get("packages", {})}
+    if not software:
+        return "versions unknown"
+    return ", ".join(f"{name} {software[name]}" for name in ("python", "keras", "tensorflow", "torch", "jax")
+                     if software.get(name))
+
+
+def identity_of(entry: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The settings that make a row: the config less NOT_IDENTITY, with jit_compile as resolved."""
+    config = {key: value for key, value in entry["config"].items() if key not in NOT_IDENTITY}
+    config["hidden"] = tuple(config.get("hidden", ())) if config.get("model") == "ffn" else ()  # the CNN ignores it
+    record = entry.get("record") or {}
+    config["jit_compile_resolved"] = record.get("jit_compile")
+    return tuple(sorted(config.items()))
+
+
+@dataclass
+class Row:
+    """Every cell of one configuration on one machine."""
+
+    machine: str
+    software: str
+    settings: dict[str, Any]
+    entries: list[dict[str, Any]] = field(default_factory=list)  # ok cells, in run order
+    others: list[dict[str, Any]] = field(default_factory=list)  # skipped and failed cells
+    name_parts: dict[str, str] = field(default_factory=dict)  # setting -> how the row's name shows it
+
+    @property
+    def name(self) -> str:
+        """The backend and the settings that differ within the row's model section (see name_rows)."""
+        return self.name_without()
+
+    def name_without(self, *keys: str) -> str:
+        parts = [part for key, part in self.name_parts.items() if part and key not in keys]
+        return " ".join([self.backend, ", ".join(parts)]).strip()
+
+    @property
+    def backend(self) -> str:
+        return self.settings["backend"]
+
+    @property
+    def device(self) -> str:
+        return self.settings["device"]
+
+    @property
+    def model(self) -> str:
+        return self.settings["model"]
+
+    @property
+    def native(self) -> bool:
+        return self.settings.get("implementation") == "native"
+
+    @property
+    def profiled(self) -> bool:
+        """cProfile slows Python-heavy runs: their times are not compared with anything else."""
+        return bool(self.settings.get("profile"))
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """The ok cells' run records."""
+        return [entry["record"] for entry in self.entries]
+
+    def values(self, key: str) -> list[float]:
+        return [run[key] for run in self.runs if run.get(key) is not None]  # older records may lack a key
+
+    def by_round(self, key: str) -> dict[str, float]:
+        """round id -> the figure; a round holds at most one cell of a row (a later one wins)."""
+        return {entry["round"]: entry["record"][key] for entry in self.entries if entry["record"].get(key)}
+
+    def median(self, key: str) -> float | None:
+        values = self.values(key)
+        return statistics.median(values) if values else None
+
+    @property
+    def steady(self) -> list[float]:
+        return self.values("steady_epoch_seconds")
+
+    @property
+    def accuracy(self) -> list[float]:
+        return self.values("test_accuracy")
+
+    @property
+    def shared_seeds(self) -> int:
+        """How many runs share a seed with another run of the row (old results files had one seed)."""
+        seeds = [entry["config"]["seed"] for entry in self.entries]
+        return sum(seeds.count(seed) > 1 for seed in seeds)
+
+    def computation(self) -> tuple:
+        """What the row computed, less how it ran it: rows with the same computation may be ranked."""
+        return (self.machine, self.software, self.device, *((key, value) for key, value in self.settings.items()
+                if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device")))
+
+
+def group(cells: list[dict[str, Any]]) -> list[Row]:
+    rows: dict[tuple, Row] = {}
+    for entry in sorted(cells, key=lambda e: (e.get("finished_at", ""), e["order"])):
+        key = (host_of(entry), software_of(entry), identity_of(entry))
+        row = rows.setdefault(key, Row(key[0], key[1], dict(key[2])))
+        (row.entries if entry["status"] == "ok" and entry.get("record") else row.others).append(entry)
+    _attach_unresolved(rows)
+
+    def rank(row: Row) -> tuple:
+        return (row.machine, row.software, MODELS.index(row.model), DEVICES.index(row.device),
+                BACKENDS.index(row.backend), IMPLEMENTATIONS.index(row.settings.get("implementation", "keras")),
+                row.settings.get("batch_size", 0), repr(sorted(row.settings.items())))
+
+    ordered = sorted(rows.values(), key=rank)
+    name_rows(ordered)
+    return ordered
+
+
+def _attach_unresolved(rows: dict[tuple, Row]) -> None:
+    """A failed or skipped cell has no record to say how jit_compile resolved: it joins the one row
+    that differs from it only in that, where there is exactly one."""
+    for key, row in list(rows.items()):
+        if row.entries or row.settings.get("jit_compile_resolved") is not None:
+            continue
+        bare = {k: v for k, v in row.settings.items() if k != "jit_compile_resolved"}
+        twins = [other for other_key, other in rows.items() if other is not row and other_key[:2] == key[:2]
+                 and {k: v for k, v in other.settings.items() if k != "jit_compile_resolved"} == bare]
+        if len(twins) == 1:
+            twins[0].others += row.others
+            del rows[key]
+
+
+def section_settings(rows: list[Row]) -> tuple[dict[str, Any], list[str]]:
+    """What all rows of a section share, and the settings that differ between them."""
+    keys = sorted({key for row in rows for key in row.settings})
+    shared = {key: rows[0].settings.get(key) for key in keys
+              if all(row.settings.get(key) == rows[0].settings.get(key) for row in rows)}
+    return shared, [key for key in keys if key not in shared]
+
+
+def name_rows(rows: list[Row]) -> None:
+    """Each row's name: its backend and the settings that differ within its model's section."""
+    for model in MODELS:
+        section = [row for row in rows if row.model == model]
+        if not section:
+            continue
+        _, differing = section_settings(section)
+        for row in section:
+            row.name_parts = {key: describe(key, row.settings.get(key)) for key in differing
+                              if key not in ("backend", "device", "model", "jit_compile_resolved")}
+
+
+def sweeps(rows: list[Row]) -> dict[tuple[str, str, str, str], list[tuple[int, Row]]]:
+    """(model, machine, name less the batch size, device) -> its rows by batch size, for settings that were
+    run at several batch sizes and nothing else different."""
+    lines: dict[tuple, list[Row]] = {}
+    for row in rows:
+        if row.entries:
+            rest = tuple((k, v) for k, v in row.settings.items() if k not in ("batch_size", "jit_compile_resolved"))
+            lines.setdefault((row.machine, row.software, rest), []).append(row)
+    return {(line[0].model, line[0].machine, line[0].name_without("batch_size"), line[0].device):
+            sorted(((row.settings["batch_size"], row) for row in line), key=lambda item: item[0])
+            for line in lines.values() if len(line) > 1}
+
+
+def describe(key: str, value: Any) -> str:
+    """A setting as a row name or section header shows it; '' for an off switch."""
+    if key == "implementation":
+        return "native" if value == "native" else ""
+    if key in ("profile", "data_parallel"):
+        return {"profile": "profiled", "data_parallel": "data-parallel"}[key] if value else ""
+    named = {
+        "batch_size": lambda: f"batch {value}",
+        "epochs": lambda: f"{value} epochs",
+        "learning_rate": lambda: f"learning rate {value:g}",
+        "hidden": lambda: f"hidden {','.join(map(str, value))}" if value else "",
+        "precision": lambda: str(value),
+        "jit_compile": lambda: "" if value == "auto" else f"jit_compile={value}",
+        "steps_per_execution": lambda: "" if value == 1 else f"steps_per_execution={value}",
+        "data_format": lambda: "" if value == "channels_last" else str(value),
+        "input_pipeline": lambda: f"input {value}",
+        "cpu_threads": lambda: "default threads" if value is None else f"{value} CPU threads",
+        "limit_train": lambda: "all training images" if value is None else f"first {value:,} training images",
+        "validation_size": lambda: f"{value:,} held out for validation",
+        "dataset": lambda: str(value),
+        "target_accuracy": lambda: "" if value is None else f"target {value:.0%}",
+        "cpu_devices": lambda: "" if value == 1 else f"over {value} CPU devices",
+    }
+    return named[key]() if key in named else f"{key}={value}"

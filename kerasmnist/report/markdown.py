@@ -1,0 +1,367 @@
+"""report.md: a pure function of the rows, the statistics about them and the benchmark entries."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kerasmnist.config import BACKENDS, DEVICES, MODELS
+from kerasmnist.report import analysis
+from kerasmnist.report.load import Results, Row, describe, host_of, latest_bench, section_settings, sweeps
+from kerasmnist.report.plots import PLOTS
+from kerasmnist.report.stats import CONFIDENCE, order_text
+
+METHOD = (
+    "How to read the numbers. A *round* is one pass of a compare command over its cells, each cell a fresh "
+    "process, run adjacent in time; a new command starts new rounds. Times are wall-clock seconds of one epoch's "
+    "training steps (validation excluded), the device synchronised at epoch boundaries; *steady* is the median of "
+    "epochs 2 and later of a run, then the median (min–max) over its runs. Every ratio (*vs fastest*, *GPU "
+    "speed-up*, Keras / native) is computed per round from the two cells of that round, and its "
+    f"{CONFIDENCE:.0%} interval [low–high] is Student's t on the rounds' log ratios (scipy.stats.t): with 2 to 6 "
+    "rounds a bootstrap cannot reach its tails. An order is stated only where the interval excludes 1; otherwise "
+    "the rows are called tied within the noise, with about how many more rounds would likely decide it. Rows are "
+    "ranked only against rows that computed the same thing (same data, epochs, batch size, precision and model "
+    "settings) on the same machine and device; profiled rows are never ranked. *GFLOP/s* counts the Conv2D and "
+    "Dense layers' training FLOPs (the first weighted layer computes no input gradient); in brackets, its share of "
+    "the best measured GEMM rate of this backend on this device (the fastest of several matrix sizes and repeats, "
+    "timed by the same compare command), not given for mixed precision. *Time to accuracy* is checked at epoch "
+    "ends, so its resolution is one epoch and it includes the compile epoch. *Stability* flags a row whose steady "
+    f"epochs or runs vary by more than {analysis.UNSTABLE_CV:.0%}, or whose runs shared the machine with other "
+    f"processes using over {analysis.BUSY_SHARE:.0%} of its CPU time or {analysis.STEAL_SHARE:.0%} steal."
+)
+
+
+def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: list[Path], inventory: str) -> str:
+    cells, bench = results.cells, results.bench
+    counts = {status: sum(e["status"] == status for e in cells) for status in ("ok", "skipped", "failed")}
+    lines = [
+        "# kerasmnist comparison report",
+        "",
+        f"{len(cells)} cells: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, in "
+        f"{len({e.get('round') for e in cells})} rounds. Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"by `kerasmnist report {' '.join(str(d) for d in results_dirs)}` from the results below.",
+        "",
+        "Made by (in the order they ran):",
+        "",
+        *[f"    {command}" for command in commands_in_order(cells, bench)],
+        "",
+        *([inventory] if inventory else []),
+        "## Environment",
+        "",
+        *environment_table([{"host": e["host"], **e["record"]} for e in cells if e.get("record")]
+                           + [e for e in bench if e.get("environment")]),
+        "",
+        METHOD,
+    ]
+    standings, peaks = analysis.standings(rows), analysis.peak_rates(bench)
+    for model in MODELS:
+        model_rows = [row for row in rows if row.model == model]
+        if model_rows:
+            lines += model_section(model, model_rows, rows, standings, peaks)
+    lines += matmul_section(bench)
+    lines += ["", "## Plots", ""]
+    lines += [f"![{PLOTS[name]}]({name})" for name in plotted] or ["No finished cells to plot."]
+    if cells and "gpu_speedup.png" not in plotted:
+        lines += ["", "No row has both CPU and GPU results here, so there is no GPU speed-up plot."]
+    lines += problems_section(cells, bench)
+    if results.ignored:
+        lines += ["", "## Ignored lines", "", *[f"- {line}" for line in results.ignored]]
+    if cells:
+        lines += ["", "Per-cell figures: [results.csv](results.csv); per-row figures with intervals: "
+                      "[rows.csv](rows.csv).", ""]
+    return "\n".join(lines)
+
+
+def commands_in_order(cells: list[dict[str, Any]], bench: list[dict[str, Any]]) -> list[str]:
+    """Each command once, in the order it first ran: a folder is often filled by several commands."""
+    return list(dict.fromkeys(command for _, command in sorted(
+        [(e.get("finished_at", ""), e["command"]) for e in cells if e.get("command")]
+        + [(e.get("started_at", ""), e["command"]) for e in bench if e.get("command")])))
+
+
+def model_section(model: str, model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
+                  peaks: dict) -> list[str]:
+    shared, _ = section_settings(model_rows)
+    header = ", ".join(part for key, value in shared.items()
+                       if key not in ("backend", "device", "model", "jit_compile_resolved")
+                       and (part := describe(key, value)))
+    several_machines = len({(row.machine, row.software) for row in rows}) > 1
+
+    def line(*cells: str) -> str:
+        """A table row; the machine column only appears when several machines' results are merged."""
+        return "| " + " | ".join(cells if several_machines else cells[1:]) + " |"
+
+    lines = ["", f"## Model `{model}`", "", f"All rows: {header}." if header else "", "",
+             line("machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
+                  "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
+                  "GPU speed-up [95%]", "stability"),
+             line(*["---"] * 14)]
+    for row in model_rows:
+        lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
+                          str(len({e["round"] for e in row.entries})), _spread(row.steady),
+                          _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
+                          gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
+                          versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row)))
+    lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *sweep_verdicts(model_rows),
+              *where_the_time_goes(model_rows)]
+    unstable = [row for row in model_rows if analysis.instability(row)]
+    if unstable:
+        lines += ["", f"{len(unstable)} row{' is' if len(unstable) == 1 else 's are'} marked unstable: their times "
+                      "moved more than the differences this report ranks may be. Close other programs, give each run the whole machine "
+                      "(`--cpu-threads`), and add rounds (`--repeats`) before acting on them."]
+    return lines
+
+
+def machine_label(row: Row, rows: list[Row]) -> str:
+    """The host, and the versions too where one host ran with several."""
+    versions = {other.software for other in rows if other.machine == row.machine}
+    return row.machine if len(versions) == 1 else f"{row.machine}; {row.software}"
+
+
+def run_counts(row: Row) -> str:
+    others = {status: sum(o["status"] == status for o in row.others) for status in ("skipped", "failed")}
+    return f"{len(row.entries)} ok" + "".join(f", {n} {status}" for status, n in others.items() if n)
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "–"
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:.{digits}f}"
+    return f"{median:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def gflops_text(row: Row, peaks: dict) -> str:
+    achieved = row.median("achieved_gflops_per_second")
+    if achieved is None:
+        return "–"
+    shares = analysis.share_of_peak(row, peaks)
+    if not shares:
+        return f"{achieved:.1f}"
+    share = statistics.median(shares)
+    return f"{achieved:.1f} ({share:.0%}" + (", above the GEMM rate: check the FLOP count)" if share > 1 else ")")
+
+
+def accuracy_text(row: Row) -> str:
+    values = row.accuracy
+    if not values:
+        return "–"
+    mean = statistics.fmean(values) * 100
+    text = f"{mean:.2f}%" if len(values) == 1 else f"{mean:.2f}% ± {statistics.stdev(values) * 100:.2f}"
+    return text + (f" ({row.shared_seeds} runs share a seed: spread understated)" if row.shared_seeds else "")
+
+
+def time_to_accuracy_text(row: Row) -> str:
+    reached = [run["time_to_accuracy"] for run in row.runs if run.get("time_to_accuracy")]
+    if not reached:
+        return "–"
+    seconds = [t["seconds"] for t in reached if t["seconds"] is not None]
+    target = f"{reached[0]['target']:.0%}"
+    if not seconds:
+        return f"{target} not reached"
+    epochs = statistics.median(t["epochs"] for t in reached if t["epochs"] is not None)
+    missed = len(reached) - len(seconds)
+    return (f"{target}: {_spread(seconds, 1)} s, epoch {epochs:g}"
+            + (f" ({missed} runs missed it)" if missed else ""))
+
+
+def versus_fastest_text(row: Row, standings: dict[int, analysis.Standing]) -> str:
+    standing = standings.get(id(row))
+    if standing is None:
+        return "–"
+    if standing.versus_fastest is None:
+        return "fastest" if any(s.fastest is row and s.versus_fastest for s in standings.values()) else "–"
+    return standing.versus_fastest.text()
+
+
+def speedup_text(row: Row, rows: list[Row]) -> str:
+    gain = analysis.gpu_speedup(row, rows)
+    return gain.text(1) if gain else "–"
+
+
+def stability_text(row: Row) -> str:
+    if not row.entries:
+        return "–"
+    reasons = analysis.instability(row)
+    return "unstable: " + "; ".join(reasons) if reasons else "ok"
+
+
+def fastest_lines(model_rows: list[Row]) -> list[str]:
+    """For each set of rows that computed the same thing: the fastest, and each other row's ratio to it."""
+    lines = []
+    for group in analysis.comparable_groups(model_rows):
+        standings = analysis.standings(group)
+        fastest = standings[id(group[0])].fastest
+        others = sorted(((standings[id(row)].versus_fastest, row) for row in group
+                         if row is not fastest and standings[id(row)].versus_fastest),
+                        key=lambda item: item[0].estimate)
+        tied = [row for versus, row in others if not versus.excludes(1.0)]
+        where = f"{fastest.device} ({fastest.machine})"
+        if not any(versus.has_interval for versus, _ in others):
+            head = (f"- On {where}, **{fastest.name}** was fastest in a single shared round: no interval, so no "
+                    "order is stated")
+        elif tied:
+            head = (f"- No single fastest on {where}: **{fastest.name}** is tied within the noise with "
+                    + ", ".join(f"**{row.name}**" for row in tied))
+        else:
+            head = f"- Fastest on {where}: **{fastest.name}**"
+        accuracy = f" (test accuracy {accuracy_text(fastest)})"
+        details = "; ".join(f"{row.name} {order_text(versus)} (test accuracy {accuracy_text(row)})"
+                            for versus, row in others)
+        lines.append(head + accuracy + (f". Against it: {details}." if details else "."))
+    return lines
+
+
+def keras_native_lines(model_rows: list[Row]) -> list[str]:
+    pairs = analysis.keras_versus_native(model_rows)
+    if not pairs:
+        return []
+    lines = ["", "Keras against the framework's own loop (same batch size, input path and threads; throughput ratio "
+                 "per round, above 1: Keras is faster):", "",
+             "| Keras row | device | Keras samples/s | native samples/s | Keras / native [95%] | rounds "
+             "| test accuracy, Keras − native |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for pair in pairs:
+        lines.append(f"| {pair.keras.name} | {pair.keras.device} | {_rate(pair.keras.median('samples_per_second'))} "
+                     f"| {_rate(pair.native.median('samples_per_second'))} | {pair.throughput.text()} "
+                     f"| {pair.throughput.rounds} | {pair.accuracy_points:+.2f} points |")
+    return lines + ["", *(verdict.text for verdict in analysis.goal_verdicts(pairs))]
+
+
+def problems_section(cells: list[dict[str, Any]], bench: list[dict[str, Any]]) -> list[str]:
+    problems = [(f"{e['backend']} {e['device']} {e['model']} repeat {e['repeat'] + 1}", e)
+                for e in sorted(cells, key=lambda e: (e.get("finished_at", ""), e["order"])) if e["status"] != "ok"]
+    problems += [(f"matmul {e['backend']} {e['device']}", e) for e in bench if e["status"] != "ok"]
+    lines = ["", "## Skipped and failed cells", ""]
+    if not problems:
+        return lines + ["None."]
+    return lines + ["| cell | status | reason |", "| --- | --- | --- |",
+                    *[f"| {name} | {e['status']} | {(e['reason'] or '').replace('|', '/')} |" for name, e in problems]]
+
+
+def inventory_section(results_dirs: list[Path]) -> str:
+    """What `kerasmnist env --out DIR` saw on each machine, where it was saved."""
+    import json
+
+    from kerasmnist.inventory import INVENTORY_FILE, render as render_inventory
+
+    blocks = []
+    for folder in results_dirs:
+        path = folder / INVENTORY_FILE
+        if path.is_file():
+            try:
+                text = render_inventory(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, KeyError) as error:
+                text = f"{path}: unreadable ({error})"
+            blocks.append(f"From `{path}`:\n\n```\n{text}\n```\n")
+    return "## Backends and devices (kerasmnist env)\n\n" + "\n".join(blocks) + "\n" if blocks else ""
+
+
+def matmul_section(bench_entries: list[dict[str, Any]]) -> list[str]:
+    """Seconds and GFLOP/s per size for each backend and device, and where the GPU starts to win."""
+    from kerasmnist.bench import crossover
+
+    measured = sorted(latest_bench(bench_entries),
+                      key=lambda e: (host_of(e), BACKENDS.index(e["backend"]), DEVICES.index(e["device"])))
+    if not measured:
+        return []
+    sizes = sorted({row["size"] for e in measured for row in e["rows"] if row["operation"] == "matmul"})
+    lines = ["", "## Matrix multiply", "",
+             "Median seconds of one synchronised call (warm-up excluded), and GFLOP/s (2N³ per N×N product); "
+             "the latest measurement of each backend and device.", "",
+             "| backend | device | scalar multiply | " + " | ".join(f"{n}×{n}" for n in sizes) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in sizes) + " |"]
+    for entry in measured:
+        by_size = {row["size"]: row for row in entry["rows"] if row["operation"] == "matmul"}
+        scalar = next(row for row in entry["rows"] if row["operation"] == "scalar multiply")
+        cells = []
+        for size in sizes:
+            row = by_size.get(size)
+            if row is None:
+                cells.append("–")
+            elif "error" in row:
+                cells.append(f"not run: {row['error'].replace('|', '/')}")
+            else:
+                rate = f", {row['gflops_per_second']:.3g} GFLOP/s" if row["gflops_per_second"] else ""
+                cells.append(f"{_seconds(row['median_seconds'])}{rate}")
+        device = entry["device"] if entry["resolved_device"] == "cpu" else f"{entry['device']} ({entry['resolved_device']})"
+        lines.append(f"| {entry['backend']} | {device} "
+                     f"| {_seconds(scalar['median_seconds'])} | " + " | ".join(cells) + " |")
+    for backend in BACKENDS:
+        pair = {e["device"]: e for e in measured if e["backend"] == backend}
+        if {"cpu", "gpu"} <= set(pair):
+            size = crossover(pair["cpu"]["rows"], pair["gpu"]["rows"])
+            lines.append(f"- {backend}: the GPU is faster " + (f"from {size}×{size} on." if size else "at no measured size."))
+    if not any({"cpu", "gpu"} <= {e["device"] for e in measured if e["backend"] == b} for b in BACKENDS):
+        lines.append("- No backend was measured on both a CPU and a GPU here, so there is no crossover size.")
+    return lines
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e6:.0f} µs" if value < 1e-3 else (f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s")
+
+
+def sweep_verdicts(model_rows: list[Row], gain_worth_having: float = 1.10) -> list[str]:
+    """Where doubling the batch stops paying: the usual advice is to double until it stops getting faster."""
+    sentences = []
+    for (_, machine, name, device), line in sweeps(model_rows).items():
+        rates = [(size, g.median("samples_per_second") or 0) for size, g in line]
+        best_size = rates[0][0]
+        for (size, rate), (next_size, next_rate) in zip(rates, rates[1:]):
+            if next_rate < rate * gain_worth_having:
+                break
+            best_size = next_size
+        sentences.append(f"- {name} on {device}: throughput grows at least 10% per step up to batch {best_size}; "
+                         + ", ".join(f"{size}: {rate:,.0f}/s" for size, rate in rates) + ".")
+    return ["", "Batch-size sweep:", "", *sentences] if sentences else []
+
+
+def where_the_time_goes(model_rows: list[Row]) -> list[str]:
+    """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/profiling.py)."""
+    from kerasmnist.profiling import OWNERS
+
+    profiled = [(g, g.runs[0]["profile"]) for g in model_rows if g.runs and g.runs[0].get("profile")]
+    if not profiled:
+        return []
+    lines = ["", "Where the time goes (cProfile over the training steps of epochs 2 on, first run of each row; "
+                 "self time by owner. A jitted JAX step is invisible to cProfile and counts as the self time of "
+                 "the line that calls it):", "",
+             "| run | device | profiled s | " + " | ".join(OWNERS) + " | costliest functions (self s) |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in OWNERS) + " | --- |"]
+    for g, profile in profiled:
+        total = profile["profiled_seconds"] or 1.0
+        shares = " | ".join(f"{profile['seconds_by_owner'][name] / total:.0%}" for name in OWNERS)
+        costliest = "; ".join(f"`{f['function']}` {f['self_seconds']:.2f}" for f in profile["top_functions"][:3])
+        lines.append(f"| {g.name} | {g.device} | {profile['profiled_seconds']:.2f} | {shares} | {costliest} |")
+    return lines
+
+
+def environment_table(sources: list[dict[str, Any]]) -> list[str]:
+    """One row per machine, from anything with `host`, `environment` and `started_at` (records, bench entries)."""
+    rows = {}
+    for source in sources:
+        environment = source["environment"]
+        packages = environment["packages"]
+        gpus = ", ".join(f"{g['name']} (driver {g['driver']}, {g['memory']})" for g in environment["gpus"]) or "none"
+        memory = environment["host"]["memory_bytes"]
+        key = (host_of(source), environment["python"], *packages.values())  # new versions: a new machine
+        dates = rows.get(key, {}).get("dates", set()) | {source["started_at"][:10]}
+        rows[key] = {
+            "row": f"| {key[0]} | {memory / 2**30:.0f} GiB | {gpus} | {environment['python']} | {packages['keras']} "
+                   f"| {packages['tensorflow'] or '–'} | {packages['torch'] or '–'} | {packages['jax'] or '–'} ",
+            "dates": dates,
+        }
+    if not rows:
+        return ["No finished cells: nothing is known about the machines."]
+    return [
+        "| machine | memory | GPUs | Python | Keras | TensorFlow | torch | JAX | dates |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *[f"{row['row']}| {', '.join(sorted(row['dates']))} |" for row in rows.values()],
+    ]

@@ -1,0 +1,189 @@
+"""The report's plots: one PNG per view, drawn only where there is data for it (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from kerasmnist.config import MODELS
+from kerasmnist.report.analysis import gpu_speedup
+from kerasmnist.report.load import Row, sweeps
+
+PLOTS = {
+    "matmul_seconds.png": "Matrix multiply time by size",
+    "steady_epoch_seconds.png": "Steady-state epoch time",
+    "test_accuracy.png": "Test accuracy",
+    "learning_curves.png": "Validation accuracy by epoch",
+    "gpu_speedup.png": "GPU speed-up over CPU",
+    "batch_sweep.png": "Throughput and accuracy by batch size",
+}
+BACKEND_COLOURS = {"tensorflow": "tab:orange", "torch": "tab:red", "jax": "tab:blue"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_all(rows: list[Row], latest_bench: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    """Draws every plot that has data; returns the file names written."""
+    return write_plots(rows, out_dir) + write_matmul_plot(latest_bench, out_dir) + write_sweep_plot(rows, out_dir)
+
+
+def write_matmul_plot(bench_entries: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    measured = [e for e in bench_entries if e["status"] == "ok"]
+    if not measured:
+        return []
+    plt = _pyplot()
+
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    for entry in measured:
+        rows = [row for row in entry["rows"] if row["operation"] == "matmul" and "error" not in row]
+        axis.plot([row["size"] for row in rows], [row["median_seconds"] for row in rows], marker="o",
+                  linestyle="-" if entry["device"] == "cpu" else "--", label=f"{entry['backend']} {entry['device']}")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("matrix size N (N×N times N×N, float32)")
+    axis.set_ylabel("seconds per product (median)")
+    axis.set_title("Matrix multiply: time against size (solid: CPU, dashed: GPU)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out_dir / "matmul_seconds.png", dpi=110)
+    plt.close(figure)
+    return ["matmul_seconds.png"]
+
+
+def write_sweep_plot(rows: list[Row], out_dir: Path) -> list[str]:
+    lines = sweeps(rows)
+    if not lines:
+        return []
+    plt = _pyplot()
+
+    figure, (rate_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (model, machine, name, device), line in lines.items():
+        sizes = [size for size, _ in line]
+        label = f"{model} {name} {device}"
+        rate_axis.plot(sizes, [g.median("samples_per_second") for _, g in line], marker="o", label=label)
+        accuracy_axis.plot(sizes, [statistics.fmean(g.accuracy) * 100 for _, g in line], marker="o", label=label)
+    all_sizes = sorted({size for line in lines.values() for size, _ in line})
+    for axis, ylabel in ((rate_axis, "training samples per second"), (accuracy_axis, "test accuracy (%)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(all_sizes, [str(size) for size in all_sizes])
+        axis.set_xlabel("batch size")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+    rate_axis.set_title("Throughput by batch size (steady epochs)")
+    accuracy_axis.set_title("Test accuracy by batch size")
+    figure.tight_layout()
+    figure.savefig(out_dir / "batch_sweep.png", dpi=110)
+    plt.close(figure)
+    return ["batch_sweep.png"]
+
+
+def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
+    """Draws the plots that have data; returns the file names written."""
+    import matplotlib.ticker
+
+    plt = _pyplot()
+
+    finished = [g for g in rows if g.runs]
+    if not finished:
+        return []
+    written = []
+    models = [m for m in MODELS if any(g.model == m for g in finished)]
+    multi_machine = len({g.machine for g in finished}) > 1
+
+    def label(g: Row) -> str:
+        return f"{g.device}" + (f"\n{g.machine.split(' (')[0]}" if multi_machine else "")
+
+    def bars(filename: str, value, error, xlabel: str, title: str, left: float = 0.0,
+             right: float | None = None) -> None:
+        """One horizontal bar per row of the report's tables (backend, settings, device), coloured by
+        backend, hatched for native loops: readable with three rows or thirty."""
+        per_model = [[g for g in finished if g.model == model] for model in models]
+        height = 1.6 + 0.32 * max(len(model_rows) for model_rows in per_model)
+        figure, axes = plt.subplots(1, len(models), figsize=(7 * len(models), height), squeeze=False)
+        for axis, model, model_rows in zip(axes[0], models, per_model):
+            positions = range(len(model_rows))
+            drawn = axis.barh(positions, [value(g) for g in model_rows],
+                              xerr=list(zip(*[error(g) for g in model_rows])), capsize=3,
+                              color=[BACKEND_COLOURS[g.backend] for g in model_rows],
+                              hatch=["//" if g.native else "" for g in model_rows])
+            axis.bar_label(drawn, fmt="%.3g", fontsize=8, padding=3)
+            axis.set_yticks(list(positions), [f"{g.name}, {label(g)}".replace("\n", " ") for g in model_rows],
+                            fontsize=8)
+            axis.invert_yaxis()
+            axis.set_xlim(left=left, right=right)
+            axis.set_title(model)
+            axis.set_xlabel(xlabel)
+            axis.grid(axis="x", alpha=0.3)
+        figure.suptitle(title)
+        figure.tight_layout()
+        figure.savefig(out_dir / filename, dpi=110)
+        plt.close(figure)
+        written.append(filename)
+
+    def steady_error(g: Row) -> tuple[float, float]:
+        median = statistics.median(g.steady) if g.steady else 0
+        return (median - min(g.steady, default=0), max(g.steady, default=0) - median)
+
+    if any(g.steady for g in finished):
+        bars("steady_epoch_seconds.png", lambda g: statistics.median(g.steady) if g.steady else 0,
+             steady_error, "steady epoch time (s), lower is faster",
+             "Steady-state epoch time (median, bars: min–max over repeats; hatched: native loops)")
+
+    def accuracy_error(g: Row) -> tuple[float, float]:
+        sd = statistics.stdev(g.accuracy) * 100 if len(g.accuracy) > 1 else 0
+        return (sd, sd)
+
+    # Accuracies sit close together near 100%: bars drawn from zero would all look the same.
+    lowest = min(statistics.fmean(g.accuracy) * 100 - accuracy_error(g)[0] for g in finished)
+    bars("test_accuracy.png", lambda g: statistics.fmean(g.accuracy) * 100, accuracy_error,
+         "test accuracy (%)", "Test accuracy (mean, bars: ±1 sd over repeats; hatched: native loops)",
+         left=max(0.0, lowest - 2), right=100.0)
+
+    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
+    for axis, model in zip(axes[0], models):
+        for g in (g for g in finished if g.model == model and g.runs[0]["history"].get("val_accuracy")):
+            curves = [run["history"]["val_accuracy"] for run in g.runs]
+            epochs = min(len(curve) for curve in curves)
+            mean = [statistics.fmean(curve[i] for curve in curves) * 100 for i in range(epochs)]
+            axis.plot(range(1, epochs + 1), mean, marker="o", linestyle="-" if g.device == "cpu" else "--",
+                      label=f"{g.name} {label(g)}".replace("\n", " "))
+        axis.set_title(model)
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("validation accuracy (%)")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle("Learning curves (mean over repeats)")
+    figure.tight_layout()
+    figure.savefig(out_dir / "learning_curves.png", dpi=110)
+    plt.close(figure)
+    written.append("learning_curves.png")
+
+    gains = [(row, gpu_speedup(row, rows)) for row in finished]
+    gains = [(row, gain) for row, gain in gains if gain]
+    if gains:
+        figure, axis = plt.subplots(figsize=(7, 4.2))
+        names = [f"{row.model}\n{row.name}" for row, _ in gains]
+        errors = [(gain.estimate - gain.low, gain.high - gain.estimate) if gain.has_interval else (0, 0)
+                  for _, gain in gains]
+        drawn = axis.bar(names, [gain.estimate for _, gain in gains], yerr=list(zip(*errors)), capsize=3,
+                         color="tab:green")
+        axis.bar_label(drawn, fmt="%.1f×", fontsize=8)
+        axis.axhline(1, color="black", linewidth=0.8)
+        axis.set_ylabel("CPU steady epoch time / GPU steady epoch time")
+        axis.set_title("GPU speed-up over CPU (bars: 95% interval over rounds; above 1: the GPU is faster)")
+        figure.tight_layout()
+        figure.savefig(out_dir / "gpu_speedup.png", dpi=110)
+        plt.close(figure)
+        written.append("gpu_speedup.png")
+    return written

@@ -1,0 +1,81 @@
+"""The report's statistics on synthetic data with a known answer, and the contention meter's figures."""
+
+import math
+
+import numpy as np
+
+from kerasmnist.contention import ContentionMeter
+from kerasmnist.report.stats import mean_interval, order_text, ratio
+
+
+def rounds_of(times):
+    return {f"round {i}": value for i, value in enumerate(times)}
+
+
+def noisy(rng, mean, rounds, drift):
+    """Per-round times: a shared machine drift times 3% independent noise."""
+    return mean * drift * rng.lognormal(0.0, 0.03, rounds)
+
+
+def test_two_rows_ten_percent_apart_are_ranked_despite_drift():
+    rng = np.random.default_rng(1)
+    drift = rng.uniform(0.7, 1.4, 6)  # the machine slows and speeds up far more than the 10% to find
+    slower, faster = noisy(rng, 1.1, 6, drift), noisy(rng, 1.0, 6, drift)
+    found = ratio(rounds_of(slower), rounds_of(faster))
+    assert found.rounds == 6 and found.excludes(1.0)
+    assert found.low < 1.1 < found.high
+    assert "slower, 6 rounds" in order_text(found) and "tied" not in order_text(found)
+
+
+def test_two_rows_from_one_distribution_are_called_tied():
+    rng = np.random.default_rng(2)
+    drift = rng.uniform(0.7, 1.4, 6)
+    found = ratio(rounds_of(noisy(rng, 1.0, 6, drift)), rounds_of(noisy(rng, 1.0, 6, drift)))
+    assert not found.excludes(1.0) and found.low < 1.0 < found.high
+    assert order_text(found).startswith("tied within the noise")
+
+
+def test_the_interval_covers_the_true_ratio_about_95_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    covered = 0
+    for _ in range(400):
+        drift = rng.uniform(0.8, 1.2, 4)
+        found = ratio(rounds_of(noisy(rng, 1.2, 4, drift)), rounds_of(noisy(rng, 1.0, 4, drift)))
+        covered += found.low <= 1.2 <= found.high
+    assert 0.91 <= covered / 400 <= 0.99
+
+
+def test_a_tie_says_how_many_more_rounds_would_likely_decide_it():
+    found = ratio(rounds_of([1.05, 1.10, 1.00]), rounds_of([1.0, 1.0, 1.0]))
+    assert not found.excludes(1.0)
+    needed = found.rounds_to_decide()
+    assert needed is not None and needed > 3
+    assert f"about {needed - 3} more rounds would likely decide it" in order_text(found)
+
+
+def test_ratios_pair_only_shared_rounds_and_one_round_has_no_interval():
+    found = ratio({"a": 2.0, "b": 4.0}, {"b": 2.0, "c": 1.0})
+    assert found.rounds == 1 and math.isclose(found.estimate, 2.0) and not found.has_interval
+    assert "run 2 or more rounds for an interval" in order_text(found)
+    assert ratio({"a": 1.0}, {"b": 1.0}) is None
+
+
+def test_mean_interval_of_repeats():
+    low, high = mean_interval([1.0, 1.1, 0.9, 1.0])
+    assert low < 1.0 < high and mean_interval([1.0]) is None
+
+
+def test_contention_figures_are_consistent():
+    meter = ContentionMeter()
+    for _ in range(2):  # two spans, as two epochs
+        meter.start()
+        total = 0
+        for i in range(2_000_000):  # burn this process's CPU
+            total += i
+        meter.stop()
+    summary = meter.summary(steady_epoch_cv=0.05)
+    assert 0 < summary["own_cpu_seconds"] <= summary["wall_seconds"] * summary["logical_cores"] + 0.05
+    assert summary["other_cpu_seconds"] >= 0 and summary["steal_seconds"] >= 0  # Linux: /proc/stat is read
+    assert summary["other_cpu_seconds"] <= summary["wall_seconds"] * summary["logical_cores"] + 0.05
+    assert summary["load_average_start"] >= 0 and summary["load_average_end"] >= 0
+    assert summary["steady_epoch_cv"] == 0.05
