@@ -92,11 +92,11 @@ class RunConfig:
         if self.implementation == "native" and (self.precision != "float32" or self.data_parallel
                                                  or self.steps_per_execution != 1
                                                  or self.data_format != "channels_last"
-                                                 or self.input_pipeline != "numpy"):
+                                                 or self.input_pipeline == "tf.data"):
             raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step, in "
-                                                 "each framework's own layout and input path (no --precision, "
-                                                 "--data-parallel, --steps-per-execution, --data-format or "
-                                                 "--input-pipeline)")
+                                                 "each framework's own layout, from NumPy arrays or device tensors "
+                                                 "(no --precision, --data-parallel, --steps-per-execution, "
+                                                 "--data-format or --input-pipeline tf.data)")
         if self.steps_per_execution > 1 and self.backend == "torch":
             raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "
                                                       f"batch per call (got {self.steps_per_execution})")

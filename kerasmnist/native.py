@@ -1,10 +1,12 @@
 """Native training loops: the baseline that shows what Keras itself costs.
 
-The same two models, data and preprocessing, batch size, shuffling, epochs, Adam settings
-(Keras's defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7), initial-weight scheme (Glorot-uniform
-kernels, zero biases, as Keras's Conv2D and Dense) and timing rules as the Keras runs, written the
-way each framework's own examples write them: torch.nn and torch.optim under PyTorch, a jitted
-train step under JAX, tf.GradientTape under tf.function under TensorFlow. Import only after
+The same two models, data and preprocessing, batch size, shuffling, epochs, Adam update rule and
+settings (Keras's, with its defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7), initial-weight scheme
+(Glorot-uniform kernels, zero biases, as Keras's Conv2D and Dense), input path (--input-pipeline
+numpy: batches gathered from NumPy arrays and copied to the device every step, as Keras does;
+device: the data put on the device once) and timing rules as the Keras runs, written the way each
+framework's own examples write them: torch.nn with Adam in torch's foreach ops under PyTorch, a
+jitted train step under JAX, tf.GradientTape under tf.function under TensorFlow. Import only after
 `backend.pin`.
 """
 
@@ -21,8 +23,7 @@ from kerasmnist import models
 from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
-from kerasmnist.profiling import StepProfiler
-from kerasmnist.timing import resolve_jit_compile, timing_figures
+from kerasmnist.timing import EpochTimer, resolve_jit_compile, timing_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
 DROPOUT = 0.5
@@ -47,16 +48,18 @@ def initial_weights(config: RunConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     return weights
 
 
-def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    return [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+def split_arrays(splits: Splits) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {"train": (splits.x_train, splits.y_train), "val": (splits.x_val, splits.y_val),
+            "test": (splits.x_test, splits.y_test)}
 
 
 def train_epoch(loop: Any, order: np.ndarray, batch_size: int) -> tuple[float, float]:
-    """Mean loss and accuracy over one pass; the sums stay on the device until the end."""
-    loss_sum, correct = 0, 0
-    for batch in batches(loop.indices(order), batch_size):
-        batch_loss, batch_correct = loop.train_step(batch)
-        loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+    """Mean loss and accuracy over one pass. The loop keeps the running sums where its steps run
+    (on the device), so only reading them at the end waits for the device."""
+    loop.start_epoch(order)
+    for start in range(0, len(order), batch_size):
+        loop.train_step(start, min(start + batch_size, len(order)))  # the last, partial batch too
+    loss_sum, correct = loop.epoch_sums()
     return float(loss_sum) / len(order), int(correct) / len(order)
 
 
@@ -82,16 +85,14 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
 
     shuffle = np.random.default_rng(config.seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-    epoch_seconds, validation_seconds = [], []
-    profiler = StepProfiler(config.profile, config.epochs)
+    validation_seconds = []
+    timer = EpochTimer(config.profile, config.epochs)
     for epoch in range(config.epochs):
         order = shuffle.permutation(len(splits.y_train))
         loop.synchronize()
-        profiler.start(epoch)
-        started = time.perf_counter()
+        timer.start(epoch)
         loss, accuracy = train_epoch(loop, order, config.batch_size)  # reading the sums waits for the device
-        epoch_seconds.append(time.perf_counter() - started)
-        profiler.stop()
+        timer.stop()
         history["loss"].append(loss)
         history["accuracy"].append(accuracy)
         if len(splits.y_val):
@@ -100,7 +101,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
             validation_seconds.append(time.perf_counter() - started)
             history["val_loss"].append(val_loss)
             history["val_accuracy"].append(val_accuracy)
-        print(f"Epoch {epoch + 1}/{config.epochs} - {epoch_seconds[-1]:.2f}s - loss: {loss:.4f} - accuracy: {accuracy:.4f}"
+        print(f"Epoch {epoch + 1}/{config.epochs} - {timer.epoch_seconds[-1]:.2f}s - loss: {loss:.4f} - accuracy: {accuracy:.4f}"
               + (f" - val_accuracy: {history['val_accuracy'][-1]:.4f}" if len(splits.y_val) else ""), flush=True)
     device = resolved_device(pinned, [SimpleNamespace(value=v) for v in loop.variables()])
     evaluate_started = time.perf_counter()
@@ -114,18 +115,42 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
         "parameters": reference.count_params(),
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
-        **timing_figures(config, epoch_seconds, len(splits.y_train), models.training_flops_per_sample(reference),
+        **timing_figures(config, timer, len(splits.y_train), models.training_flops_per_sample(reference),
                          history["val_accuracy"]),
         "validation_seconds": validation_seconds,
         "build_seconds": build_seconds,
         "evaluate_seconds": evaluate_seconds,
         "history": {key: values for key, values in history.items() if values},
-        "profile": profiler.summary(),
     }
 
 
+def keras_adam_step(params: list, grads: list, m: list, v: list, step: int, learning_rate: float) -> None:
+    """One Adam update of torch tensors, in place, by Keras's rule rather than torch.optim.Adam's.
+
+    Keras 3.15.1, keras/src/optimizers/adam.py, Adam.update_step (lines 117-137, each
+    statement joined onto one line):
+        117  alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        119  self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        122  self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        132  self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)))
+    with beta_k_power = beta_k ** (iterations + 1) (lines 106-112). torch.optim.Adam instead divides by
+    sqrt(v / (1 - beta_2 ** t)) + eps, i.e. adds eps to the bias-corrected sqrt(v_hat): the two differ
+    wherever sqrt(v) is not far above eps, i.e. for gradients of about 1e-6 and below.
+    `step` counts from 1, as Keras's iterations + 1.
+    """
+    import torch
+
+    alpha = learning_rate * math.sqrt(1 - BETA_2 ** step) / (1 - BETA_1 ** step)
+    with torch.no_grad():
+        torch._foreach_lerp_(m, grads, 1 - BETA_1)  # lerp with a weight below 0.5 is m + (g - m) * weight
+        torch._foreach_lerp_(v, torch._foreach_mul(grads, grads), 1 - BETA_2)
+        denominators = torch._foreach_sqrt(v)
+        torch._foreach_add_(denominators, EPSILON)
+        torch._foreach_addcdiv_(params, m, denominators, value=-alpha)
+
+
 class TorchLoop:
-    """torch.nn.Sequential, torch.optim.Adam, F.cross_entropy on logits; torch.compile when jit_compile."""
+    """torch.nn.Sequential, F.cross_entropy on logits, Keras's Adam rule; torch.compile when jit_compile."""
 
     def __init__(self, config: RunConfig, splits: Splits, pinned: Pinned, jit_compile: bool):
         import torch
@@ -153,21 +178,29 @@ class TorchLoop:
         self.model.to(self.device)
         self.jit_compile = jit_compile
         self.forward = torch.compile(self.model) if jit_compile else self.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, betas=(BETA_1, BETA_2),
-                                          eps=EPSILON)
-        self.data = {name: (self._images(x), torch.from_numpy(y).to(self.device))
-                     for name, x, y in (("train", splits.x_train, splits.y_train), ("val", splits.x_val, splits.y_val),
-                                        ("test", splits.x_test, splits.y_test))}
+        self.params = list(self.model.parameters())
+        self.m, self.v = ([torch.zeros_like(p) for p in self.params] for _ in range(2))
+        self.step = 0
+        self.on_device = config.input_pipeline == "device"
+        # NHWC -> NCHW once, on the host: torch's own layout, whichever side the batches are gathered on
+        arrays = {name: (np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y) for name, (x, y) in split_arrays(splits).items()}
+        self.data = {name: (self._to_device(x), self._to_device(y)) for name, (x, y) in arrays.items()} \
+            if self.on_device else arrays
 
-    def _images(self, x: np.ndarray):
-        return self.torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(self.device)  # NHWC -> NCHW
+    def _to_device(self, array: np.ndarray):
+        return self.torch.from_numpy(array).to(self.device)
+
+    def _batch(self, split: str, index):
+        """The rows `index` of a split: gathered on the device, or on the host and then copied (as Keras
+        does with NumPy input)."""
+        x, y = self.data[split]
+        return (x[index], y[index]) if self.on_device else (self._to_device(x[index]), self._to_device(y[index]))
 
     def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return sum(p.numel() for p in self.params)
 
     def variables(self) -> list[Any]:
-        state = [t for s in self.optimizer.state.values() for t in s.values() if self.torch.is_tensor(t) and t.dim()]
-        return [*self.model.parameters(), *state]
+        return [*self.params, *self.m, *self.v]
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -176,31 +209,44 @@ class TorchLoop:
     def size(self, split: str) -> int:
         return len(self.data[split][1])
 
-    def indices(self, order: np.ndarray):
-        return self.torch.from_numpy(order).to(self.device)
+    def start_epoch(self, order: np.ndarray) -> None:
+        self.order = self._to_device(order) if self.on_device else order
+        self.loss_sum = self.torch.zeros((), device=self.device)
+        self.correct = self.torch.zeros((), dtype=self.torch.int64, device=self.device)
 
-    def train_step(self, batch):
-        x_all, y_all = self.data["train"]
-        x, y = x_all[batch], y_all[batch]
+    def train_step(self, start: int, end: int) -> None:
+        x, y = self._batch("train", self.order[start:end])
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:
+            p.grad = None
         logits = self.forward(x)
         loss = self.torch.nn.functional.cross_entropy(logits, y)
         loss.backward()
-        self.optimizer.step()
-        return loss.detach() * len(y), (logits.argmax(1) == y).sum()
+        self.step += 1
+        keras_adam_step(self.params, [p.grad for p in self.params], self.m, self.v, self.step, self.config.learning_rate)
+        self.loss_sum += loss.detach() * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+
+    def epoch_sums(self):
+        return self.loss_sum, self.correct
 
     def evaluate_step(self, split: str, start: int, end: int):
-        x_all, y_all = self.data[split]
+        x, y = self._batch(split, slice(start, end))
         self.model.eval()
         with self.torch.no_grad():
-            logits = self.forward(x_all[start:end])
-            return (self.torch.nn.functional.cross_entropy(logits, y_all[start:end], reduction="sum"),
-                    (logits.argmax(1) == y_all[start:end]).sum())
+            logits = self.forward(x)
+            return self.torch.nn.functional.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()
 
 
 class JaxLoop:
-    """Parameters as arrays, a jax.jit train step with Adam written out (Keras's update rule)."""
+    """Parameters as arrays, a jax.jit train step with Adam written out (Keras's update rule).
+
+    Everything a step changes lives in one state pytree that the compiled step takes and returns
+    (donated, as Keras's JAX trainer donates its own): weights, Adam moments, the dropout key (split
+    inside the step, CNN only), the epoch's running loss and correct-count sums and, for device
+    input, the position in the epoch's order, which is put on the device once per epoch and sliced
+    there. A step then sends nothing from the host but, for NumPy input, the batch itself.
+    """
 
     def __init__(self, config: RunConfig, splits: Splits, pinned: Pinned, jit_compile: bool):
         import jax
@@ -209,13 +255,17 @@ class JaxLoop:
         self.jax, self.jnp, self.config = jax, jnp, config
         self.jit_compile = True  # an un-jitted JAX loop is not how JAX is used
         params = [(jnp.asarray(kernel), jnp.asarray(bias)) for kernel, bias in initial_weights(config)]
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        self.state = {"params": params, "m": zeros, "v": zeros, "step": jnp.zeros((), jnp.int32)}
-        self.key = jax.random.PRNGKey(config.seed)
-        self.data = {name: (jnp.asarray(x), jnp.asarray(y.astype(np.int32)))
-                     for name, x, y in (("train", splits.x_train, splits.y_train), ("val", splits.x_val, splits.y_val),
-                                        ("test", splits.x_test, splits.y_test))}
-        self._train_step = jax.jit(self._step)
+        m, v = (jax.tree_util.tree_map(jnp.zeros_like, params) for _ in range(2))  # apart: a buffer is donated once
+        self.state = {"params": params, "m": m, "v": v, "step": jnp.zeros((), jnp.int32)}
+        if config.model == "cnn":  # only the CNN has dropout
+            self.state["key"] = jax.random.PRNGKey(config.seed)
+        self.on_device = config.input_pipeline == "device"
+        arrays = {name: (x, y.astype(np.int32)) for name, (x, y) in split_arrays(splits).items()}
+        self.data = jax.device_put(arrays) if self.on_device else arrays
+        if self.on_device:  # the batch size is static: the last, partial batch compiles once more
+            self._train_step = jax.jit(self._train_from_order, static_argnames="size", donate_argnums=0)
+        else:
+            self._train_step = jax.jit(self._train, donate_argnums=0)
         self._eval_step = jax.jit(self._evaluate_batch)
 
     def _forward(self, params, x, dropout_key=None):
@@ -242,16 +292,26 @@ class JaxLoop:
         log_probabilities = self.jax.nn.log_softmax(logits)
         return -self.jnp.take_along_axis(log_probabilities, y[:, None], axis=1).mean(), logits
 
-    def _step(self, state, x_all, y_all, batch, key):
+    def _train(self, state, x, y):
         jax, jnp = self.jax, self.jnp
-        x, y = x_all[batch], y_all[batch]
-        (loss, logits), grads = jax.value_and_grad(self._loss, has_aux=True)(state["params"], x, y, key)
+        state = dict(state)
+        dropout_key = None
+        if "key" in state:
+            state["key"], dropout_key = jax.random.split(state["key"])
+        (loss, logits), grads = jax.value_and_grad(self._loss, has_aux=True)(state["params"], x, y, dropout_key)
         step = state["step"] + 1
         m = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - BETA_1), state["m"], grads)
         v = jax.tree_util.tree_map(lambda v, g: v + (g * g - v) * (1 - BETA_2), state["v"], grads)
         alpha = self.config.learning_rate * jnp.sqrt(1 - BETA_2 ** step) / (1 - BETA_1 ** step)
         params = jax.tree_util.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + EPSILON), state["params"], m, v)
-        return {"params": params, "m": m, "v": v, "step": step}, loss * len(batch), (logits.argmax(1) == y).sum()
+        state.update(params=params, m=m, v=v, step=step, loss_sum=state["loss_sum"] + loss * len(y),
+                     correct=state["correct"] + (logits.argmax(1) == y).sum())
+        return state
+
+    def _train_from_order(self, state, x_all, y_all, order, size: int):
+        batch = self.jax.lax.dynamic_slice(order, (state["position"],), (size,))
+        state = self._train(state, x_all[batch], y_all[batch])
+        return {**state, "position": state["position"] + size}
 
     def _evaluate_batch(self, params, x, y):
         logits = self._forward(params, x)
@@ -270,18 +330,27 @@ class JaxLoop:
     def size(self, split: str) -> int:
         return len(self.data[split][1])
 
-    def indices(self, order: np.ndarray) -> np.ndarray:
-        return order.astype(np.int32)
+    def start_epoch(self, order: np.ndarray) -> None:
+        jnp = self.jnp
+        order = order.astype(np.int32)
+        self.order = self.jax.device_put(order) if self.on_device else order
+        self.state = {**self.state, "loss_sum": jnp.zeros(()), "correct": jnp.zeros((), jnp.int32),
+                      "position": jnp.zeros((), jnp.int32)}
 
-    def train_step(self, batch: np.ndarray):
-        x_all, y_all = self.data["train"]
-        self.key, dropout_key = self.jax.random.split(self.key)
-        self.state, batch_loss, batch_correct = self._train_step(self.state, x_all, y_all, batch, dropout_key)
-        return batch_loss, batch_correct
+    def train_step(self, start: int, end: int) -> None:
+        x, y = self.data["train"]
+        if self.on_device:  # the state knows where the batch starts
+            self.state = self._train_step(self.state, x, y, self.order, size=end - start)
+        else:
+            batch = self.order[start:end]
+            self.state = self._train_step(self.state, x[batch], y[batch])
+
+    def epoch_sums(self):
+        return self.state["loss_sum"], self.state["correct"]
 
     def evaluate_step(self, split: str, start: int, end: int):
-        x_all, y_all = self.data[split]
-        return self._eval_step(self.state["params"], x_all[start:end], y_all[start:end])
+        x, y = self.data[split]  # NumPy slices are copied to the device by the call
+        return self._eval_step(self.state["params"], x[start:end], y[start:end])
 
 
 class TensorFlowLoop:
@@ -296,12 +365,18 @@ class TensorFlowLoop:
         self.m = [tf.Variable(tf.zeros_like(v)) for v in self.flat]
         self.v = [tf.Variable(tf.zeros_like(v)) for v in self.flat]
         self.step = tf.Variable(0.0)
+        self.loss_sum, self.correct = tf.Variable(0.0), tf.Variable(0)  # the epoch's, updated inside the step
         self.rng = tf.random.Generator.from_seed(config.seed)
-        self.data = {name: (tf.constant(x), tf.constant(y))
-                     for name, x, y in (("train", splits.x_train, splits.y_train), ("val", splits.x_val, splits.y_val),
-                                        ("test", splits.x_test, splits.y_test))}
-        indices = tf.TensorSpec([None], tf.int32)
-        self._train_step = tf.function(self._step, input_signature=[indices], jit_compile=jit_compile)
+        self.on_device = config.input_pipeline == "device"
+        arrays = split_arrays(splits)
+        self.data = {name: (tf.constant(x), tf.constant(y)) for name, (x, y) in arrays.items()} \
+            if self.on_device else arrays
+        if self.on_device:
+            self._train_step = tf.function(self._train_from_order, input_signature=[tf.TensorSpec([None], tf.int32)],
+                                           jit_compile=jit_compile)
+        else:
+            signature = [tf.TensorSpec([None, 28, 28, 1], tf.float32), tf.TensorSpec([None], tf.int64)]
+            self._train_step = tf.function(self._train, input_signature=signature, jit_compile=jit_compile)
         self._eval_step = tf.function(self._evaluate_batch, jit_compile=jit_compile, reduce_retracing=True)
 
     def _forward(self, x, training: bool):
@@ -322,10 +397,8 @@ class TensorFlowLoop:
         kernel, bias = self.params[-1]
         return tf.matmul(x, kernel) + bias
 
-    def _step(self, batch):
+    def _train(self, x, y):
         tf = self.tf
-        x_all, y_all = self.data["train"]
-        x, y = tf.gather(x_all, batch), tf.gather(y_all, batch)
         with tf.GradientTape() as tape:
             logits = self._forward(x, training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
@@ -336,9 +409,12 @@ class TensorFlowLoop:
             m.assign_add((grad - m) * (1 - BETA_1))
             v.assign_add((grad * grad - v) * (1 - BETA_2))
             variable.assign_sub(alpha * m / (tf.sqrt(v) + EPSILON))
-        batch_size = tf.cast(tf.shape(batch)[0], tf.float32)
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int32))
-        return loss * batch_size, correct
+        self.loss_sum.assign_add(loss * tf.cast(tf.shape(y)[0], tf.float32))
+        self.correct.assign_add(tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int32)))
+
+    def _train_from_order(self, batch):
+        x_all, y_all = self.data["train"]
+        self._train(self.tf.gather(x_all, batch), self.tf.gather(y_all, batch))
 
     def _evaluate_batch(self, x, y):
         tf = self.tf
@@ -356,14 +432,24 @@ class TensorFlowLoop:
         self.flat[-1].numpy()  # a copy to the host waits for the step that wrote it
 
     def size(self, split: str) -> int:
-        return int(self.data[split][1].shape[0])
+        return len(self.data[split][1])
 
-    def indices(self, order: np.ndarray):
-        return self.tf.constant(order.astype(np.int32))
+    def start_epoch(self, order: np.ndarray) -> None:
+        self.order = self.tf.constant(order.astype(np.int32)) if self.on_device else order
+        self.loss_sum.assign(0.0)
+        self.correct.assign(0)
 
-    def train_step(self, batch):
-        return self._train_step(batch)
+    def train_step(self, start: int, end: int) -> None:
+        if self.on_device:
+            self._train_step(self.order[start:end])
+        else:
+            x, y = self.data["train"]
+            batch = self.order[start:end]
+            self._train_step(x[batch], y[batch])
+
+    def epoch_sums(self):
+        return self.loss_sum.numpy(), self.correct.numpy()
 
     def evaluate_step(self, split: str, start: int, end: int):
-        x_all, y_all = self.data[split]
-        return self._eval_step(x_all[start:end], y_all[start:end])
+        x, y = self.data[split]  # NumPy slices are copied to the device by the call
+        return self._eval_step(x[start:end], y[start:end])
