@@ -121,7 +121,12 @@ def train(out: Path, **options: Any) -> None:
 @click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
 @click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
 @click.option("--implementations", default=None, help="Comma-separated: keras, native.  [default: keras]")
-@click.option("--repeats", type=int, default=None, help="Runs of each cell.  [default: 1]")
+@click.option("--repeats", type=int, default=None,
+              help="Rounds: passes over every cell (the minimum, with --target-ci).  [default: 1]")
+@click.option("--target-ci", type=float, default=None,
+              help="Add rounds until every ratio's 95% interval is within ± this share, e.g. 0.05.  [default: off]")
+@click.option("--max-repeats", type=int, default=None,
+              help="With --target-ci: the most rounds to run.  [default: 3 x --repeats]")
 @click.option("--cell-timeout", "cell_timeout_seconds", type=int, default=None,
               help="Seconds before a cell is stopped and recorded as failed.  [default: 3600]")
 @click.option("--epochs", type=int, default=None, help="Training epochs per cell.  [default: 5]")

@@ -85,11 +85,14 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
 
     seconds_by_kind: dict[tuple[str, ...], list[float]] = {}
     for index, cell in enumerate(to_run):
+        if _narrow_enough(matrix, cell, to_run[index - 1] if index else None, entries, echo):
+            break
         eta = _time_left(to_run[index:], seconds_by_kind)
         echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
         try:
             entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {
-                "command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}"}
+                "command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}",
+                "target_ci": matrix.target_ci}
         except KeyboardInterrupt:
             outcome.interrupted = True
             echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
@@ -101,6 +104,23 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         outcome.counts[entry["status"]] += 1
         echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
     return outcome
+
+
+def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[dict[str, Any]],
+                   echo: Callable[[str], None]) -> bool:
+    """At the start of each round past the minimum (--target-ci): whether every ratio the report would
+    state already has a 95% interval within the target, so the remaining rounds can be left out."""
+    if not matrix.target_ci or cell.repeat < matrix.repeats or (previous and previous.repeat == cell.repeat):
+        return False
+    from kerasmnist.report import analysis, load
+
+    wide = analysis.wide_ratios(load.group(entries), matrix.target_ci)
+    if wide:
+        echo(f"after {cell.repeat} rounds, {len(wide)} ratios are wider than ±{matrix.target_ci:.0%} "
+             f"(e.g. {wide[0][0].name} {wide[0][0].device} {wide[0][1]} {wide[0][2].text()}): another round")
+        return False
+    echo(f"after {cell.repeat} rounds every ratio's 95% interval is within ±{matrix.target_ci:.0%}: done")
+    return True
 
 
 def peak_sizes(largest: int) -> tuple[int, ...]:

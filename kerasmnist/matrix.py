@@ -7,7 +7,9 @@ A matrix comes from a TOML file and/or flags, validated like a RunConfig:
     devices = ["cpu", "gpu"]
     models = ["cnn", "ffn"]
     implementations = ["keras", "native"]   # default: keras only
-    repeats = 3
+    repeats = 3                             # rounds: passes over every cell, each repeat with seed + r
+    max_repeats = 8                         # with target_ci: add rounds up to this many ...
+    target_ci = 0.05                        # ... until every ratio's 95% interval is within ±5%
     cell_timeout_seconds = 3600
     peak_matmul_size = 4096                 # the GFLOP/s peak each cell is set against; 0: none
 
@@ -57,11 +59,18 @@ class Matrix:
     models: tuple[str, ...] = MODELS
     implementations: tuple[str, ...] = ("keras",)
     batch_sizes: tuple[int, ...] = ()  # a batch-size sweep; empty: the [run] batch_size alone
-    repeats: int = 1
+    repeats: int = 1  # the rounds always run; with target_ci, the minimum
+    max_repeats: int | None = None  # with target_ci: the most rounds to run
+    target_ci: float | None = None  # stop adding rounds once every ratio's interval is within ± this share
     cell_timeout_seconds: int = 3600
     peak_matmul_size: int = 4096  # an N x N matrix multiply per backend and device, timed in the same run
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
     overrides: tuple[Override, ...] = ()
+
+
+    @property
+    def planned_repeats(self) -> int:
+        return max(self.repeats, self.max_repeats or 0) if self.target_ci else self.repeats
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ def cells(matrix: Matrix) -> list[Cell]:
     the same computation, which times the same but says nothing about accuracy's spread.
     """
     ordered = []
-    for repeat in range(matrix.repeats):
+    for repeat in range(matrix.planned_repeats):
         shift = repeat % len(matrix.backends)
         backends = matrix.backends[shift:] + matrix.backends[:shift]
         for model in matrix.models:
@@ -144,7 +153,8 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     unknown = sorted(set(matrix_values) - (set(Matrix.__dataclass_fields__) - {"run"}))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]} in [matrix]; allowed: "
-                          f"backends, devices, models, implementations, batch_sizes, repeats, cell_timeout_seconds, "
+                          f"backends, devices, models, implementations, batch_sizes, repeats, max_repeats, target_ci, "
+                          f"cell_timeout_seconds, "
                           f"peak_matmul_size")
     per_cell = sorted(set(run_values) & set(CELL_AXES))
     if per_cell:
@@ -170,6 +180,7 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum} (got {value!r})")
         numbers[key] = value
+    numbers.update(_adaptive(matrix_values, numbers["repeats"], where))
     run_values.setdefault("progress", "epoch")
     matrix = Matrix(**lists, **numbers, run=run_config_from(run_values, where),
                     overrides=_overrides(file_values.get("overrides", []), source))
@@ -178,6 +189,22 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     except InvalidValue as error:
         raise ConfigError(f"{where}: {error.key} {error.problem}") from None
     return matrix
+
+
+def _adaptive(values: Mapping[str, Any], repeats: int, where: str) -> dict[str, Any]:
+    """max_repeats and target_ci: rounds are added past `repeats` until the intervals are narrow enough."""
+    target, most = values.get("target_ci"), values.get("max_repeats")
+    if target is None:
+        if most is not None:
+            raise ConfigError(f"{where}: max_repeats needs target_ci, the interval width to stop at (e.g. 0.05)")
+        return {}
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ConfigError(f"{where}: target_ci must be a share between 0 and 1, e.g. 0.05 for ±5% (got {target!r})")
+    most = 3 * repeats if most is None else most
+    if isinstance(most, bool) or not isinstance(most, int) or most < max(repeats, 2):
+        raise ConfigError(f"{where}: max_repeats must be a whole number of at least repeats ({repeats}) and 2 "
+                          f"(got {most!r})")
+    return {"target_ci": float(target), "max_repeats": most}
 
 
 def _overrides(tables: Any, source: str) -> tuple[Override, ...]:

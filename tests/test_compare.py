@@ -1,7 +1,7 @@
 import re
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
-from kerasmnist import compare, records
+from kerasmnist import compare, records, report
 from kerasmnist.matrix import Matrix, cells, matrix_from
 
 
@@ -149,3 +149,31 @@ def test_compare_refuses_an_unwritable_output_folder(tmp_path):
     result = run_cli("compare", "--models", "ffn", "--out", str(blocker / "out"))
     assert result.returncode == 2
     assert "is not writable" in error_line(result.stderr)
+
+
+def test_rounds_are_added_until_every_ratio_is_narrow_enough(tmp_path, monkeypatch):
+    """--target-ci: stub cells with a steady 2:1 ratio and 1% noise stop as soon as the interval is
+    narrow; with 30% noise they run to --max-repeats and the report names the ratio that stopped short."""
+    import random
+
+    def run_with(noise, out):
+        rng = random.Random(0)
+
+        def fake_run_cell(cell, timeout_seconds, out_dir):
+            speed = {"jax": 1.0, "torch": 2.0}[cell.config.backend] * (1 + rng.uniform(-noise, noise))
+            return fake_entry(cell, steady=speed)
+
+        monkeypatch.setattr(compare, "run_cell", fake_run_cell)
+        matrix = matrix_from({"matrix": {"backends": ["jax", "torch"], "models": ["ffn"], "repeats": 2,
+                                         "target_ci": 0.05, "max_repeats": 6, "peak_matmul_size": 0}}, {}, "t")
+        lines = []
+        compare.run_matrix(matrix, out, "test", echo=lines.append)
+        return saved(out), lines
+
+    steady, lines = run_with(0.01, tmp_path / "steady")
+    assert len({e["repeat"] for e in steady}) < 6  # stopped before --max-repeats
+    assert any("every ratio's 95% interval is within ±5%: done" in line for line in lines)
+    noisy, lines = run_with(0.3, tmp_path / "noisy")
+    assert sorted({e["repeat"] for e in noisy}) == [0, 1, 2, 3, 4, 5]
+    text = report.build([tmp_path / "noisy"], tmp_path / "noisy").read_text()
+    assert "Stopped short of the ±5% target" in text and "- torch on cpu, vs fastest:" in text

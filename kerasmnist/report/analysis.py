@@ -108,19 +108,20 @@ class GoalVerdict:
     backend: str
     device: str
     chosen: KerasNative  # the Keras setting with the best ratio in the round it was picked from
-    picked_round: str
-    confirmation: Ratio | None  # its ratio over the other rounds
+    picked_round: str | None  # None where there was only one Keras setting to choose from
+    confirmation: Ratio | None  # its ratio over the rounds it was not picked from
 
     @property
     def text(self) -> str:
         pair = self.chosen
         setting = pair.keras.name
-        head = (f"- {self.backend} on {self.device}: the fastest Keras setting in round `{self.picked_round}` was "
-                f"*{setting}*")
+        head = (f"- {self.backend} on {self.device}: *{setting}*, the only Keras setting run" if self.picked_round is None
+                else f"- {self.backend} on {self.device}: the fastest Keras setting in round `{self.picked_round}` was "
+                     f"*{setting}*")
         accuracy_ok = abs(pair.accuracy_points) <= GOAL_ACCURACY_POINTS
         if self.confirmation is None or not self.confirmation.has_interval:
-            return (f"{head}; too few other rounds to confirm it (2 or more are needed besides the one it was "
-                    f"picked from): goal undecided.")
+            besides = " besides the one it was picked from" if self.picked_round else ""
+            return f"{head}; too few rounds for an interval (2 or more are needed{besides}): goal undecided."
         confirmed = self.confirmation
         if confirmed.low >= GOAL_RATIO and accuracy_ok:
             verdict = "meets"
@@ -128,7 +129,8 @@ class GoalVerdict:
             verdict = "misses"
         else:
             verdict = "undecided: the interval straddles"
-        return (f"{head}; on the {confirmed.rounds} other rounds it reaches {confirmed.text()} the native loop's "
+        rounds = f"{confirmed.rounds} {'other ' if self.picked_round else ''}rounds"
+        return (f"{head}; on the {rounds} it reaches {confirmed.text()} the native loop's "
                 f"throughput, test accuracy {pair.accuracy_points:+.2f} points: {verdict} the goal of "
                 f"{GOAL_RATIO}× (interval's lower bound) and {GOAL_ACCURACY_POINTS} points.")
 
@@ -141,6 +143,10 @@ def goal_verdicts(pairs: list[KerasNative]) -> list[GoalVerdict]:
     for pair in pairs:
         by_target.setdefault((pair.keras.machine, pair.keras.backend, pair.keras.device), []).append(pair)
     for (_, backend, device), candidates in by_target.items():
+        if len(candidates) == 1:  # nothing was picked, so every round may judge it
+            only = candidates[0]
+            verdicts.append(GoalVerdict(backend, device, only, None, only.throughput))
+            continue
         picking_round = min(r for pair in candidates for r in pair.per_round())
         chosen = max((pair for pair in candidates if picking_round in pair.per_round()),
                      key=lambda pair: pair.per_round()[picking_round])
@@ -148,6 +154,28 @@ def goal_verdicts(pairs: list[KerasNative]) -> list[GoalVerdict]:
         verdicts.append(GoalVerdict(backend, device, chosen, picking_round,
                                     ratio(others, chosen.native.by_round("samples_per_second"))))
     return verdicts
+
+
+def stated_ratios(rows: list[Row]) -> list[tuple[Row, str, Ratio]]:
+    """Every ratio the report states, with the row it is stated for and what it is."""
+    standing_of = standings(rows)
+    stated = [(row, "vs fastest", standing.versus_fastest) for row in rows
+              if (standing := standing_of.get(id(row))) and standing.versus_fastest]
+    stated += [(row, "GPU speed-up", gain) for row in rows if (gain := gpu_speedup(row, rows))]
+    stated += [(pair.keras, "Keras / native", pair.throughput) for pair in keras_versus_native(rows)]
+    return stated
+
+
+def half_width(found: Ratio) -> float:
+    """The interval's larger distance from the estimate, as a share of it (infinite without an interval)."""
+    if not found.has_interval:
+        return float("inf")
+    return max(found.high / found.estimate - 1, 1 - found.low / found.estimate)
+
+
+def wide_ratios(rows: list[Row], target: float) -> list[tuple[Row, str, Ratio]]:
+    """The stated ratios whose 95% interval is wider than ± target."""
+    return [(row, what, found) for row, what, found in stated_ratios(rows) if half_width(found) > target]
 
 
 def instability(row: Row) -> list[str]:

@@ -104,14 +104,28 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
                           gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row)))
-    lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *sweep_verdicts(model_rows),
-              *where_the_time_goes(model_rows)]
+    lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *short_of_target(model_rows),
+              *sweep_verdicts(model_rows), *where_the_time_goes(model_rows)]
     unstable = [row for row in model_rows if analysis.instability(row)]
     if unstable:
         lines += ["", f"{len(unstable)} row{' is' if len(unstable) == 1 else 's are'} marked unstable: their times "
                       "moved more than the differences this report ranks may be. Close other programs, give each run the whole machine "
                       "(`--cpu-threads`), and add rounds (`--repeats`) before acting on them."]
     return lines
+
+
+def short_of_target(model_rows: list[Row]) -> list[str]:
+    """With compare --target-ci: the ratios whose interval was still wider than the target at the last round."""
+    targets = {entry["target_ci"] for row in model_rows for entry in row.entries if entry.get("target_ci")}
+    if not targets:
+        return []
+    target = min(targets)
+    wide = analysis.wide_ratios(model_rows, target)
+    if not wide:
+        return ["", f"Every ratio above reached the ±{target:.0%} target (compare --target-ci)."]
+    return ["", f"Stopped short of the ±{target:.0%} target (compare --target-ci; add rounds with --max-repeats):",
+            "", *[f"- {row.name} on {row.device}, {what}: {found.text()}, {found.rounds} rounds"
+                  for row, what, found in wide]]
 
 
 def machine_label(row: Row, rows: list[Row]) -> str:
