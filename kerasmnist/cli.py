@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
+
+if TYPE_CHECKING:
+    from kerasmnist.records import RunRecord
 
 DEFAULTS = config_module.RunConfig()
 
@@ -241,21 +244,21 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> 
     click.echo(f"report: {report.build([out], out)}")
 
 
-def summary(record: dict[str, Any], path: Path) -> str:
+def summary(record: "RunRecord", path: Path) -> str:
     def seconds(value: float | None) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
 
-    rate = record["samples_per_second"]
+    rate, reached = record.samples_per_second, record.time_to_accuracy
     return "\n".join([
-        f"backend {record['backend']}, device {record['device']} -> ran on {record['resolved_device']}",
-        f"model {record['model']} ({record['parameters']:,} parameters), dataset {record['dataset']}, "
-        f"{record['data']['train_size']:,} training images",
-        f"test accuracy {record['test_accuracy']:.4f}, test loss {record['test_loss']:.4f}",
-        f"first epoch {seconds(record['first_epoch_seconds'])}, steady epoch {seconds(record['steady_epoch_seconds'])}, "
+        f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
+        f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
+        f"{record.data['train_size']:,} training images",
+        f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
+        f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
-        f"time to {record['time_to_accuracy']['target']:.0%} validation accuracy: "
-        + (f"{record['time_to_accuracy']['seconds']:.1f} s ({record['time_to_accuracy']['epochs']} epochs)"
-           if record["time_to_accuracy"]["seconds"] is not None else "not reached"),
+        f"time to {reached['target']:.0%} validation accuracy: "
+        + (f"{reached['seconds']:.1f} s ({reached['epochs']} epochs, checked at epoch ends)"
+           if reached["seconds"] is not None else "not reached"),
         f"record: {path}",
     ])
 

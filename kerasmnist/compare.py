@@ -8,6 +8,7 @@ already done with the same configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 import subprocess
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from kerasmnist import backend, bench, environment, records
 from kerasmnist.config import RunConfig
@@ -65,7 +66,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     entries, ignored = records.read_results(results_path) if results_path.exists() else ([], [])
     for line in ignored:
         echo(f"ignored {line}")
-    done = {entry["key"] for entry in entries if entry["status"] == "ok"}
+    done = {entry.key for entry in entries if entry.status == "ok"}
     plan = cells(matrix)
     to_run = [cell for cell in plan if force or cell.key not in done]
     outcome = Outcome()
@@ -90,23 +91,23 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         eta = _time_left(to_run[index:], seconds_by_kind)
         echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
         try:
-            entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {
-                "command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}",
-                "target_ci": matrix.target_ci}
+            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout_seconds, out_dir), command=command,
+                                        invocation=invocation, round=f"{invocation} #{cell.repeat + 1}",
+                                        target_ci=matrix.target_ci)
         except KeyboardInterrupt:
             outcome.interrupted = True
             echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
                  "rerun the same command to run the rest")
             break
-        seconds_by_kind.setdefault(_kind(cell), []).append(entry["wall_seconds"])
-        entries = [e for e in entries if e["key"] != cell.key] + [entry]
+        seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
+        entries = [e for e in entries if e.key != cell.key] + [entry]
         records.write_results(results_path, entries)
-        outcome.counts[entry["status"]] += 1
-        echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
+        outcome.counts[entry.status] += 1
+        echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
     return outcome
 
 
-def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[dict[str, Any]],
+def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[records.CellEntry],
                    echo: Callable[[str], None]) -> bool:
     """At the start of each round past the minimum (--target-ci): whether every ratio the report would
     state already has a 95% interval within the target, so the remaining rounds can be left out."""
@@ -137,7 +138,7 @@ def measure_peaks(matrix: Matrix, out_dir: Path, command: str, invocation: str, 
                         command, echo, invocation=invocation)
 
 
-def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
+def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEntry:
     """Runs one cell in its own process and returns its results.jsonl entry."""
     started = time.perf_counter()
     # The cell's own record and its stderr stay in OUT/runs/KEY; results.jsonl holds a copy.
@@ -164,34 +165,20 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
     written = sorted(cell_dir.glob("*.json"))
     record = records.read(written[0]) if written else None
     status, reason = _status(return_code, timed_out, timeout_seconds, log_tail, record)
-    return {
-        "schema_version": records.SCHEMA_VERSION,
-        "kind": records.CELL_KIND,
-        "key": cell.key,
-        "seed": cell.config.seed,
-        "order": cell.order,
-        "repeat": cell.repeat,
-        "backend": cell.config.backend,
-        "device": cell.config.device,
-        "model": cell.config.model,
-        "status": status,
-        "reason": reason,
-        "log_tail": log_tail if status != "ok" else [],
-        "wall_seconds": time.perf_counter() - started,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": environment.host(),
-        "software": environment.software(),
-        "config": cell.config.to_dict(),
-        "record": record,
-    }
+    return records.CellEntry(
+        key=cell.key, seed=cell.config.seed, order=cell.order, repeat=cell.repeat, backend=cell.config.backend,
+        device=cell.config.device, model=cell.config.model, status=status, reason=reason,
+        log_tail=log_tail if status != "ok" else [], wall_seconds=time.perf_counter() - started,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
+        software=environment.software(), config=cell.config.to_dict(), record=record)
 
 
 def _status(return_code: int | None, timed_out: bool, timeout_seconds: int, log_tail: list[str],
-            record: dict[str, Any] | None) -> tuple[str, str | None]:
+            record: records.RunRecord | None) -> tuple[str, str | None]:
     error_lines = [line[len(ERROR_PREFIX):] for line in log_tail if line.startswith(ERROR_PREFIX)]
     if timed_out:
         return "failed", f"timed out after {timeout_seconds} s"
-    if return_code == 0 and record and record["status"] == "ok":
+    if return_code == 0 and record and record.status == "ok":
         return "ok", None
     if return_code == BackendUnavailable.exit_code and error_lines:
         # The matrix was validated before any cell ran, so exit 2 here means "cannot run here".
