@@ -91,7 +91,7 @@ def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[
         raise ConfigError(f"--repeats must be at least 1 (got {repeats})")
     records.ensure_writable(out_dir)
     path = out_dir / records.BENCH_FILE
-    entries = records.read_results(path, records.BENCH_KIND)[0] if path.exists() else []
+    entries: list[records.BenchEntry] = []
     for backend_name in backends:
         for device in devices:
             echo(f"matmul: {backend_name} {device}")
@@ -100,8 +100,7 @@ def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[
                 capture_output=True, text=True, env=backend.unpinned_environment())
             entry = dataclasses.replace(_entry_from(child, backend_name, device), command=command,
                                         invocation=invocation)
-            entries.append(entry)
-            records.write_results(path, entries)
+            entries = records.add_result(path, entry)
             echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
     return entries
 

@@ -13,6 +13,7 @@ import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
+from kerasmnist.processes import Stopped, stops_cleanly
 
 if TYPE_CHECKING:
     from kerasmnist.records import RunRecord
@@ -26,7 +27,8 @@ class OneLineErrors(click.Group):
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
         try:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+            with stops_cleanly():
+                return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.ClickException as error:
@@ -35,6 +37,9 @@ class OneLineErrors(click.Group):
         except KerasMnistError as error:
             click.echo(f"kerasmnist: error: {error}", err=True)
             sys.exit(error.exit_code)
+        except Stopped as stop:
+            click.echo(f"kerasmnist: {stop}", err=True)
+            sys.exit(128 + stop.signal_number)
         except (click.Abort, KeyboardInterrupt):
             click.echo("kerasmnist: interrupted", err=True)
             sys.exit(130)
@@ -172,7 +177,7 @@ def sweep(out: Path, force: bool, **overrides: Any) -> None:
 
 
 def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any]) -> None:
-    from kerasmnist import compare as compare_module, report
+    from kerasmnist import compare as compare_module, records, report
     from kerasmnist.matrix import load_matrix
 
     matrix = load_matrix(config_path, overrides)
@@ -181,7 +186,8 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
     counts = outcome.counts
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
-    click.echo(f"report: {report.build([out], out)}")
+    if (out / records.RESULTS_FILE).is_file():  # not when stopped before any cell finished
+        click.echo(f"report: {report.build([out], out)}")
     sys.exit(outcome.exit_code)
 
 

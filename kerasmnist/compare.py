@@ -9,7 +9,7 @@ already done with the same configuration.
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from kerasmnist import backend, bench, environment, records
+from kerasmnist import backend, bench, environment, processes, records
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import BackendUnavailable
 from kerasmnist.matrix import Cell, Matrix, cells
@@ -94,14 +94,19 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
             entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout_seconds, out_dir), command=command,
                                         invocation=invocation, round=f"{invocation} #{cell.repeat + 1}",
                                         target_ci=matrix.target_ci)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             outcome.interrupted = True
-            echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
+            echo(f"{stop or 'interrupted'}: the {index} cells finished are kept in {results_path}; "
                  "rerun the same command to run the rest")
             break
         seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
-        entries = [e for e in entries if e.key != cell.key] + [entry]
-        records.write_results(results_path, entries)
+        try:
+            entries = records.add_result(results_path, entry)
+        except OSError as error:  # a full disk, a folder made read-only: what was saved before stays
+            outcome.counts["failed"] += 1
+            echo(f"    failed: its result could not be saved to {results_path} ({error.strerror}); "
+                 "the results saved before are intact")
+            continue
         outcome.counts[entry.status] += 1
         echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
     return outcome
@@ -141,9 +146,9 @@ def measure_peaks(matrix: Matrix, out_dir: Path, command: str, invocation: str, 
 def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEntry:
     """Runs one cell in its own process and returns its results.jsonl entry."""
     started = time.perf_counter()
-    # The cell's own record and its stderr stay in OUT/runs/KEY; results.jsonl holds a copy.
-    cell_dir = out_dir / "runs" / cell.key
-    shutil.rmtree(cell_dir, ignore_errors=True)
+    # Each attempt's record and stderr stay in OUT/runs/KEY/ATTEMPT (results.jsonl holds a copy): a rerun
+    # never deletes the files of an earlier attempt.
+    cell_dir = out_dir / "runs" / cell.key / records.new_invocation()
     cell_dir.mkdir(parents=True)
     log_path = cell_dir / "stderr.log"
     command = [sys.executable, "-m", "kerasmnist", "train", *train_arguments(cell.config), "--out", str(cell_dir)]
@@ -158,8 +163,8 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEnt
             child.kill()
             child.wait()
             return_code, timed_out = None, True
-        except KeyboardInterrupt:
-            _stop(child)
+        except KeyboardInterrupt as stop:
+            processes.stop_child(child, forward=isinstance(stop, processes.Stopped))
             raise
     log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     written = sorted(cell_dir.glob("*.json"))
@@ -185,17 +190,12 @@ def _status(return_code: int | None, timed_out: bool, timeout_seconds: int, log_
         return "skipped", error_lines[-1]
     if error_lines:
         return "failed", error_lines[-1]
-    last = next((line for line in reversed(log_tail) if line.strip()), "no output")
-    return "failed", f"exit status {return_code}: {last.strip()}"
-
-
-def _stop(child: subprocess.Popen) -> None:
-    """The child got the same Ctrl-C; give it a moment to write its own record, then make sure."""
-    try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+    last = next((line for line in reversed(log_tail) if line.strip()), "no output").strip()
+    if return_code is not None and return_code < 0:  # Popen's way of saying "killed by a signal"
+        name = signal.Signals(-return_code).name
+        # The kernel's out-of-memory killer sends SIGKILL, and says so only in its own log.
+        return "failed", f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + f": {last}"
+    return "failed", f"exit status {return_code}: {last}"
 
 
 def _kind(cell: Cell) -> tuple[str, ...]:

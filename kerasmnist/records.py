@@ -11,6 +11,7 @@ Results files of earlier schema versions are read through MIGRATIONS, one step p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,7 +20,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from kerasmnist.errors import ConfigError, DataError
 
@@ -214,12 +220,18 @@ def write(record: RunRecord, out_dir: Path) -> Path:
 
 
 def replace_atomically(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename: readers see old or new, never half."""
+    """Writes `text` to `path` through a temporary file and a rename: readers see old or new, never half.
+    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False, encoding="utf-8") as temporary:
-        temporary.write(text)
-        temporary.flush()
-        os.fsync(temporary.fileno())
+        try:
+            temporary.write(text)
+            temporary.flush()
+            os.fsync(temporary.fileno())
+        except BaseException:
+            temporary.close()
+            os.unlink(temporary.name)
+            raise
     os.replace(temporary.name, path)
 
 
@@ -256,29 +268,80 @@ def read_results(path: Path, kind: str = CELL_KIND) -> tuple[list[Entry], list[s
     """The entries of `kind` in a JSON-lines results file, and a line for each line it had to ignore (and why).
 
     A kill while writing cannot truncate the file (it is replaced whole), but a file copied
-    mid-write or edited by hand can hold a bad line: that line is ignored, never the file.
+    mid-write or edited by hand can hold a bad line: that line is ignored, never the file, and
+    writers keep it as it is (add_result).
     """
-    entries, ignored = [], []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    entries, ignored = [], []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            ignored.append(f"{path}:{number}: not valid JSON (a truncated or corrupt line)")
-            continue
-        if not isinstance(entry, dict) or entry.get("kind") != kind:
-            ignored.append(f"{path}:{number}: not a {kind} entry")
-        elif entry.get("schema_version") not in MIGRATIONS and entry.get("schema_version") != SCHEMA_VERSION:
-            ignored.append(f"{path}:{number}: schema version {entry.get('schema_version')} is not one this "
-                           f"kerasmnist reads (1 to {SCHEMA_VERSION}); read it with the kerasmnist that wrote it")
-        else:
-            entries.append((CellEntry if kind == CELL_KIND else BenchEntry).from_json(migrate(entry)))
+        entry, problem = _parse(line, kind)
+        if entry is not None:
+            entries.append(entry)
+        elif problem:
+            ignored.append(f"{path}:{number}: {problem}")
     return entries, ignored
+
+
+def _parse(line: str, kind: str) -> tuple[Entry | None, str | None]:
+    """A results line as an entry, else why it cannot be read (None for a blank line)."""
+    if not line.strip():
+        return None, None
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None, "not valid JSON (a truncated or corrupt line)"
+    if not isinstance(entry, dict) or entry.get("kind") != kind:
+        return None, f"not a {kind} entry"
+    if entry.get("schema_version") not in MIGRATIONS and entry.get("schema_version") != SCHEMA_VERSION:
+        return None, (f"schema version {entry.get('schema_version')} is not one this kerasmnist reads "
+                      f"(1 to {SCHEMA_VERSION}); read it with the kerasmnist that wrote it")
+    return (CellEntry if kind == CELL_KIND else BenchEntry).from_json(migrate(entry)), None
+
+
+SUPERSEDED_FILE = "superseded.jsonl"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`'s lock file (.NAME.lock beside it), held while a writer reads, merges and
+    replaces it, so two compares into one folder both keep their results. fcntl.flock is POSIX: on Windows
+    writers are not serialised."""
+    with open(path.parent / f".{path.name}.lock", "a", encoding="utf-8") as lock:
+        if fcntl:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _supersedes(new: Entry, old: Entry | None) -> bool:
+    """A newer entry of the same cell replaces an older one, unless the older one finished ok and the
+    newer did not: a failed, skipped or interrupted rerun never replaces a result."""
+    return (isinstance(new, CellEntry) and isinstance(old, CellEntry) and old.key == new.key
+            and (new.status == "ok" or old.status != "ok"))
+
+
+def add_result(path: Path, entry: Entry) -> list[Entry]:
+    """Adds `entry` to a results file and returns the file's readable entries afterwards.
+
+    Under the file's lock, the file is read again (what other writers added meanwhile stays), lines
+    that cannot be read stay byte for byte, and an entry the new one supersedes moves to
+    superseded.jsonl beside it, archived, never deleted. The file is then replaced whole.
+    """
+    kind = entry.kind
+    with locked(path):
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        parsed = [_parse(line, kind)[0] for line in lines]
+        superseded = [line for line, old in zip(lines, parsed) if _supersedes(entry, old)]
+        if superseded:
+            with open(path.parent / SUPERSEDED_FILE, "a", encoding="utf-8") as archive:
+                archive.write("".join(line + "\n" for line in superseded))
+                archive.flush()
+                os.fsync(archive.fileno())
+        kept = [(line, old) for line, old in zip(lines, parsed) if not _supersedes(entry, old)]
+        replace_atomically(path, "".join(line + "\n" for line, _ in kept) + json.dumps(entry.to_json()) + "\n")
+    return [old for _, old in kept if old is not None] + [entry]
 
 
 def _v1_to_v2(entry: dict[str, Any]) -> dict[str, Any]:

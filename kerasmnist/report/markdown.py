@@ -251,14 +251,17 @@ def keras_native_lines(model_rows: list[Row]) -> list[str]:
 
 
 def problems_section(cells: list[CellEntry], bench: list[BenchEntry]) -> list[str]:
-    problems = [(f"{e.backend} {e.device} {e.model} repeat {e.repeat + 1}", e)
+    """Skipped and failed cells; a failed rerun of a cell that has an ok result is an attempt, not its result."""
+    finished = {e.key for e in cells if e.status == "ok"}
+    problems = [(f"{e.backend} {e.device} {e.model} repeat {e.repeat + 1}", e,
+                 f"{e.status} attempt (an earlier ok result stands)" if e.key in finished else e.status)
                 for e in sorted(cells, key=lambda e: (e.finished_at, e.order)) if e.status != "ok"]
-    problems += [(f"matmul {e.backend} {e.device}", e) for e in bench if e.status != "ok"]
+    problems += [(f"matmul {e.backend} {e.device}", e, e.status) for e in bench if e.status != "ok"]
     lines = ["", "## Skipped and failed cells", ""]
     if not problems:
         return lines + ["None."]
     return lines + ["| cell | status | reason |", "| --- | --- | --- |",
-                    *[f"| {name} | {e.status} | {(e.reason or '').replace('|', '/')} |" for name, e in problems]]
+                    *[f"| {name} | {status} | {(e.reason or '').replace('|', '/')} |" for name, e, status in problems]]
 
 
 def inventory_section(results_dirs: list[Path]) -> str:
