@@ -184,7 +184,7 @@ def time_to_accuracy_text(row: Row) -> str:
     epochs = statistics.median(t["epochs"] for t in reached if t["epochs"] is not None)
     missed = len(reached) - len(seconds)
     return (f"{target}: {_spread(seconds, 1)} s, epoch {epochs:g}"
-            + (f" ({missed} runs missed it)" if missed else ""))
+            + (f" ({missed} run{'s' if missed > 1 else ''} missed it)" if missed else ""))
 
 
 def versus_fastest_text(row: Row, standings: dict[int, analysis.Standing]) -> str:
