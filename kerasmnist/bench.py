@@ -12,6 +12,7 @@ median, min and max of `repeats` calls, each synchronised (`backend.synchronize`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -24,8 +25,6 @@ from typing import Any, Callable
 from kerasmnist import backend, environment, records
 from kerasmnist.errors import BackendUnavailable, ConfigError
 
-BENCH_FILE = "bench.jsonl"
-BENCH_KIND = "kerasmnist.bench"
 DEFAULT_SIZES = (1, 16, 128, 1024, 4096, 10000)
 MEMORY_HEADROOM = 0.8  # never plan to fill more than this share of the free memory
 
@@ -44,7 +43,7 @@ def _timed(operation: Callable[[], Any], backend_name: str, repeats: int) -> lis
     return seconds
 
 
-def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
+def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int) -> records.BenchEntry:
     """In a pinned process: the timings of one backend on one device."""
     pinned = backend.pin(backend_name, device)
     import keras
@@ -68,13 +67,10 @@ def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int
                          "error": (str(error) or type(error).__name__).splitlines()[0][:300]})
         finally:
             a = b = None
-    return {
-        "schema_version": records.SCHEMA_VERSION, "kind": BENCH_KIND, "benchmark": "matmul",
-        "backend": backend_name, "device": device, "status": "ok", "reason": None,
-        "resolved_device": "cpu" if device == "cpu" else f"gpu:0 {pinned.gpu_names[0]}",
-        "repeats": repeats, "rows": rows, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": environment.host(), "environment": environment.collect(),
-    }
+    return records.BenchEntry(
+        benchmark="matmul", backend=backend_name, device=device, status="ok", reason=None, host=environment.host(),
+        rows=rows, resolved_device="cpu" if device == "cpu" else f"gpu:0 {pinned.gpu_names[0]}", repeats=repeats,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), environment=environment.collect())
 
 
 def _row(operation: str, size: int, flops: int, seconds: list[float]) -> dict[str, Any]:
@@ -85,7 +81,7 @@ def _row(operation: str, size: int, flops: int, seconds: list[float]) -> dict[st
 
 def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[int, ...], repeats: int,
               out_dir: Path, command: str, echo: Callable[[str], None] = print,
-              invocation: str | None = None) -> list[dict[str, Any]]:
+              invocation: str | None = None) -> list[records.BenchEntry]:
     """Measures every backend x device in its own process; adds the entries to OUT/bench.jsonl, tagged with
     `invocation` (a compare's, for its peaks; else a new one), so no run replaces another's."""
     invocation = invocation or records.new_invocation()
@@ -94,29 +90,28 @@ def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[
     if repeats < 1:
         raise ConfigError(f"--repeats must be at least 1 (got {repeats})")
     records.ensure_writable(out_dir)
-    path = out_dir / BENCH_FILE
-    entries = records.read_results(path, BENCH_KIND)[0] if path.exists() else []
+    path = out_dir / records.BENCH_FILE
+    entries: list[records.BenchEntry] = []
     for backend_name in backends:
         for device in devices:
             echo(f"matmul: {backend_name} {device}")
             child = subprocess.run(
                 [sys.executable, "-m", "kerasmnist.bench", backend_name, device, ",".join(map(str, sizes)), str(repeats)],
                 capture_output=True, text=True, env=backend.unpinned_environment())
-            entry = _entry_from(child, backend_name, device) | {"command": command, "invocation": invocation}
-            entries.append(entry)
-            records.write_results(path, entries)
-            echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
+            entry = dataclasses.replace(_entry_from(child, backend_name, device), command=command,
+                                        invocation=invocation)
+            entries = records.add_result(path, entry)
+            echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
     return entries
 
 
-def _entry_from(child: subprocess.CompletedProcess, backend_name: str, device: str) -> dict[str, Any]:
+def _entry_from(child: subprocess.CompletedProcess, backend_name: str, device: str) -> records.BenchEntry:
     if child.returncode == 0:
-        return json.loads(child.stdout.strip().splitlines()[-1])
+        return records.BenchEntry.from_json(json.loads(child.stdout.strip().splitlines()[-1]))
     last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
     status = "skipped" if child.returncode == BackendUnavailable.exit_code else "failed"
-    return {"schema_version": records.SCHEMA_VERSION, "kind": BENCH_KIND, "benchmark": "matmul",
-            "backend": backend_name, "device": device, "status": status,
-            "reason": last.removeprefix("kerasmnist: error: "), "rows": [], "host": environment.host()}
+    return records.BenchEntry(benchmark="matmul", backend=backend_name, device=device, status=status,
+                              reason=last.removeprefix("kerasmnist: error: "), host=environment.host(), rows=[])
 
 
 def crossover(cpu_rows: list[dict[str, Any]], gpu_rows: list[dict[str, Any]]) -> int | None:
@@ -137,4 +132,4 @@ if __name__ == "__main__":
     except BackendUnavailable as unavailable:
         print(f"kerasmnist: error: {unavailable}", file=sys.stderr)
         sys.exit(unavailable.exit_code)
-    print(json.dumps(result))
+    print(json.dumps(result.to_json()))

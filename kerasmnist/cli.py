@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
+from kerasmnist.processes import Stopped, stops_cleanly
+
+if TYPE_CHECKING:
+    from kerasmnist.records import RunRecord
 
 DEFAULTS = config_module.RunConfig()
 
@@ -23,7 +27,8 @@ class OneLineErrors(click.Group):
     def main(self, args: Any = None, prog_name: Any = None, **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
         try:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+            with stops_cleanly():
+                return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.ClickException as error:
@@ -32,6 +37,9 @@ class OneLineErrors(click.Group):
         except KerasMnistError as error:
             click.echo(f"kerasmnist: error: {error}", err=True)
             sys.exit(error.exit_code)
+        except Stopped as stop:
+            click.echo(f"kerasmnist: {stop}", err=True)
+            sys.exit(128 + stop.signal_number)
         except (click.Abort, KeyboardInterrupt):
             click.echo("kerasmnist: interrupted", err=True)
             sys.exit(130)
@@ -169,7 +177,7 @@ def sweep(out: Path, force: bool, **overrides: Any) -> None:
 
 
 def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any]) -> None:
-    from kerasmnist import compare as compare_module, report
+    from kerasmnist import compare as compare_module, records, report
     from kerasmnist.matrix import load_matrix
 
     matrix = load_matrix(config_path, overrides)
@@ -178,7 +186,8 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
     counts = outcome.counts
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
-    click.echo(f"report: {report.build([out], out)}")
+    if (out / records.RESULTS_FILE).is_file():  # not when stopped before any cell finished
+        click.echo(f"report: {report.build([out], out)}")
     sys.exit(outcome.exit_code)
 
 
@@ -241,21 +250,21 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> 
     click.echo(f"report: {report.build([out], out)}")
 
 
-def summary(record: dict[str, Any], path: Path) -> str:
+def summary(record: "RunRecord", path: Path) -> str:
     def seconds(value: float | None) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
 
-    rate = record["samples_per_second"]
+    rate, reached = record.samples_per_second, record.time_to_accuracy
     return "\n".join([
-        f"backend {record['backend']}, device {record['device']} -> ran on {record['resolved_device']}",
-        f"model {record['model']} ({record['parameters']:,} parameters), dataset {record['dataset']}, "
-        f"{record['data']['train_size']:,} training images",
-        f"test accuracy {record['test_accuracy']:.4f}, test loss {record['test_loss']:.4f}",
-        f"first epoch {seconds(record['first_epoch_seconds'])}, steady epoch {seconds(record['steady_epoch_seconds'])}, "
+        f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
+        f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
+        f"{record.data['train_size']:,} training images",
+        f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
+        f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
-        f"time to {record['time_to_accuracy']['target']:.0%} validation accuracy: "
-        + (f"{record['time_to_accuracy']['seconds']:.1f} s ({record['time_to_accuracy']['epochs']} epochs)"
-           if record["time_to_accuracy"]["seconds"] is not None else "not reached"),
+        f"time to {reached['target']:.0%} validation accuracy: "
+        + (f"{reached['seconds']:.1f} s ({reached['epochs']} epochs, checked at epoch ends)"
+           if reached["seconds"] is not None else "not reached"),
         f"record: {path}",
     ])
 

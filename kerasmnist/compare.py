@@ -8,7 +8,8 @@ already done with the same configuration.
 
 from __future__ import annotations
 
-import shutil
+import dataclasses
+import signal
 import statistics
 import subprocess
 import sys
@@ -16,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from kerasmnist import backend, bench, environment, records
+from kerasmnist import backend, bench, environment, processes, records
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import BackendUnavailable
 from kerasmnist.matrix import Cell, Matrix, cells
@@ -65,7 +66,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     entries, ignored = records.read_results(results_path) if results_path.exists() else ([], [])
     for line in ignored:
         echo(f"ignored {line}")
-    done = {entry["key"] for entry in entries if entry["status"] == "ok"}
+    done = {entry.key for entry in entries if entry.status == "ok"}
     plan = cells(matrix)
     to_run = [cell for cell in plan if force or cell.key not in done]
     outcome = Outcome()
@@ -90,23 +91,28 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         eta = _time_left(to_run[index:], seconds_by_kind)
         echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
         try:
-            entry = run_cell(cell, matrix.cell_timeout_seconds, out_dir) | {
-                "command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}",
-                "target_ci": matrix.target_ci}
-        except KeyboardInterrupt:
+            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout_seconds, out_dir), command=command,
+                                        invocation=invocation, round=f"{invocation} #{cell.repeat + 1}",
+                                        target_ci=matrix.target_ci)
+        except KeyboardInterrupt as stop:
             outcome.interrupted = True
-            echo(f"interrupted: the {index} finished cells are kept in {results_path}; "
+            echo(f"{stop or 'interrupted'}: the {index} cells finished are kept in {results_path}; "
                  "rerun the same command to run the rest")
             break
-        seconds_by_kind.setdefault(_kind(cell), []).append(entry["wall_seconds"])
-        entries = [e for e in entries if e["key"] != cell.key] + [entry]
-        records.write_results(results_path, entries)
-        outcome.counts[entry["status"]] += 1
-        echo(f"    {entry['status']}" + (f": {entry['reason']}" if entry["reason"] else ""))
+        seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
+        try:
+            entries = records.add_result(results_path, entry)
+        except OSError as error:  # a full disk, a folder made read-only: what was saved before stays
+            outcome.counts["failed"] += 1
+            echo(f"    failed: its result could not be saved to {results_path} ({error.strerror}); "
+                 "the results saved before are intact")
+            continue
+        outcome.counts[entry.status] += 1
+        echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
     return outcome
 
 
-def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[dict[str, Any]],
+def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[records.CellEntry],
                    echo: Callable[[str], None]) -> bool:
     """At the start of each round past the minimum (--target-ci): whether every ratio the report would
     state already has a 95% interval within the target, so the remaining rounds can be left out."""
@@ -137,12 +143,12 @@ def measure_peaks(matrix: Matrix, out_dir: Path, command: str, invocation: str, 
                         command, echo, invocation=invocation)
 
 
-def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
+def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEntry:
     """Runs one cell in its own process and returns its results.jsonl entry."""
     started = time.perf_counter()
-    # The cell's own record and its stderr stay in OUT/runs/KEY; results.jsonl holds a copy.
-    cell_dir = out_dir / "runs" / cell.key
-    shutil.rmtree(cell_dir, ignore_errors=True)
+    # Each attempt's record and stderr stay in OUT/runs/KEY/ATTEMPT (results.jsonl holds a copy): a rerun
+    # never deletes the files of an earlier attempt.
+    cell_dir = out_dir / "runs" / cell.key / records.new_invocation()
     cell_dir.mkdir(parents=True)
     log_path = cell_dir / "stderr.log"
     command = [sys.executable, "-m", "kerasmnist", "train", *train_arguments(cell.config), "--out", str(cell_dir)]
@@ -157,58 +163,39 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> dict[str, Any]:
             child.kill()
             child.wait()
             return_code, timed_out = None, True
-        except KeyboardInterrupt:
-            _stop(child)
+        except KeyboardInterrupt as stop:
+            processes.stop_child(child, forward=isinstance(stop, processes.Stopped))
             raise
     log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     written = sorted(cell_dir.glob("*.json"))
     record = records.read(written[0]) if written else None
     status, reason = _status(return_code, timed_out, timeout_seconds, log_tail, record)
-    return {
-        "schema_version": records.SCHEMA_VERSION,
-        "kind": records.CELL_KIND,
-        "key": cell.key,
-        "seed": cell.config.seed,
-        "order": cell.order,
-        "repeat": cell.repeat,
-        "backend": cell.config.backend,
-        "device": cell.config.device,
-        "model": cell.config.model,
-        "status": status,
-        "reason": reason,
-        "log_tail": log_tail if status != "ok" else [],
-        "wall_seconds": time.perf_counter() - started,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": environment.host(),
-        "software": environment.software(),
-        "config": cell.config.to_dict(),
-        "record": record,
-    }
+    return records.CellEntry(
+        key=cell.key, seed=cell.config.seed, order=cell.order, repeat=cell.repeat, backend=cell.config.backend,
+        device=cell.config.device, model=cell.config.model, status=status, reason=reason,
+        log_tail=log_tail if status != "ok" else [], wall_seconds=time.perf_counter() - started,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
+        software=environment.software(), config=cell.config.to_dict(), record=record)
 
 
 def _status(return_code: int | None, timed_out: bool, timeout_seconds: int, log_tail: list[str],
-            record: dict[str, Any] | None) -> tuple[str, str | None]:
+            record: records.RunRecord | None) -> tuple[str, str | None]:
     error_lines = [line[len(ERROR_PREFIX):] for line in log_tail if line.startswith(ERROR_PREFIX)]
     if timed_out:
         return "failed", f"timed out after {timeout_seconds} s"
-    if return_code == 0 and record and record["status"] == "ok":
+    if return_code == 0 and record and record.status == "ok":
         return "ok", None
     if return_code == BackendUnavailable.exit_code and error_lines:
         # The matrix was validated before any cell ran, so exit 2 here means "cannot run here".
         return "skipped", error_lines[-1]
     if error_lines:
         return "failed", error_lines[-1]
-    last = next((line for line in reversed(log_tail) if line.strip()), "no output")
-    return "failed", f"exit status {return_code}: {last.strip()}"
-
-
-def _stop(child: subprocess.Popen) -> None:
-    """The child got the same Ctrl-C; give it a moment to write its own record, then make sure."""
-    try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+    last = next((line for line in reversed(log_tail) if line.strip()), "no output").strip()
+    if return_code is not None and return_code < 0:  # Popen's way of saying "killed by a signal"
+        name = signal.Signals(-return_code).name
+        # The kernel's out-of-memory killer sends SIGKILL, and says so only in its own log.
+        return "failed", f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + f": {last}"
+    return "failed", f"exit status {return_code}: {last}"
 
 
 def _kind(cell: Cell) -> tuple[str, ...]:

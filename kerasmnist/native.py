@@ -23,6 +23,7 @@ from kerasmnist import models
 from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
+from kerasmnist.records import TrainingResult
 from kerasmnist.timing import EpochTimer, resolve_jit_compile, timing_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
@@ -72,7 +73,7 @@ def evaluate(loop: Any, split: str, batch_size: int) -> tuple[float, float]:
     return float(loss_sum) / size, int(correct) / size
 
 
-def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dict[str, Any]:
+def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> TrainingResult:
     """The native counterpart of training.train_and_evaluate: same figures, same timing rules."""
     jit_compile = resolve_jit_compile(config)
     build_started = time.perf_counter()
@@ -108,20 +109,20 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     test_loss, test_accuracy = evaluate(loop, "test", config.batch_size)
     evaluate_seconds = time.perf_counter() - evaluate_started
 
-    return {
-        "resolved_device": device,
-        "device_count": 1,
-        "jit_compile": loop.jit_compile,
-        "parameters": reference.count_params(),
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
+    return TrainingResult(
+        resolved_device=device,
+        device_count=1,
+        jit_compile=loop.jit_compile,
+        parameters=reference.count_params(),
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
         **timing_figures(config, timer, len(splits.y_train), models.training_flops_per_sample(reference),
                          history["val_accuracy"]),
-        "validation_seconds": validation_seconds,
-        "build_seconds": build_seconds,
-        "evaluate_seconds": evaluate_seconds,
-        "history": {key: values for key, values in history.items() if values},
-    }
+        validation_seconds=validation_seconds,
+        build_seconds=build_seconds,
+        evaluate_seconds=evaluate_seconds,
+        history={key: values for key, values in history.items() if values},
+    )
 
 
 def keras_adam_step(params: list, grads: list, m: list, v: list, step: int, learning_rate: float) -> None:

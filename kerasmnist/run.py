@@ -7,7 +7,6 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from kerasmnist import backend, data, environment, inventory, records
 from kerasmnist.config import RunConfig
@@ -18,7 +17,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunRecord]:
     """Runs `config` in this process and writes its record to `out_dir`.
 
     Bad input (an unusable output folder, a missing framework or device, missing or corrupt
@@ -52,22 +51,16 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, dict[str, An
         from kerasmnist import training
 
     facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
-    record = records.new_record(config.to_dict(), facts, started_at)
-    record.update(data=splits.provenance, load_data_seconds=load_data_seconds)
+    record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
     try:
-        record.update(training.train_and_evaluate(config, splits, pinned), status="ok")
+        result = training.train_and_evaluate(config, splits, pinned)
     except KeyboardInterrupt:
-        _finish_failed(record, out_dir, "interrupted (KeyboardInterrupt)")
+        records.write(record.failed("interrupted (KeyboardInterrupt)", _now()), out_dir)
         raise
     except Exception as error:
-        path = _finish_failed(record, out_dir, "".join(traceback.format_exception_only(error)).strip(),
-                              traceback.format_exc())
+        path = records.write(record.failed("".join(traceback.format_exception_only(error)).strip(), _now(),
+                                           traceback.format_exc()), out_dir)
         raise RunFailed(f"training failed: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
                         f"(record: {path})") from error
-    record["finished_at"] = _now()
+    record = record.finished(result, _now())
     return records.write(record, out_dir), record
-
-
-def _finish_failed(record: dict[str, Any], out_dir: Path, error: str, trace: str | None = None) -> Path:
-    record.update(status="failed", error=error, traceback=trace, finished_at=_now())
-    return records.write(record, out_dir)

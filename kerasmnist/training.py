@@ -26,6 +26,7 @@ from kerasmnist import models
 from kerasmnist.backend import Pinned, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
+from kerasmnist.records import TrainingResult
 from kerasmnist.timing import EpochTimer, resolve_jit_compile, timing_figures
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
@@ -109,7 +110,7 @@ def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: in
     return {"x": dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)}
 
 
-def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dict[str, Any]:
+def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> TrainingResult:
     """Trains `config.model` on `splits` and returns the figures for the run record."""
     keras.utils.set_random_seed(config.seed)
     jit_compile = resolve_jit_compile(config)
@@ -141,17 +142,17 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> dic
     evaluate_seconds = time.perf_counter() - evaluate_started
 
     curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
-    return {
-        "resolved_device": device,
-        "device_count": pinned.device_count if config.data_parallel else 1,
-        "jit_compile": jit_compile,
-        "parameters": model.count_params(),
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
+    return TrainingResult(
+        resolved_device=device,
+        device_count=pinned.device_count if config.data_parallel else 1,
+        jit_compile=jit_compile,
+        parameters=model.count_params(),
+        test_accuracy=float(test_accuracy),
+        test_loss=float(test_loss),
         **timing_figures(config, clock.timer, len(splits.y_train), models.training_flops_per_sample(model),
                          curves.get("val_accuracy", [])),
-        "validation_seconds": clock.validation_seconds,
-        "build_seconds": build_seconds,
-        "evaluate_seconds": evaluate_seconds,
-        "history": curves,
-    }
+        validation_seconds=clock.validation_seconds,
+        build_seconds=build_seconds,
+        evaluate_seconds=evaluate_seconds,
+        history=curves,
+    )

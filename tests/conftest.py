@@ -70,23 +70,21 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
     host = {"cpu_model": "Test CPU", "logical_cores": 2, "memory_bytes": 2**33, "hostname": hostname}
     record = None
     if status == "ok":
-        record = {
-            "status": "ok", "dataset": config["dataset"], "config": config, "resolved_device": config["device"],
-            "started_at": "2026-11-22T10:00:00+00:00", "data": {"train_size": 1000},
-            "first_epoch_seconds": steady * 2, "steady_epoch_seconds": steady, "samples_per_second": 1000 / steady,
-            "achieved_gflops_per_second": 600_000 * (1000 / steady) / 1e9,
-            "time_to_accuracy": {"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
-            "jit_compile": config["backend"] == "jax", "contention": contention,
-            "test_accuracy": accuracy, "test_loss": 0.1,
-            "history": {"val_accuracy": [accuracy - 0.05, accuracy]},
-            "environment": {"python": "3.11.7", "gpus": [], "host": host,
-                            "packages": {"keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"}},
-        }
-    return {
-        "schema_version": records.SCHEMA_VERSION, "kind": records.CELL_KIND, "key": cell.key, "order": cell.order,
-        "repeat": cell.repeat, "backend": config["backend"], "device": config["device"], "model": config["model"],
-        "status": status, "reason": reason, "log_tail": [], "wall_seconds": 1.0,
-        "finished_at": "2026-11-22T10:00:00+00:00", "host": host, "config": config, "record": record,
-        "software": {"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"},
-        "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}", "seed": config["seed"],
-    }
+        environment = {"python": "3.11.7", "gpus": [], "host": host,
+                       "packages": {"keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"}}
+        result = records.TrainingResult(
+            resolved_device=config["device"], device_count=1, jit_compile=config["backend"] == "jax", parameters=1000,
+            test_accuracy=accuracy, test_loss=0.1, epoch_seconds=[steady * 2, steady], first_epoch_seconds=steady * 2,
+            steady_epoch_seconds=steady, samples_per_second=1000 / steady, training_flops_per_sample=600_000,
+            achieved_gflops_per_second=600_000 * (1000 / steady) / 1e9,
+            time_to_accuracy={"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
+            contention=contention, profile=None, validation_seconds=[0.1, 0.1], build_seconds=0.1,
+            evaluate_seconds=0.1, history={"val_accuracy": [accuracy - 0.05, accuracy]})
+        record = records.RunRecord.start(config, environment, "2026-11-22T10:00:00+00:00", {"train_size": 1000},
+                                         0.1).finished(result, "2026-11-22T10:00:00+00:00")
+    return records.CellEntry(
+        key=cell.key, seed=config["seed"], order=cell.order, repeat=cell.repeat, backend=config["backend"],
+        device=config["device"], model=config["model"], status=status, reason=reason, log_tail=[], wall_seconds=1.0,
+        finished_at="2026-11-22T10:00:00+00:00", host=host, config=config, record=record,
+        software={"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"},
+        invocation=invocation, round=f"{invocation} #{cell.repeat + 1}")

@@ -33,13 +33,13 @@ def test_every_finished_cell_is_saved_and_a_rerun_resumes(tmp_path, monkeypatch)
     ran = stub_cells(monkeypatch, interrupt_at=2)
     outcome = compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
     assert outcome.interrupted and outcome.exit_code == 130
-    assert [e["backend"] for e in saved(tmp_path)] == ["tensorflow", "torch"]
+    assert [e.backend for e in saved(tmp_path)] == ["tensorflow", "torch"]
 
     ran = stub_cells(monkeypatch)
     outcome = compare.run_matrix(small_matrix(), tmp_path, "cmd", echo=lambda line: None)
     assert ran == ["jax cpu ffn repeat 1"]
     assert outcome.counts == {"ok": 1, "skipped": 0, "failed": 0, "already done": 2}
-    assert [e["backend"] for e in saved(tmp_path)] == ["tensorflow", "torch", "jax"]
+    assert [e.backend for e in saved(tmp_path)] == ["tensorflow", "torch", "jax"]
 
 
 def test_force_reruns_done_cells_without_duplicating_them(tmp_path, monkeypatch):
@@ -99,19 +99,20 @@ def real_cell(tmp_path, backend, device, **run):
 
 def test_a_cell_that_cannot_run_here_is_skipped_with_the_reason(tmp_path):
     entry = compare.run_cell(real_cell(tmp_path, "torch", "gpu"), 300, tmp_path)
-    assert entry["status"] == "skipped"
-    assert entry["reason"].startswith("backend torch sees no CUDA GPU")
-    assert entry["record"] is None
+    assert entry.status == "skipped"
+    assert entry.reason.startswith("backend torch sees no CUDA GPU")
+    assert entry.record is None
 
 
 def test_a_cell_past_its_timeout_is_killed_and_failed(tmp_path):
     entry = compare.run_cell(real_cell(tmp_path, "jax", "cpu", epochs=50), 3, tmp_path)
-    assert entry["status"] == "failed" and entry["reason"] == "timed out after 3 s"
+    assert entry.status == "failed" and entry.reason == "timed out after 3 s"
 
 
 def test_a_cell_killed_by_a_signal_is_failed():
     status, reason = compare._status(-9, False, 60, ["Epoch 1/5"], None)
-    assert status == "failed" and reason == "exit status -9: Epoch 1/5"
+    assert status == "failed" and reason == "killed by SIGKILL (out of memory?): Epoch 1/5"
+    assert compare._status(-15, False, 60, ["Epoch 1/5"], None)[1] == "killed by SIGTERM: Epoch 1/5"
 
 
 def test_real_matrix_end_to_end_across_all_backends(tmp_path):
@@ -121,8 +122,8 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     result = run_cli(*arguments, env={"MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr
     entries = saved(out)
-    assert sorted(e["backend"] for e in entries) == ["jax", "tensorflow", "torch"]
-    assert all(e["status"] == "ok" and e["record"]["resolved_device"] == "cpu" for e in entries)
+    assert sorted(e.backend for e in entries) == ["jax", "tensorflow", "torch"]
+    assert all(e.status == "ok" and e.record.resolved_device == "cpu" for e in entries)
     for name in ("report.md", "results.csv", "steady_epoch_seconds.png", "test_accuracy.png", "learning_curves.png"):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
@@ -130,12 +131,12 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     assert "kerasmnist compare --models ffn" in report
     # Each cell's GFLOP/s as a share of the 256 x 256 matmul rate its backend reached in this run.
     peaks = records.read_results(out / "bench.jsonl", "kerasmnist.bench")[0]
-    assert sorted((e["backend"], e["status"]) for e in peaks) == [("jax", "ok"), ("tensorflow", "ok"), ("torch", "ok")]
+    assert sorted((e.backend, e.status) for e in peaks) == [("jax", "ok"), ("tensorflow", "ok"), ("torch", "ok")]
     assert re.search(r"\| jax \| cpu \| 1 ok \| 1 \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
-    contention = entries[0]["record"]["contention"]
+    contention = entries[0].record.contention
     assert 0 < contention["own_cpu_seconds"] <= contention["wall_seconds"] * contention["logical_cores"] + 0.1
     assert contention["other_cpu_seconds"] >= 0 and contention["load_average_start"] >= 0
-    assert all(e["round"] == f"{e['invocation']} #1" for e in entries)
+    assert all(e.round == f"{e.invocation} #1" for e in entries)
 
     again = run_cli(*arguments)
     assert again.returncode == 0
@@ -171,9 +172,9 @@ def test_rounds_are_added_until_every_ratio_is_narrow_enough(tmp_path, monkeypat
         return saved(out), lines
 
     steady, lines = run_with(0.01, tmp_path / "steady")
-    assert len({e["repeat"] for e in steady}) < 6  # stopped before --max-repeats
+    assert len({e.repeat for e in steady}) < 6  # stopped before --max-repeats
     assert any("every ratio's 95% interval is within ±5%: done" in line for line in lines)
     noisy, lines = run_with(0.3, tmp_path / "noisy")
-    assert sorted({e["repeat"] for e in noisy}) == [0, 1, 2, 3, 4, 5]
+    assert sorted({e.repeat for e in noisy}) == [0, 1, 2, 3, 4, 5]
     text = report.build([tmp_path / "noisy"], tmp_path / "noisy").read_text()
     assert "Stopped short of the ±5% target" in text and "- torch on cpu, vs fastest:" in text

@@ -34,16 +34,16 @@ def test_matmul_bench_measures_cpus_skips_missing_gpus_and_reports(tmp_path):
     sizes = (1, 64, 256, 10_000_000)  # the last needs far more memory than any machine has
     entries = bench.run_bench(("tensorflow", "torch", "jax"), ("cpu", "gpu"), sizes, 3, tmp_path, "cmd",
                               echo=lambda line: None)
-    by_cell = {(e["backend"], e["device"]): e for e in entries}
+    by_cell = {(e.backend, e.device): e for e in entries}
     for name in ("tensorflow", "torch", "jax"):
-        assert by_cell[(name, "gpu")]["status"] == "skipped"
+        assert by_cell[(name, "gpu")].status == "skipped"
         cpu = by_cell[(name, "cpu")]
-        assert cpu["status"] == "ok" and cpu["resolved_device"] == "cpu"
-        rows = {row["size"]: row for row in cpu["rows"] if row["operation"] == "matmul"}
+        assert cpu.status == "ok" and cpu.resolved_device == "cpu"
+        rows = {row["size"]: row for row in cpu.rows if row["operation"] == "matmul"}
         assert rows[256]["median_seconds"] > 0 and rows[256]["gflops_per_second"] > 0
         assert rows[10_000_000]["error"].startswith("10000000x10000000 needs")
-        assert any(row["operation"] == "scalar multiply" for row in cpu["rows"])
-    assert len(records.read_results(tmp_path / bench.BENCH_FILE, bench.BENCH_KIND)[0]) == 6
+        assert any(row["operation"] == "scalar multiply" for row in cpu.rows)
+    assert len(records.read_results(tmp_path / records.BENCH_FILE, records.BENCH_KIND)[0]) == 6
     text = report.build([tmp_path], tmp_path).read_text()
     assert "## Matrix multiply" in text and "![Matrix multiply time by size](matmul_seconds.png)" in text
     assert "| matmul torch gpu | skipped | backend torch sees no CUDA GPU" in text

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -86,7 +87,7 @@ def test_results_from_two_machines_merge_into_one_report(tmp_path):
 def test_corrupt_lines_and_other_schema_versions_are_ignored_and_listed(tmp_path):
     folder = write_results(tmp_path, [fake_entry(cell) for cell in matrix_cells()])
     path = folder / records.RESULTS_FILE
-    old = fake_entry(matrix_cells()[0]) | {"schema_version": 0}
+    old = fake_entry(matrix_cells()[0]).to_json() | {"schema_version": 0}
     path.write_text(path.read_text() + json.dumps(old) + "\n" + '{"schema_version": 1, "kind": "kerasm')
     text = report.build([folder], folder).read_text()
     assert "results.jsonl:7: schema version 0 is not one this kerasmnist reads (1 to 2)" in text
@@ -115,7 +116,7 @@ def test_runs_that_computed_different_things_get_rows_of_their_own(tmp_path):
 def test_repeats_that_share_a_seed_are_flagged(tmp_path):
     entries = [fake_entry(cell) for cell in matrix_cells(repeats=2)]
     for entry in entries:
-        entry["config"]["seed"] = 0  # as schema-1 files recorded them
+        entry.config["seed"] = 0  # as schema-1 files recorded them
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "95.00% ± 0.00 (2 runs share a seed: spread understated)" in text
 
@@ -164,27 +165,22 @@ def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):
 
 
 def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(tmp_path):
-    from kerasmnist import bench
-
     entries = [fake_entry(cell) for cell in matrix_cells()]  # 0.6 GFLOP/s each
-    host = entries[0]["host"]
-    peak = {"schema_version": records.SCHEMA_VERSION, "kind": bench.BENCH_KIND, "benchmark": "matmul",
-            "backend": "jax", "device": "cpu", "status": "ok", "reason": None, "resolved_device": "cpu", "host": host,
-            "invocation": "test", "started_at": "2026-11-22T09:59:00+00:00",
-            "rows": [{"operation": "scalar multiply", "size": 0, "median_seconds": 1e-5, "gflops_per_second": None},
-                     {"operation": "matmul", "size": 4096, "median_seconds": 1.0, "gflops_per_second": 2.4}]}
+    peak = records.BenchEntry(
+        benchmark="matmul", backend="jax", device="cpu", status="ok", reason=None, resolved_device="cpu",
+        host=entries[0].host, invocation="test", started_at="2026-11-22T09:59:00+00:00",
+        rows=[{"operation": "scalar multiply", "size": 0, "median_seconds": 1e-5, "gflops_per_second": None},
+              {"operation": "matmul", "size": 4096, "median_seconds": 1.0, "gflops_per_second": 2.4}])
     folder = write_results(tmp_path, entries)
-    records.write_results(folder / bench.BENCH_FILE, [peak])
+    records.write_results(folder / records.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
     assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 (25%) |" in text
     assert "| torch | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # no peak measured for torch
-    peak["invocation"] = "an earlier command"
-    records.write_results(folder / bench.BENCH_FILE, [peak])
+    records.write_results(folder / records.BENCH_FILE, [dataclasses.replace(peak, invocation="an earlier command")])
     text = report.build([folder], folder).read_text()
     assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # a peak from another run is not used
-    peak["invocation"] = "test"
-    peak["rows"][1]["gflops_per_second"] = 0.5
-    records.write_results(folder / bench.BENCH_FILE, [peak])
+    peak.rows[1]["gflops_per_second"] = 0.5
+    records.write_results(folder / records.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
     assert "0.6 (120%, above the GEMM rate: check the FLOP count)" in text
 
@@ -194,11 +190,11 @@ def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
 
     profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"]}, "run": {"profile": True}}, {}, "t"))
     entries = [fake_entry(cell) for cell in matrix_cells()] + [fake_entry(cell) for cell in profiled]
-    entries[-1]["record"]["profile"] = {
+    entries[-1] = dataclasses.replace(entries[-1], record=dataclasses.replace(entries[-1].record, profile={
         "tool": "cProfile", "epochs": [2], "profiled_seconds": 4.0,
         "seconds_by_owner": dict(zip(OWNERS, [2.0, 1.0, 0.5, 0.5])),
         "top_functions": [{"function": "keras/src/layers/layer.py:872 __call__", "owner": "Keras (Python)",
-                           "self_seconds": 0.5, "calls": 10}]}
+                           "self_seconds": 0.5, "calls": 10}]}))
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch profiled | cpu | 4.00 | 50% | 25% | 12% | 12% | `keras/src/layers/layer.py:872 __call__` 0.50 |" in text
     assert "| torch | cpu | 1 ok |" in text and "| torch profiled | cpu | 1 ok |" in text
@@ -219,8 +215,8 @@ def test_a_schema_1_results_file_is_read_through_the_migration(tmp_path):
     shutil.copy(original, tmp_path / records.RESULTS_FILE)
     entries, ignored = records.read_results(tmp_path / records.RESULTS_FILE)
     assert not ignored and len(entries) == len(old_lines)
-    assert all(e["schema_version"] == records.SCHEMA_VERSION and e["round"].startswith("v1 kerasmnist compare")
+    assert all(e.schema_version == records.SCHEMA_VERSION and e.round.startswith("v1 kerasmnist compare")
                for e in entries)
-    assert all(e["record"]["contention"] is None for e in entries if e["record"])
+    assert all(e.record.contention is None for e in entries if e.record)
     text = report.build([tmp_path], tmp_path).read_text()
     assert "Ignored lines" not in text and "runs share a seed: spread understated" in text

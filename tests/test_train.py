@@ -1,5 +1,7 @@
 """Real training on real MNIST images (the fixture), under every backend, pinned to the CPU."""
 
+import dataclasses
+
 import pytest
 
 from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
@@ -17,7 +19,11 @@ def test_train_writes_a_complete_record(tmp_path, backend, model):
                      "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     (record,) = records_in(tmp_path)
-    assert set(records.TOP_LEVEL_KEYS) <= set(record)
+    assert {field.name for field in dataclasses.fields(records.RunRecord)} == set(record)
+    assert records.RunRecord.from_json(record).to_json() == record  # one JSON form, both ways
+    contention = record["contention"]
+    assert 0 < contention["own_cpu_seconds"] <= contention["wall_seconds"] * contention["logical_cores"] + 0.1
+    assert contention["other_cpu_seconds"] >= 0 and contention["steal_seconds"] >= 0
     assert record["status"] == "ok" and record["error"] is None
     assert (record["backend"], record["device"], record["model"]) == (backend, "cpu", model)
     assert record["resolved_device"] == "cpu"

@@ -199,7 +199,7 @@ def instability(row: Row) -> list[str]:
 
 
 def _contention(row: Row) -> list[dict[str, Any]]:
-    return [run["contention"] for run in row.runs if run.get("contention")]
+    return [run.contention for run in row.runs if run.contention]
 
 
 def peak_rates(bench: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], float]:
@@ -207,9 +207,9 @@ def peak_rates(bench: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], f
     over every size and repeat: the best measured GEMM rate."""
     best: dict[tuple[str, str, str, str], float] = {}
     for entry in bench:
-        rates = [row["gflops_per_second"] for row in entry["rows"] if row.get("gflops_per_second")]
-        if entry["status"] == "ok" and rates:
-            key = (host_of(entry), entry["backend"], entry["device"], entry.get("invocation", ""))
+        rates = [row["gflops_per_second"] for row in entry.rows if row.get("gflops_per_second")]
+        if entry.status == "ok" and rates:
+            key = (host_of(entry), entry.backend, entry.device, entry.invocation)
             best[key] = max(best.get(key, 0.0), *rates)
     return best
 
@@ -220,8 +220,8 @@ def share_of_peak(row: Row, peaks: dict[tuple[str, str, str, str], float]) -> li
         return []  # a mixed-precision run is not set against a float32 rate
     shares = []
     for entry in row.entries:
-        peak = peaks.get((row.machine, row.backend, row.device, entry.get("invocation", "")))
-        achieved = entry["record"].get("achieved_gflops_per_second")
+        peak = peaks.get((row.machine, row.backend, row.device, entry.invocation))
+        achieved = entry.record.achieved_gflops_per_second
         if peak and achieved:
             shares.append(achieved / peak)
     return shares

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasmnist import records
+from kerasmnist.records import BenchEntry, CellEntry, RunRecord
 from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS
 from kerasmnist.errors import DataError
 
@@ -26,48 +27,50 @@ EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "data_format", "input_p
 
 @dataclass(frozen=True)
 class Results:
-    cells: list[dict[str, Any]]
-    bench: list[dict[str, Any]]
+    cells: list[CellEntry]
+    bench: list[BenchEntry]
     ignored: list[str]
 
 
 def gather(results_dirs: list[Path]) -> Results:
     """The training cells and the benchmark entries of every folder, and the lines ignored."""
-    from kerasmnist.bench import BENCH_FILE, BENCH_KIND
-
     cells, bench, ignored = [], [], []
     for folder in results_dirs:
         found_any = False
-        for name, kind, target in ((records.RESULTS_FILE, records.CELL_KIND, cells), (BENCH_FILE, BENCH_KIND, bench)):
+        for name, kind, target in ((records.RESULTS_FILE, records.CELL_KIND, cells), (records.BENCH_FILE, records.BENCH_KIND, bench)):
             if (folder / name).is_file():
                 found, skipped_lines = records.read_results(folder / name, kind)
                 target += found
                 ignored += skipped_lines
                 found_any = True
         if not found_any:
-            raise DataError(f"{folder} holds no {records.RESULTS_FILE} or {BENCH_FILE}: "
+            raise DataError(f"{folder} holds no {records.RESULTS_FILE} or {records.BENCH_FILE}: "
                             f"run kerasmnist compare --out {folder} first")
     return Results(cells, bench, ignored)
 
 
-def latest_bench(bench: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def latest_bench(bench: list[BenchEntry]) -> list[BenchEntry]:
     """The newest successful benchmark entry of each machine, backend and device, in the order read."""
     latest: dict[tuple, dict[str, Any]] = {}
-    for entry in sorted((e for e in bench if e["status"] == "ok"), key=lambda e: e.get("started_at", "")):
-        latest[(host_of(entry), entry["backend"], entry["device"])] = entry
+    for entry in sorted((e for e in bench if e.status == "ok"), key=lambda e: e.started_at):
+        latest[(host_of(entry), entry.backend, entry.device)] = entry
     return list(latest.values())
 
 
-def host_of(entry: dict[str, Any]) -> str:
-    host = entry.get("host") or {}
+def host_of(entry: CellEntry | BenchEntry) -> str:
+    return host_label(entry.host)
+
+
+def host_label(host: dict[str, Any] | None) -> str:
+    host = host or {}
     return f"{host.get('cpu_model', 'unknown CPU')}, {host.get('logical_cores', '?')} cores ({host.get('hostname', '?')})"
 
 
-def software_of(entry: dict[str, Any]) -> str:
+def software_of(entry: CellEntry) -> str:
     """Python and framework versions: from the entry (schema 2), else from its run record."""
-    software = entry.get("software")
-    if software is None and entry.get("record"):
-        environment = entry["record"]["environment"]
+    software = entry.software
+    if software is None and entry.record:
+        environment = entry.record.environment
         software = {"python": environment.get("python"), **environment.get("packages", {})}
     if not software:
         return "versions unknown"
@@ -75,12 +78,11 @@ def software_of(entry: dict[str, Any]) -> str:
                      if software.get(name))
 
 
-def identity_of(entry: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+def identity_of(entry: CellEntry) -> tuple[tuple[str, Any], ...]:
     """The settings that make a row: the config less NOT_IDENTITY, with jit_compile as resolved."""
-    config = {key: value for key, value in entry["config"].items() if key not in NOT_IDENTITY}
+    config = {key: value for key, value in entry.config.items() if key not in NOT_IDENTITY}
     config["hidden"] = tuple(config.get("hidden", ())) if config.get("model") == "ffn" else ()  # the CNN ignores it
-    record = entry.get("record") or {}
-    config["jit_compile_resolved"] = record.get("jit_compile")
+    config["jit_compile_resolved"] = entry.record.jit_compile if entry.record else None
     return tuple(sorted(config.items()))
 
 
@@ -91,8 +93,8 @@ class Row:
     machine: str
     software: str
     settings: dict[str, Any]
-    entries: list[dict[str, Any]] = field(default_factory=list)  # ok cells, in run order
-    others: list[dict[str, Any]] = field(default_factory=list)  # skipped and failed cells
+    entries: list[CellEntry] = field(default_factory=list)  # ok cells, in run order
+    others: list[CellEntry] = field(default_factory=list)  # skipped and failed cells
     name_parts: dict[str, str] = field(default_factory=dict)  # setting -> how the row's name shows it
 
     @property
@@ -126,16 +128,16 @@ class Row:
         return bool(self.settings.get("profile"))
 
     @property
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunRecord]:
         """The ok cells' run records."""
-        return [entry["record"] for entry in self.entries]
+        return [entry.record for entry in self.entries]
 
     def values(self, key: str) -> list[float]:
-        return [run[key] for run in self.runs if run.get(key) is not None]  # older records may lack a key
+        return [getattr(run, key) for run in self.runs if getattr(run, key) is not None]
 
     def by_round(self, key: str) -> dict[str, float]:
         """round id -> the figure; a round holds at most one cell of a row (a later one wins)."""
-        return {entry["round"]: entry["record"][key] for entry in self.entries if entry["record"].get(key)}
+        return {entry.round: getattr(entry.record, key) for entry in self.entries if getattr(entry.record, key)}
 
     def median(self, key: str) -> float | None:
         values = self.values(key)
@@ -152,7 +154,7 @@ class Row:
     @property
     def shared_seeds(self) -> int:
         """How many runs share a seed with another run of the row (old results files had one seed)."""
-        seeds = [entry["config"]["seed"] for entry in self.entries]
+        seeds = [entry.config["seed"] for entry in self.entries]
         return sum(seeds.count(seed) > 1 for seed in seeds)
 
     def computation(self) -> tuple:
@@ -161,12 +163,12 @@ class Row:
                 if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device")))
 
 
-def group(cells: list[dict[str, Any]]) -> list[Row]:
+def group(cells: list[CellEntry]) -> list[Row]:
     rows: dict[tuple, Row] = {}
-    for entry in sorted(cells, key=lambda e: (e.get("finished_at", ""), e["order"])):
+    for entry in sorted(cells, key=lambda e: (e.finished_at, e.order)):
         key = (host_of(entry), software_of(entry), identity_of(entry))
         row = rows.setdefault(key, Row(key[0], key[1], dict(key[2])))
-        (row.entries if entry["status"] == "ok" and entry.get("record") else row.others).append(entry)
+        (row.entries if entry.status == "ok" and entry.record else row.others).append(entry)
     _attach_unresolved(rows)
 
     def rank(row: Row) -> tuple:

@@ -9,7 +9,8 @@ from typing import Any
 
 from kerasmnist.config import BACKENDS, DEVICES, MODELS
 from kerasmnist.report import analysis
-from kerasmnist.report.load import Results, Row, describe, host_of, latest_bench, section_settings, sweeps
+from kerasmnist.records import BenchEntry, CellEntry
+from kerasmnist.report.load import Results, Row, describe, host_label, host_of, latest_bench, section_settings, sweeps
 from kerasmnist.report.plots import PLOTS
 from kerasmnist.report.stats import CONFIDENCE, order_text
 
@@ -35,12 +36,12 @@ METHOD = (
 
 def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: list[Path], inventory: str) -> str:
     cells, bench = results.cells, results.bench
-    counts = {status: sum(e["status"] == status for e in cells) for status in ("ok", "skipped", "failed")}
+    counts = {status: sum(e.status == status for e in cells) for status in ("ok", "skipped", "failed")}
     lines = [
         "# kerasmnist comparison report",
         "",
         f"{len(cells)} cells: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, in "
-        f"{len({e.get('round') for e in cells})} rounds. Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"{len({e.round for e in cells})} rounds. Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"by `kerasmnist report {' '.join(str(d) for d in results_dirs)}` from the results below.",
         "",
         "Made by (in the order they ran):",
@@ -50,8 +51,8 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
         *([inventory] if inventory else []),
         "## Environment",
         "",
-        *environment_table([{"host": e["host"], **e["record"]} for e in cells if e.get("record")]
-                           + [e for e in bench if e.get("environment")]),
+        *environment_table([(e.host, e.record.environment, e.record.started_at) for e in cells if e.record]
+                           + [(e.host, e.environment, e.started_at) for e in bench if e.environment]),
         "",
         METHOD,
     ]
@@ -74,11 +75,11 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
     return "\n".join(lines)
 
 
-def commands_in_order(cells: list[dict[str, Any]], bench: list[dict[str, Any]]) -> list[str]:
+def commands_in_order(cells: list[CellEntry], bench: list[BenchEntry]) -> list[str]:
     """Each command once, in the order it first ran: a folder is often filled by several commands."""
     return list(dict.fromkeys(command for _, command in sorted(
-        [(e.get("finished_at", ""), e["command"]) for e in cells if e.get("command")]
-        + [(e.get("started_at", ""), e["command"]) for e in bench if e.get("command")])))
+        [(e.finished_at, e.command) for e in cells if e.command]
+        + [(e.started_at, e.command) for e in bench if e.command])))
 
 
 def model_section(model: str, model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
@@ -100,7 +101,7 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
              line(*["---"] * 14)]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
-                          str(len({e["round"] for e in row.entries})), _spread(row.steady),
+                          str(len({e.round for e in row.entries})), _spread(row.steady),
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
                           gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row)))
@@ -116,7 +117,7 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
 
 def short_of_target(model_rows: list[Row]) -> list[str]:
     """With compare --target-ci: the ratios whose interval was still wider than the target at the last round."""
-    targets = {entry["target_ci"] for row in model_rows for entry in row.entries if entry.get("target_ci")}
+    targets = {entry.target_ci for row in model_rows for entry in row.entries if entry.target_ci}
     if not targets:
         return []
     target = min(targets)
@@ -135,7 +136,7 @@ def machine_label(row: Row, rows: list[Row]) -> str:
 
 
 def run_counts(row: Row) -> str:
-    others = {status: sum(o["status"] == status for o in row.others) for status in ("skipped", "failed")}
+    others = {status: sum(o.status == status for o in row.others) for status in ("skipped", "failed")}
     return f"{len(row.entries)} ok" + "".join(f", {n} {status}" for status, n in others.items() if n)
 
 
@@ -173,7 +174,7 @@ def accuracy_text(row: Row) -> str:
 
 
 def time_to_accuracy_text(row: Row) -> str:
-    reached = [run["time_to_accuracy"] for run in row.runs if run.get("time_to_accuracy")]
+    reached = [run.time_to_accuracy for run in row.runs if run.time_to_accuracy]
     if not reached:
         return "–"
     seconds = [t["seconds"] for t in reached if t["seconds"] is not None]
@@ -183,7 +184,7 @@ def time_to_accuracy_text(row: Row) -> str:
     epochs = statistics.median(t["epochs"] for t in reached if t["epochs"] is not None)
     missed = len(reached) - len(seconds)
     return (f"{target}: {_spread(seconds, 1)} s, epoch {epochs:g}"
-            + (f" ({missed} runs missed it)" if missed else ""))
+            + (f" ({missed} run{'s' if missed > 1 else ''} missed it)" if missed else ""))
 
 
 def versus_fastest_text(row: Row, standings: dict[int, analysis.Standing]) -> str:
@@ -249,15 +250,18 @@ def keras_native_lines(model_rows: list[Row]) -> list[str]:
     return lines + ["", *(verdict.text for verdict in analysis.goal_verdicts(pairs))]
 
 
-def problems_section(cells: list[dict[str, Any]], bench: list[dict[str, Any]]) -> list[str]:
-    problems = [(f"{e['backend']} {e['device']} {e['model']} repeat {e['repeat'] + 1}", e)
-                for e in sorted(cells, key=lambda e: (e.get("finished_at", ""), e["order"])) if e["status"] != "ok"]
-    problems += [(f"matmul {e['backend']} {e['device']}", e) for e in bench if e["status"] != "ok"]
+def problems_section(cells: list[CellEntry], bench: list[BenchEntry]) -> list[str]:
+    """Skipped and failed cells; a failed rerun of a cell that has an ok result is an attempt, not its result."""
+    finished = {e.key for e in cells if e.status == "ok"}
+    problems = [(f"{e.backend} {e.device} {e.model} repeat {e.repeat + 1}", e,
+                 f"{e.status} attempt (an earlier ok result stands)" if e.key in finished else e.status)
+                for e in sorted(cells, key=lambda e: (e.finished_at, e.order)) if e.status != "ok"]
+    problems += [(f"matmul {e.backend} {e.device}", e, e.status) for e in bench if e.status != "ok"]
     lines = ["", "## Skipped and failed cells", ""]
     if not problems:
         return lines + ["None."]
     return lines + ["| cell | status | reason |", "| --- | --- | --- |",
-                    *[f"| {name} | {e['status']} | {(e['reason'] or '').replace('|', '/')} |" for name, e in problems]]
+                    *[f"| {name} | {status} | {(e.reason or '').replace('|', '/')} |" for name, e, status in problems]]
 
 
 def inventory_section(results_dirs: list[Path]) -> str:
@@ -278,23 +282,23 @@ def inventory_section(results_dirs: list[Path]) -> str:
     return "## Backends and devices (kerasmnist env)\n\n" + "\n".join(blocks) + "\n" if blocks else ""
 
 
-def matmul_section(bench_entries: list[dict[str, Any]]) -> list[str]:
+def matmul_section(bench_entries: list[BenchEntry]) -> list[str]:
     """Seconds and GFLOP/s per size for each backend and device, and where the GPU starts to win."""
     from kerasmnist.bench import crossover
 
     measured = sorted(latest_bench(bench_entries),
-                      key=lambda e: (host_of(e), BACKENDS.index(e["backend"]), DEVICES.index(e["device"])))
+                      key=lambda e: (host_of(e), BACKENDS.index(e.backend), DEVICES.index(e.device)))
     if not measured:
         return []
-    sizes = sorted({row["size"] for e in measured for row in e["rows"] if row["operation"] == "matmul"})
+    sizes = sorted({row["size"] for e in measured for row in e.rows if row["operation"] == "matmul"})
     lines = ["", "## Matrix multiply", "",
              "Median seconds of one synchronised call (warm-up excluded), and GFLOP/s (2N³ per N×N product); "
              "the latest measurement of each backend and device.", "",
              "| backend | device | scalar multiply | " + " | ".join(f"{n}×{n}" for n in sizes) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in sizes) + " |"]
     for entry in measured:
-        by_size = {row["size"]: row for row in entry["rows"] if row["operation"] == "matmul"}
-        scalar = next(row for row in entry["rows"] if row["operation"] == "scalar multiply")
+        by_size = {row["size"]: row for row in entry.rows if row["operation"] == "matmul"}
+        scalar = next(row for row in entry.rows if row["operation"] == "scalar multiply")
         cells = []
         for size in sizes:
             row = by_size.get(size)
@@ -305,15 +309,15 @@ def matmul_section(bench_entries: list[dict[str, Any]]) -> list[str]:
             else:
                 rate = f", {row['gflops_per_second']:.3g} GFLOP/s" if row["gflops_per_second"] else ""
                 cells.append(f"{_seconds(row['median_seconds'])}{rate}")
-        device = entry["device"] if entry["resolved_device"] == "cpu" else f"{entry['device']} ({entry['resolved_device']})"
-        lines.append(f"| {entry['backend']} | {device} "
+        device = entry.device if entry.resolved_device == "cpu" else f"{entry.device} ({entry.resolved_device})"
+        lines.append(f"| {entry.backend} | {device} "
                      f"| {_seconds(scalar['median_seconds'])} | " + " | ".join(cells) + " |")
     for backend in BACKENDS:
-        pair = {e["device"]: e for e in measured if e["backend"] == backend}
+        pair = {e.device: e for e in measured if e.backend == backend}
         if {"cpu", "gpu"} <= set(pair):
             size = crossover(pair["cpu"]["rows"], pair["gpu"]["rows"])
             lines.append(f"- {backend}: the GPU is faster " + (f"from {size}×{size} on." if size else "at no measured size."))
-    if not any({"cpu", "gpu"} <= {e["device"] for e in measured if e["backend"] == b} for b in BACKENDS):
+    if not any({"cpu", "gpu"} <= {e.device for e in measured if e.backend == b} for b in BACKENDS):
         lines.append("- No backend was measured on both a CPU and a GPU here, so there is no crossover size.")
     return lines
 
@@ -341,7 +345,7 @@ def where_the_time_goes(model_rows: list[Row]) -> list[str]:
     """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/profiling.py)."""
     from kerasmnist.profiling import OWNERS
 
-    profiled = [(g, g.runs[0]["profile"]) for g in model_rows if g.runs and g.runs[0].get("profile")]
+    profiled = [(g, g.runs[0].profile) for g in model_rows if g.runs and g.runs[0].profile]
     if not profiled:
         return []
     lines = ["", "Where the time goes (cProfile over the training steps of epochs 2 on, first run of each row; "
@@ -357,16 +361,15 @@ def where_the_time_goes(model_rows: list[Row]) -> list[str]:
     return lines
 
 
-def environment_table(sources: list[dict[str, Any]]) -> list[str]:
-    """One row per machine, from anything with `host`, `environment` and `started_at` (records, bench entries)."""
+def environment_table(sources: list[tuple[dict[str, Any], dict[str, Any], str]]) -> list[str]:
+    """One row per machine, from the (host, environment, started_at) of records and benchmark entries."""
     rows = {}
-    for source in sources:
-        environment = source["environment"]
+    for host, environment, started_at in sources:
         packages = environment["packages"]
         gpus = ", ".join(f"{g['name']} (driver {g['driver']}, {g['memory']})" for g in environment["gpus"]) or "none"
         memory = environment["host"]["memory_bytes"]
-        key = (host_of(source), environment["python"], *packages.values())  # new versions: a new machine
-        dates = rows.get(key, {}).get("dates", set()) | {source["started_at"][:10]}
+        key = (host_label(host), environment["python"], *packages.values())  # new versions: a new machine
+        dates = rows.get(key, {}).get("dates", set()) | {started_at[:10]}
         rows[key] = {
             "row": f"| {key[0]} | {memory / 2**30:.0f} GiB | {gpus} | {environment['python']} | {packages['keras']} "
                    f"| {packages['tensorflow'] or '–'} | {packages['torch'] or '–'} | {packages['jax'] or '–'} ",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
 
 from kerasmnist.config import MODELS
+from kerasmnist.records import BenchEntry
 from kerasmnist.report.analysis import gpu_speedup
 from kerasmnist.report.load import Row, sweeps
 
@@ -30,22 +30,22 @@ def _pyplot():
     return plt
 
 
-def write_all(rows: list[Row], latest_bench: list[dict[str, Any]], out_dir: Path) -> list[str]:
+def write_all(rows: list[Row], latest_bench: list[BenchEntry], out_dir: Path) -> list[str]:
     """Draws every plot that has data; returns the file names written."""
     return write_plots(rows, out_dir) + write_matmul_plot(latest_bench, out_dir) + write_sweep_plot(rows, out_dir)
 
 
-def write_matmul_plot(bench_entries: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    measured = [e for e in bench_entries if e["status"] == "ok"]
+def write_matmul_plot(bench_entries: list[BenchEntry], out_dir: Path) -> list[str]:
+    measured = [e for e in bench_entries if e.status == "ok"]
     if not measured:
         return []
     plt = _pyplot()
 
     figure, axis = plt.subplots(figsize=(7.5, 4.8))
     for entry in measured:
-        rows = [row for row in entry["rows"] if row["operation"] == "matmul" and "error" not in row]
+        rows = [row for row in entry.rows if row["operation"] == "matmul" and "error" not in row]
         axis.plot([row["size"] for row in rows], [row["median_seconds"] for row in rows], marker="o",
-                  linestyle="-" if entry["device"] == "cpu" else "--", label=f"{entry['backend']} {entry['device']}")
+                  linestyle="-" if entry.device == "cpu" else "--", label=f"{entry.backend} {entry.device}")
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("matrix size N (N×N times N×N, float32)")
@@ -151,8 +151,8 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
 
     figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
     for axis, model in zip(axes[0], models):
-        for g in (g for g in finished if g.model == model and g.runs[0]["history"].get("val_accuracy")):
-            curves = [run["history"]["val_accuracy"] for run in g.runs]
+        for g in (g for g in finished if g.model == model and g.runs[0].history.get("val_accuracy")):
+            curves = [run.history["val_accuracy"] for run in g.runs]
             epochs = min(len(curve) for curve in curves)
             mean = [statistics.fmean(curve[i] for curve in curves) * 100 for i in range(epochs)]
             axis.plot(range(1, epochs + 1), mean, marker="o", linestyle="-" if g.device == "cpu" else "--",

@@ -7,6 +7,7 @@ import io
 import statistics
 from typing import Any
 
+from kerasmnist.records import CellEntry
 from kerasmnist.report import analysis
 from kerasmnist.report.load import Row, host_of
 from kerasmnist.report.stats import mean_interval
@@ -31,21 +32,21 @@ def _csv(columns: tuple[str, ...], lines: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def results_csv(cells: list[dict[str, Any]]) -> str:
+def results_csv(cells: list[CellEntry]) -> str:
     lines = []
-    for entry in sorted(cells, key=lambda e: (host_of(e), e.get("finished_at", ""), e["order"])):
-        record = entry.get("record") or {}
+    for entry in sorted(cells, key=lambda e: (host_of(e), e.finished_at, e.order)):
+        record = entry.record
         lines.append({
-            "round": entry.get("round"), "order": entry["order"], "repeat": entry["repeat"] + 1,
-            "seed": entry["config"].get("seed"), "machine": host_of(entry), "backend": entry["backend"],
-            "device": entry["device"], "model": entry["model"],
-            "implementation": entry["config"].get("implementation", "keras"), "status": entry["status"],
-            "reason": entry["reason"] or "", "resolved_device": record.get("resolved_device"),
-            "epochs": entry["config"]["epochs"], "batch_size": entry["config"]["batch_size"],
-            "train_size": (record.get("data") or {}).get("train_size"),
-            **{key: record.get(key) for key in ("first_epoch_seconds", "steady_epoch_seconds", "samples_per_second",
+            "round": entry.round, "order": entry.order, "repeat": entry.repeat + 1,
+            "seed": entry.config.get("seed"), "machine": host_of(entry), "backend": entry.backend,
+            "device": entry.device, "model": entry.model,
+            "implementation": entry.config.get("implementation", "keras"), "status": entry.status,
+            "reason": entry.reason or "", "resolved_device": record and record.resolved_device,
+            "epochs": entry.config["epochs"], "batch_size": entry.config["batch_size"],
+            "train_size": record and (record.data or {}).get("train_size"),
+            **{key: record and getattr(record, key) for key in ("first_epoch_seconds", "steady_epoch_seconds", "samples_per_second",
                                                 "test_accuracy", "test_loss")},
-            "wall_seconds": round(entry["wall_seconds"], 2), "command": entry.get("command", ""),
+            "wall_seconds": round(entry.wall_seconds, 2), "command": entry.command,
         })
     return _csv(CELL_COLUMNS, lines)
 
@@ -58,7 +59,7 @@ def rows_csv(rows: list[Row]) -> str:
         lines.append({
             "machine": row.machine, "software": row.software, "model": row.model, "backend": row.backend,
             "device": row.device, "row": row.name, "ok_runs": len(row.entries),
-            "rounds": len({entry["round"] for entry in row.entries}),
+            "rounds": len({entry.round for entry in row.entries}),
             "steady_median": statistics.median(row.steady) if row.steady else None,
             "steady_ci_low": interval[0] if interval else None, "steady_ci_high": interval[1] if interval else None,
             "samples_per_second_median": row.median("samples_per_second"),
