@@ -37,10 +37,12 @@ class OneLineErrors(click.Group):
         except KerasMnistError as error:
             click.echo(f"kerasmnist: error: {error}", err=True)
             sys.exit(error.exit_code)
-        except Stopped as stop:
-            click.echo(f"kerasmnist: {stop}", err=True)
-            sys.exit(128 + stop.signal_number)
-        except (click.Abort, KeyboardInterrupt):
+        except (click.Abort, KeyboardInterrupt) as interrupt:
+            # click turns a KeyboardInterrupt (Stopped included) into Abort, keeping it as the cause.
+            stop = interrupt.__cause__ if isinstance(interrupt, click.Abort) else interrupt
+            if isinstance(stop, Stopped):
+                click.echo(f"kerasmnist: {stop}", err=True)
+                sys.exit(128 + stop.signal_number)
             click.echo("kerasmnist: interrupted", err=True)
             sys.exit(130)
 
