@@ -90,26 +90,43 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
             break
         eta = _time_left(to_run[index:], seconds_by_kind)
         echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
+        stamp = {"command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}",
+                 "target_ci": matrix.target_ci}
         try:
-            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout_seconds, out_dir), command=command,
-                                        invocation=invocation, round=f"{invocation} #{cell.repeat + 1}",
-                                        target_ci=matrix.target_ci)
+            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout_seconds, out_dir), **stamp)
         except KeyboardInterrupt as stop:
             outcome.interrupted = True
-            echo(f"{stop or 'interrupted'}: the {index} cells finished are kept in {results_path}; "
+            if isinstance(stop, CellInterrupted) and stop.finished:  # it finished before the stop reached it
+                _save(results_path, dataclasses.replace(stop.finished, **stamp), outcome, echo)
+            echo(f"{stop or 'interrupted'}: the cells finished are kept in {results_path}; "
                  "rerun the same command to run the rest")
             break
         seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
-        try:
-            entries = records.add_result(results_path, entry)
-        except OSError as error:  # a full disk, a folder made read-only: what was saved before stays
-            outcome.counts["failed"] += 1
-            echo(f"    failed: its result could not be saved to {results_path} ({error.strerror}); "
-                 "the results saved before are intact")
-            continue
-        outcome.counts[entry.status] += 1
-        echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
+        entries = _save(results_path, entry, outcome, echo) or entries
     return outcome
+
+
+def _save(results_path: Path, entry: records.CellEntry, outcome: Outcome,
+          echo: Callable[[str], None]) -> list[records.CellEntry] | None:
+    """Adds a finished cell to results.jsonl and counts it; the file's entries afterwards, None if it could not."""
+    try:
+        entries = records.add_result(results_path, entry)
+    except OSError as error:  # a full disk, a folder made read-only: what was saved before stays
+        outcome.counts["failed"] += 1
+        echo(f"    failed: its result could not be saved to {results_path} ({error.strerror}); "
+             "the results saved before are intact")
+        return None
+    outcome.counts[entry.status] += 1
+    echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
+    return entries
+
+
+class CellInterrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP while a cell ran; `finished` is its entry when the child had finished ok."""
+
+    def __init__(self, message: str, finished: records.CellEntry | None) -> None:
+        super().__init__(message)
+        self.finished = finished
 
 
 def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[records.CellEntry],
@@ -156,26 +173,29 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEnt
         # The child's stdout (Keras's progress) goes straight to the terminal; its stderr
         # (framework chatter, and the error line) is kept for the failure reason.
         child = subprocess.Popen(command, stdout=None, stderr=log, env=backend.unpinned_environment())
+        interrupted = None
         try:
-            return_code = child.wait(timeout=timeout_seconds)
-            timed_out = False
+            return_code, timed_out = child.wait(timeout=timeout_seconds), False
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
             return_code, timed_out = None, True
         except KeyboardInterrupt as stop:
             processes.stop_child(child, forward=isinstance(stop, processes.Stopped))
-            raise
+            return_code, timed_out, interrupted = child.returncode, False, stop
     log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     written = sorted(cell_dir.glob("*.json"))
     record = records.read(written[0]) if written else None
     status, reason = _status(return_code, timed_out, timeout_seconds, log_tail, record)
-    return records.CellEntry(
+    entry = records.CellEntry(
         key=cell.key, seed=cell.config.seed, order=cell.order, repeat=cell.repeat, backend=cell.config.backend,
         device=cell.config.device, model=cell.config.model, status=status, reason=reason,
         log_tail=log_tail if status != "ok" else [], wall_seconds=time.perf_counter() - started,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
         software=environment.software(), config=cell.config.to_dict(), record=record)
+    if interrupted is not None:
+        raise CellInterrupted(str(interrupted) or "interrupted", entry if status == "ok" else None)
+    return entry
 
 
 def _status(return_code: int | None, timed_out: bool, timeout_seconds: int, log_tail: list[str],

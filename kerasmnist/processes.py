@@ -34,10 +34,12 @@ def stops_cleanly() -> Iterator[None]:
 
 
 def stop_child(child: subprocess.Popen, forward: bool) -> None:
-    """Ctrl-C reached the child too (one process group); any other stop is forwarded to it as Ctrl-C.
-    Give it a moment to write its own record, then make sure no orphan is left training."""
+    """Ctrl-C reached the child too (one process group); any other stop is forwarded to it as SIGTERM,
+    which every kerasmnist command handles as Ctrl-C (SIGINT would not do: a shell starts background jobs
+    with SIGINT ignored, and the child inherits that). Give it a moment to write its own record, then
+    make sure no orphan is left training."""
     if forward:
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signal.SIGTERM)
     try:
         child.wait(timeout=10)
     except subprocess.TimeoutExpired:

@@ -54,8 +54,8 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
     try:
         result = training.train_and_evaluate(config, splits, pinned)
-    except KeyboardInterrupt:
-        records.write(record.failed("interrupted (KeyboardInterrupt)", _now()), out_dir)
+    except KeyboardInterrupt as stop:
+        records.write(record.failed(f"interrupted ({stop or 'KeyboardInterrupt'})", _now()), out_dir)
         raise
     except Exception as error:
         path = records.write(record.failed("".join(traceback.format_exception_only(error)).strip(), _now(),

@@ -203,18 +203,17 @@ def test_sigterm_stops_compare_and_its_child_and_keeps_what_finished(tmp_path, s
     child_env = backend.unpinned_environment()
     child_env.pop("KERASMNIST_DATA_DIR", None)
     compare_process = subprocess.Popen(
-        [sys.executable, "-m", "kerasmnist", "compare", "--backends", "jax", "--models", "ffn", "--epochs", "200",
-         "--limit-train", "1000", "--validation-size", "1000", "--data-dir", str(FIXTURE_DIR),
+        [sys.executable, "-m", "kerasmnist", "compare", "--backends", "jax", "--models", "ffn", "--epochs", "5000",
+         "--limit-train", "4000", "--validation-size", "1000", "--data-dir", str(FIXTURE_DIR),
          "--peak-matmul-size", "0", "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env)
-    deadline = time.time() + 120
-    while not training_children(out) and time.time() < deadline:
-        time.sleep(0.2)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env)
+    for line in compare_process.stdout:  # the child's progress: wait until it trains its second epoch
+        if line.startswith("Epoch 2/"):
+            break
     children = training_children(out)
     assert children, "the training child never started"
-    time.sleep(3)  # let it get into its epochs
     compare_process.send_signal(signal_number)
-    _, stderr = compare_process.communicate(timeout=60)
+    stderr = compare_process.communicate(timeout=60)[1]
     assert compare_process.returncode != 0
     assert f"stopped by {signal.Signals(signal_number).name}" in stderr and "rerun the same command" in stderr
     time.sleep(0.5)
@@ -227,8 +226,8 @@ def test_sigterm_stops_compare_and_its_child_and_keeps_what_finished(tmp_path, s
 def test_sigterm_to_train_writes_a_failed_record(tmp_path):
     child_env = {"KERASMNIST_DATA_DIR": ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "kerasmnist", "train", "--backend", "jax", "--model", "ffn", "--epochs", "200",
-         "--limit-train", "1000", "--validation-size", "1000", "--progress", "epoch", "--data-dir", str(FIXTURE_DIR),
+        [sys.executable, "-m", "kerasmnist", "train", "--backend", "jax", "--model", "ffn", "--epochs", "5000",
+         "--limit-train", "4000", "--validation-size", "1000", "--progress", "epoch", "--data-dir", str(FIXTURE_DIR),
          "--out", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=backend.unpinned_environment() | child_env)
     process.stdout.readline()  # the first epoch line: training has begun
@@ -237,3 +236,17 @@ def test_sigterm_to_train_writes_a_failed_record(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM and "kerasmnist: stopped by SIGTERM" in stderr
     (record,) = [records.read(path) for path in tmp_path.glob("*.json")]
     assert record.status == "failed" and "interrupted" in record.error
+
+
+def test_a_cell_that_finished_as_the_stop_came_is_kept(tmp_path, monkeypatch):
+    """The stop reached compare while its child was writing an ok record: that result is saved too."""
+    def finished_then_stopped(cell, timeout_seconds, out_dir):
+        raise compare.CellInterrupted("stopped by SIGTERM", fake_entry(cell))
+
+    monkeypatch.setattr(compare, "run_cell", finished_then_stopped)
+    said = []
+    outcome = compare.run_matrix(matrix("jax", "torch"), tmp_path, "cmd", echo=said.append)
+    assert outcome.interrupted and outcome.counts["ok"] == 1
+    entries, _ = results(tmp_path)
+    assert [(e.backend, e.status) for e in entries] == [("jax", "ok")]
+    assert any(line.startswith("stopped by SIGTERM: the cells finished are kept") for line in said)
