@@ -368,8 +368,3 @@ def migrate(entry: dict[str, Any]) -> dict[str, Any]:
     while entry["schema_version"] != SCHEMA_VERSION:
         entry = MIGRATIONS[entry["schema_version"]](entry)
     return entry
-
-
-def write_results(path: Path, entries: list[Entry]) -> None:
-    """Replaces the results file whole, so a kill at any moment leaves the old or the new file."""
-    replace_atomically(path, "".join(json.dumps(entry.to_json()) + "\n" for entry in entries))
