@@ -2,14 +2,23 @@
 
 This is the only module that sets KERAS_BACKEND or any device-selection variable. Keras reads
 the backend once, at its first import, so a process can only ever train under one backend:
-comparisons run every backend in its own process (see `unpinned_environment`).
+comparisons run every backend in its own process (`processes.run_pinned`, with `child_environment`).
 
-How each backend is pinned:
+How each backend is pinned (`pinning_environment`), combined with what the user set, never replacing it:
 - CPU: CUDA_VISIBLE_DEVICES="" hides every CUDA GPU from every framework, so nothing can be
   placed there; on top, JAX_PLATFORMS=cpu, KERAS_TORCH_DEVICE=cpu (Keras >= 3.14), and for
   TensorFlow `set_visible_devices([], "GPU")`, which also hides non-CUDA devices (Apple Metal).
+  The user's XLA_FLAGS are kept; --cpu-devices adds its flag to them.
 - GPU: JAX_PLATFORMS=cuda and KERAS_TORCH_DEVICE=cuda; TensorFlow places ops on GPU:0 by default.
+  Without --data-parallel one GPU is used: the first of the user's CUDA_VISIBLE_DEVICES (GPU 0 when
+  unset). JAX does not preallocate (XLA_PYTHON_CLIENT_PREALLOCATE=false, else it takes 75% of each
+  visible GPU) and TensorFlow grows its memory as needed (TF_FORCE_GPU_ALLOW_GROWTH=true, else it
+  maps nearly all of it), so runs can share a GPU and peak-memory figures mean something; a user's
+  own setting of either wins. TensorFlow, when a torch or JAX run loads it (tf.data input), sees no
+  GPU (`import_tensorflow`).
   If the backend sees no GPU the run stops (BackendUnavailable) rather than falling back.
+- float32 arithmetic (`--tf32`): full float32 matmuls and convolutions by default on every backend;
+  TF32 tensor cores (Ampere and newer GPUs) only when asked for (`_set_float32_matmul_precision`).
 After training, `resolved_device` checks where the weights and optimizer state really live.
 """
 
@@ -18,17 +27,20 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from dataclasses import dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 from kerasmnist.errors import BackendUnavailable
 
 FRAMEWORK_MODULES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
 FRAMEWORK_PACKAGES = {"tensorflow": "tensorflow-cpu (or tensorflow)", "torch": "torch", "jax": "jax"}
 
-# Every variable this module may set; a parent that spawns runs strips them (unpinned_environment).
-_PINNING_VARIABLES = ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "KERAS_TORCH_DEVICE", "XLA_FLAGS")
 _JAX_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+# What the user had set before this process pinned itself (None: unset), for `child_environment`.
+_before_pinning: dict[str, str | None] = {}
 
 
 @dataclass(frozen=True)
@@ -40,38 +52,56 @@ class Pinned:
     device_count: int  # devices of the pinned kind: GPUs, or (virtual) CPU devices
 
 
-def pinning_environment(backend: str, device: str, cpu_devices: int = 1) -> dict[str, str]:
-    """The environment variables that select `backend` and pin it to `device`."""
+def pinning_environment(backend: str, device: str, cpu_devices: int = 1, data_parallel: bool = False,
+                        environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment variables that select `backend` and pin it to `device`, combined with the user's
+    own settings in `environ` (default: this process's environment)."""
+    user = os.environ if environ is None else environ
     env = {"KERAS_BACKEND": backend}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         if backend == "jax":
             env["JAX_PLATFORMS"] = "cpu"
             if cpu_devices > 1:
-                others = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+                others = [flag for flag in user.get("XLA_FLAGS", "").split()
                           if not flag.startswith(_JAX_HOST_DEVICES_FLAG)]
                 env["XLA_FLAGS"] = " ".join([*others, f"{_JAX_HOST_DEVICES_FLAG}={cpu_devices}"])
         if backend == "torch":
             env["KERAS_TORCH_DEVICE"] = "cpu"
-    else:
-        if backend == "jax":
-            env["JAX_PLATFORMS"] = "cuda"
-        if backend == "torch":
-            env["KERAS_TORCH_DEVICE"] = "cuda"
+        return env
+    chosen = user.get("CUDA_VISIBLE_DEVICES")
+    if not data_parallel:  # one GPU: the first the user allowed
+        env["CUDA_VISIBLE_DEVICES"] = "0" if chosen is None else chosen.split(",")[0].strip()
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = user.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env["TF_FORCE_GPU_ALLOW_GROWTH"] = user.get("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    if backend == "jax":
+        env["JAX_PLATFORMS"] = "cuda"
+    if backend == "torch":
+        env["KERAS_TORCH_DEVICE"] = "cuda"
     return env
 
 
-def unpinned_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """A copy of the environment without any pinning, for spawning a run of another backend/device."""
-    source = os.environ if environ is None else environ
-    return {key: value for key, value in source.items() if key not in _PINNING_VARIABLES}
+def child_environment() -> dict[str, str]:
+    """This process's environment as the user set it, for a child that pins itself: whatever this
+    process's own pinning changed is put back, and everything else (the user's GPU selection,
+    XLA_FLAGS, JAX_PLATFORMS) is passed on, for the child's pinning to combine with."""
+    env = dict(os.environ)
+    for key, value in _before_pinning.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
 
 
-def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None = None) -> Pinned:
+def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None = None,
+        data_parallel: bool = False, float32_matmul_precision: str = "float32") -> Pinned:
     """Selects the backend and pins the device for this process, then imports Keras.
 
     `cpu_devices` > 1 splits the CPU into virtual devices (JAX, TensorFlow), so data-parallel
     training can be exercised without several GPUs. `cpu_threads` limits the CPU compute threads.
+    `data_parallel` keeps every GPU the user allowed visible (else one). `float32_matmul_precision`
+    "tf32" allows TF32 tensor cores for float32 matmuls and convolutions.
     Raises BackendUnavailable when the framework is missing, the device is not there, or the
     machine has fewer cores than `cpu_threads`.
     """
@@ -82,7 +112,10 @@ def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None
                 f"Keras is already imported with backend {active} in this process; "
                 f"backend {backend} needs a process of its own"
             )
-    os.environ.update(pinning_environment(backend, device, cpu_devices))
+    pinning = pinning_environment(backend, device, cpu_devices, data_parallel)
+    for key in pinning:
+        _before_pinning.setdefault(key, os.environ.get(key))
+    os.environ.update(pinning)
     # TensorFlow's C++ start-up chatter buries the progress bar; a user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if cpu_threads is not None:
@@ -90,10 +123,34 @@ def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None
     framework = _import_framework(backend)
     if cpu_threads is not None:
         _set_thread_counts(backend, framework, cpu_threads)
+    _set_float32_matmul_precision(backend, framework, float32_matmul_precision)
     gpu_names = _check_device(backend, device, framework, cpu_devices)
     import keras  # noqa: F401  (the first import of Keras in this process: it reads KERAS_BACKEND)
 
     return Pinned(backend, device, framework.__version__, gpu_names, len(gpu_names) or cpu_devices)
+
+
+def import_tensorflow() -> Any:
+    """TensorFlow, for tf.data input under any backend. Under torch or JAX it sees no GPU: its runtime
+    would otherwise map the memory the training framework needs on every visible GPU."""
+    import tensorflow as tf
+
+    if os.environ.get("KERAS_BACKEND") != "tensorflow":
+        tf.config.set_visible_devices([], "GPU")  # before TensorFlow's runtime starts, i.e. before any op runs
+    return tf
+
+
+def _set_float32_matmul_precision(backend: str, framework: Any, precision: str) -> None:
+    """One float32 policy on every backend. Each framework's default differs on Ampere and newer GPUs:
+    TensorFlow and JAX use TF32 for float32 matmuls and convolutions, torch for convolutions only."""
+    tf32 = precision == "tf32"
+    if backend == "torch":
+        framework.backends.cuda.matmul.allow_tf32 = tf32
+        framework.backends.cudnn.allow_tf32 = tf32
+    elif backend == "tensorflow":
+        framework.config.experimental.enable_tensor_float_32_execution(tf32)
+    else:
+        framework.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "float32")
 
 
 def _import_framework(backend: str) -> Any:
@@ -158,20 +215,29 @@ def _check_device(backend: str, device: str, framework: Any, cpu_devices: int) -
                 "or install a CUDA build of torch on a machine with an NVIDIA GPU"
             )
         return tuple(framework.cuda.get_device_name(i) for i in range(framework.cuda.device_count()))
-    # jax: JAX_PLATFORMS makes the first device query fail when the platform is missing
-    # (a RuntimeError, or an AssertionError from jaxlib builds without CUDA).
+    # jax: JAX_PLATFORMS makes the first device query fail when the platform cannot start: a RuntimeError
+    # from a plugin that fails, or a bare AssertionError when JAX skipped CUDA because no /dev/nvidia*
+    # device node exists (jax/_src/xla_bridge.py, `backends`). The error is shown with where JAX raised it.
     try:
         devices = framework.devices()
         problem = None if all(d.platform == device for d in devices) else f"its devices are {devices}"
     except Exception as error:
-        problem = f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')} failed to initialise: " \
-                  f"{(str(error) or type(error).__name__).splitlines()[0]}"
+        problem = f"JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')} failed to initialise: {framework_error(error)}"
     if problem:
         raise BackendUnavailable(
             f"backend jax sees no {device.upper()} ({problem}); "
             + ("use --device cpu, or install jax[cuda12] on a machine with an NVIDIA GPU" if device == "gpu" else "")
         )
     return tuple(d.device_kind for d in devices) if device == "gpu" else ()
+
+
+def framework_error(error: BaseException) -> str:
+    """A framework's own error in one line: its type, message, and the source line that raised it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {Path(frames[-1].filename).parent.name}/{Path(frames[-1].filename).name}:{frames[-1].lineno} " \
+            f"`{frames[-1].line}`" if frames else ""
+    message = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}{where}" + (f": {message}" if message else "")
 
 
 def variable_placements(value: Any) -> set[str]:
@@ -239,3 +305,23 @@ def free_memory_bytes(backend: str, device: str) -> int | None:
         stats = jax.devices()[0].memory_stats() or {}
         return stats["bytes_limit"] - stats.get("bytes_in_use", 0) if "bytes_limit" in stats else None
     return None  # TensorFlow reports use, not capacity: its out-of-memory error is caught instead
+
+
+def peak_memory_bytes(backend: str, device: str) -> int | None:
+    """The most device memory the framework held at once in this process, on the pinned GPU (the
+    largest over the GPUs of a data-parallel run); None on the CPU, which these counters do not cover."""
+    if device == "cpu":
+        return None
+    if backend == "torch":
+        import torch
+
+        return max(torch.cuda.max_memory_allocated(index) for index in range(torch.cuda.device_count()))
+    if backend == "jax":
+        import jax
+
+        return max((d.memory_stats() or {}).get("peak_bytes_in_use", 0) for d in jax.devices())
+    import tensorflow as tf
+
+    return max(tf.config.experimental.get_memory_info(f"GPU:{index}")["peak"]
+               for index in range(len(tf.config.list_logical_devices("GPU"))))
+

@@ -3,8 +3,8 @@
 The classic demonstration of where a GPU pays off: a 10,000 x 10,000 product takes seconds on a
 CPU and a fraction of one on a GPU, while a single scalar operation is quicker on the CPU, which
 has no kernel launch and no transfer to wait for. Each backend x device is measured in its own
-pinned process (`python -m kerasmnist.bench`), like the training cells; the entries go to
-OUT/bench.jsonl and into the report.
+pinned process (`kerasmnist worker matmul`, spawned by `processes.run_pinned` like the training
+cells); the entries go to OUT/bench.jsonl and into the report.
 
 Timing: one warm-up call per shape (tracing, compilation, allocation) is excluded; then the
 median, min and max of `repeats` calls, each synchronised (`backend.synchronize`).
@@ -15,15 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from kerasmnist import backend, environment, records
-from kerasmnist.errors import BackendUnavailable, ConfigError
+from kerasmnist import backend, environment, processes, records
+from kerasmnist.errors import ConfigError
 
 DEFAULT_SIZES = (1, 16, 128, 1024, 4096, 10000)
 MEMORY_HEADROOM = 0.8  # never plan to fill more than this share of the free memory
@@ -43,9 +41,10 @@ def _timed(operation: Callable[[], Any], backend_name: str, repeats: int) -> lis
     return seconds
 
 
-def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int) -> records.BenchEntry:
+def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int,
+            float32_matmul_precision: str) -> records.BenchEntry:
     """In a pinned process: the timings of one backend on one device."""
-    pinned = backend.pin(backend_name, device)
+    pinned = backend.pin(backend_name, device, float32_matmul_precision=float32_matmul_precision)
     import keras
 
     rows = []
@@ -70,7 +69,8 @@ def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int
     return records.BenchEntry(
         benchmark="matmul", backend=backend_name, device=device, status="ok", reason=None, host=environment.host(),
         rows=rows, resolved_device="cpu" if device == "cpu" else f"gpu:0 {pinned.gpu_names[0]}", repeats=repeats,
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), environment=environment.collect())
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), environment=environment.collect(),
+        float32_matmul_precision=float32_matmul_precision)
 
 
 def _row(operation: str, size: int, flops: int, seconds: list[float]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def _row(operation: str, size: int, flops: int, seconds: list[float]) -> dict[st
 
 def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[int, ...], repeats: int,
               out_dir: Path, command: str, echo: Callable[[str], None] = print,
-              invocation: str | None = None) -> list[records.BenchEntry]:
+              invocation: str | None = None, float32_matmul_precision: str = "float32") -> list[records.BenchEntry]:
     """Measures every backend x device in its own process; adds the entries to OUT/bench.jsonl, tagged with
     `invocation` (a compare's, for its peaks; else a new one), so no run replaces another's."""
     invocation = invocation or records.new_invocation()
@@ -95,23 +95,21 @@ def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[
     for backend_name in backends:
         for device in devices:
             echo(f"matmul: {backend_name} {device}")
-            child = subprocess.run(
-                [sys.executable, "-m", "kerasmnist.bench", backend_name, device, ",".join(map(str, sizes)), str(repeats)],
-                capture_output=True, text=True, env=backend.unpinned_environment())
-            entry = dataclasses.replace(_entry_from(child, backend_name, device), command=command,
-                                        invocation=invocation)
+            arguments = ["worker", "matmul", backend_name, device, "--sizes", ",".join(map(str, sizes)),
+                         "--repeats", str(repeats), *(["--tf32"] if float32_matmul_precision == "tf32" else [])]
+            child = processes.run_pinned(arguments, out_dir / "runs" / "matmul" / invocation / f"{backend_name}-{device}")
+            if child.interrupted is not None:
+                raise child.interrupted
+            status, reason = child.status()
+            entry = (records.BenchEntry.from_json(json.loads(child.written[0].read_text(encoding="utf-8")))
+                     if status == "ok" else
+                     records.BenchEntry(benchmark="matmul", backend=backend_name, device=device, status=status,
+                                        reason=reason, host=environment.host(), rows=[],
+                                        float32_matmul_precision=float32_matmul_precision))
+            entry = dataclasses.replace(entry, command=command, invocation=invocation)
             entries = records.add_result(path, entry)
             echo(f"    {entry.status}" + (f": {entry.reason}" if entry.reason else ""))
     return entries
-
-
-def _entry_from(child: subprocess.CompletedProcess, backend_name: str, device: str) -> records.BenchEntry:
-    if child.returncode == 0:
-        return records.BenchEntry.from_json(json.loads(child.stdout.strip().splitlines()[-1]))
-    last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-    status = "skipped" if child.returncode == BackendUnavailable.exit_code else "failed"
-    return records.BenchEntry(benchmark="matmul", backend=backend_name, device=device, status=status,
-                              reason=last.removeprefix("kerasmnist: error: "), host=environment.host(), rows=[])
 
 
 def crossover(cpu_rows: list[dict[str, Any]], gpu_rows: list[dict[str, Any]]) -> int | None:
@@ -124,12 +122,3 @@ def crossover(cpu_rows: list[dict[str, Any]], gpu_rows: list[dict[str, Any]]) ->
             return size
     return None
 
-
-if __name__ == "__main__":
-    name, device_kind, size_list, repeat_count = sys.argv[1:5]
-    try:
-        result = measure(name, device_kind, tuple(int(s) for s in size_list.split(",")), int(repeat_count))
-    except BackendUnavailable as unavailable:
-        print(f"kerasmnist: error: {unavailable}", file=sys.stderr)
-        sys.exit(unavailable.exit_code)
-    print(json.dumps(result.to_json()))

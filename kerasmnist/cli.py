@@ -13,7 +13,7 @@ import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
-from kerasmnist.processes import Stopped, stops_cleanly
+from kerasmnist.processes import ERROR_PREFIX, Stopped, stops_cleanly
 
 if TYPE_CHECKING:
     from kerasmnist.records import RunRecord
@@ -32,10 +32,10 @@ class OneLineErrors(click.Group):
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.ClickException as error:
-            click.echo(f"kerasmnist: error: {error.format_message()}", err=True)
+            click.echo(f"{ERROR_PREFIX}{error.format_message()}", err=True)
             sys.exit(error.exit_code)
         except KerasMnistError as error:
-            click.echo(f"kerasmnist: error: {error}", err=True)
+            click.echo(f"{ERROR_PREFIX}{error}", err=True)
             sys.exit(error.exit_code)
         except (click.Abort, KeyboardInterrupt) as interrupt:
             # click turns a KeyboardInterrupt (Stopped included) into Abort, keeping it as the cause.
@@ -101,6 +101,9 @@ def _choices(values: tuple[str, ...]) -> str:
               help="What fit gets: NumPy arrays, a shuffled tf.data pipeline, or tensors already on the device.")
 @click.option("--data-parallel", is_flag=True,
               help="Replicate the model over every device of the pinned kind (jax, tensorflow).  [default: off]")
+@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default=DEFAULTS.float32_matmul_precision,
+              help="Allow TF32 tensor cores (Ampere and newer GPUs) for float32 matmuls and convolutions on "
+                   "every backend.  [default: off: full float32 everywhere]")
 @click.option("--cpu-devices", type=int, default=DEFAULTS.cpu_devices, show_default=True,
               help="Split the CPU into N virtual devices, to try --data-parallel without GPUs.")
 @click.option("--cpu-threads", type=int, default=None, show_default="the framework's default",
@@ -144,6 +147,8 @@ def train(out: Path, **options: Any) -> None:
 @click.option("--limit-train", type=int, default=None, help="Train on the first N images.  [default: all]")
 @click.option("--validation-size", type=int, default=None, help="Images held out for validation.  [default: 10000]")
 @click.option("--precision", default=None, help="Keras dtype policy for every cell.  [default: float32]")
+@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default=None,
+              help="Allow TF32 tensor cores in every cell and peak measurement (see train --tf32).  [default: off]")
 @click.option("--data-dir", default=None, help="Data folder, as for train.  [default: search as for train]")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
@@ -234,9 +239,11 @@ def bench() -> None:
 @click.option("--devices", default="cpu,gpu", show_default=True, help="Comma-separated; missing GPUs are skipped.")
 @click.option("--sizes", default="1,16,128,1024,4096,10000", show_default=True, help="Matrix sizes N (N x N).")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed calls per size, after a warm-up.")
+@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default="float32",
+              help="Allow TF32 tensor cores (Ampere and newer GPUs).  [default: off: full float32]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/matmul"), show_default=True,
               help="Folder for bench.jsonl and the report (may be a compare folder).")
-def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> None:
+def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul_precision: str, out: Path) -> None:
     """Time a scalar multiply and N x N matrix multiplies; find where the GPU starts to win."""
     from kerasmnist import bench as bench_module, report
     from kerasmnist.matrix import choices
@@ -248,8 +255,47 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> 
     except ValueError:
         raise click.BadParameter(f"expected comma-separated whole numbers (got {sizes!r})", param_hint="--sizes")
     bench_module.run_bench(chosen["--backends"], chosen["--devices"], size_list, repeats, out,
-                           " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True))
+                           " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True),
+                           float32_matmul_precision=float32_matmul_precision)
     click.echo(f"report: {report.build([out], out)}")
+
+
+@cli.group(hidden=True)
+def worker() -> None:
+    """The pinned child processes that bench and env spawn (kerasmnist.processes.run_pinned); each writes
+    its JSON into --out."""
+
+
+@worker.command(name="matmul")
+@click.argument("backend_name", metavar="BACKEND")
+@click.argument("device")
+@click.option("--sizes", required=True, help="Matrix sizes N, comma-separated.")
+@click.option("--repeats", type=int, required=True, help="Timed calls per size.")
+@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default="float32", help="Allow TF32.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for matmul.json.")
+def worker_matmul(backend_name: str, device: str, sizes: str, repeats: int, float32_matmul_precision: str,
+                  out: Path) -> None:
+    """Time the matrix multiplies of one backend on one device, in this pinned process."""
+    import json
+
+    from kerasmnist import bench as bench_module, records
+
+    entry = bench_module.measure(backend_name, device, tuple(int(size) for size in sizes.split(",")), repeats,
+                                 float32_matmul_precision)
+    records.replace_atomically(out / "matmul.json", json.dumps(entry.to_json()))
+
+
+@worker.command(name="probe")
+@click.argument("backend_name", metavar="BACKEND")
+@click.argument("device")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for probe.json.")
+def worker_probe(backend_name: str, device: str, out: Path) -> None:
+    """Pin one backend to one device as a run does, and report what it sees."""
+    import json
+
+    from kerasmnist import inventory, records
+
+    records.replace_atomically(out / "probe.json", json.dumps(inventory.probe(backend_name, device)))
 
 
 def summary(record: "RunRecord", path: Path) -> str:

@@ -9,23 +9,17 @@ already done with the same configuration.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from kerasmnist import backend, bench, environment, processes, records
+from kerasmnist import bench, environment, processes, records
 from kerasmnist.config import RunConfig
-from kerasmnist.errors import BackendUnavailable
 from kerasmnist.matrix import Cell, Matrix, cells
 
-ERROR_PREFIX = "kerasmnist: error: "
-LOG_TAIL_LINES = 20
 PEAK_REPEATS = 5
 
 
@@ -44,6 +38,9 @@ def train_arguments(config: RunConfig) -> list[str]:
     arguments = []
     for key, value in config.to_dict().items():
         flag = f"--{key.replace('_', '-')}"
+        if key == "float32_matmul_precision":  # train's --tf32 flag
+            arguments += ["--tf32"] if value == "tf32" else []
+            continue
         if value is None or value is False:
             continue
         if value is True:
@@ -157,65 +154,29 @@ def measure_peaks(matrix: Matrix, out_dir: Path, command: str, invocation: str, 
     same run (the best measured GEMM rate), never against one from another hour."""
     if matrix.peak_matmul_size:
         bench.run_bench(matrix.backends, matrix.devices, peak_sizes(matrix.peak_matmul_size), PEAK_REPEATS, out_dir,
-                        command, echo, invocation=invocation)
+                        command, echo, invocation=invocation,
+                        float32_matmul_precision=matrix.run.float32_matmul_precision)
 
 
 def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEntry:
-    """Runs one cell in its own process and returns its results.jsonl entry."""
+    """Runs one cell in its own pinned process and returns its results.jsonl entry."""
     started = time.perf_counter()
     # Each attempt's record and stderr stay in OUT/runs/KEY/ATTEMPT (results.jsonl holds a copy): a rerun
-    # never deletes the files of an earlier attempt.
-    cell_dir = out_dir / "runs" / cell.key / records.new_invocation()
-    cell_dir.mkdir(parents=True)
-    log_path = cell_dir / "stderr.log"
-    command = [sys.executable, "-m", "kerasmnist", "train", *train_arguments(cell.config), "--out", str(cell_dir)]
-    with open(log_path, "w", encoding="utf-8") as log:
-        # The child's stdout (Keras's progress) goes straight to the terminal; its stderr
-        # (framework chatter, and the error line) is kept for the failure reason.
-        child = subprocess.Popen(command, stdout=None, stderr=log, env=backend.unpinned_environment())
-        interrupted = None
-        try:
-            return_code, timed_out = child.wait(timeout=timeout_seconds), False
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-            return_code, timed_out = None, True
-        except KeyboardInterrupt as stop:
-            processes.stop_child(child, forward=isinstance(stop, processes.Stopped))
-            return_code, timed_out, interrupted = child.returncode, False, stop
-    log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    written = sorted(cell_dir.glob("*.json"))
-    record = records.read(written[0]) if written else None
-    status, reason = _status(return_code, timed_out, timeout_seconds, log_tail, record)
+    # never deletes the files of an earlier attempt. Keras's progress goes straight to the terminal.
+    child = processes.run_pinned(["train", *train_arguments(cell.config)],
+                                 out_dir / "runs" / cell.key / records.new_invocation(), timeout_seconds,
+                                 show_output=True)
+    record = records.read(child.written[0]) if child.written else None
+    status, reason = child.status()
     entry = records.CellEntry(
         key=cell.key, seed=cell.config.seed, order=cell.order, repeat=cell.repeat, backend=cell.config.backend,
         device=cell.config.device, model=cell.config.model, status=status, reason=reason,
-        log_tail=log_tail if status != "ok" else [], wall_seconds=time.perf_counter() - started,
+        log_tail=list(child.log_tail) if status != "ok" else [], wall_seconds=time.perf_counter() - started,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
         software=environment.software(), config=cell.config.to_dict(), record=record)
-    if interrupted is not None:
-        raise CellInterrupted(str(interrupted) or "interrupted", entry if status == "ok" else None)
+    if child.interrupted is not None:
+        raise CellInterrupted(str(child.interrupted) or "interrupted", entry if status == "ok" else None)
     return entry
-
-
-def _status(return_code: int | None, timed_out: bool, timeout_seconds: int, log_tail: list[str],
-            record: records.RunRecord | None) -> tuple[str, str | None]:
-    error_lines = [line[len(ERROR_PREFIX):] for line in log_tail if line.startswith(ERROR_PREFIX)]
-    if timed_out:
-        return "failed", f"timed out after {timeout_seconds} s"
-    if return_code == 0 and record and record.status == "ok":
-        return "ok", None
-    if return_code == BackendUnavailable.exit_code and error_lines:
-        # The matrix was validated before any cell ran, so exit 2 here means "cannot run here".
-        return "skipped", error_lines[-1]
-    if error_lines:
-        return "failed", error_lines[-1]
-    last = next((line for line in reversed(log_tail) if line.strip()), "no output").strip()
-    if return_code is not None and return_code < 0:  # Popen's way of saying "killed by a signal"
-        name = signal.Signals(-return_code).name
-        # The kernel's out-of-memory killer sends SIGKILL, and says so only in its own log.
-        return "failed", f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + f": {last}"
-    return "failed", f"exit status {return_code}: {last}"
 
 
 def _kind(cell: Cell) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 IMPLEMENTATIONS = ("keras", "native")
 DATA_FORMATS = ("channels_last", "channels_first")
 INPUT_PIPELINES = ("numpy", "tf.data", "device")
+FLOAT32_MATMUL_PRECISIONS = ("float32", "tf32")  # full float32, or TF32 tensor cores (Ampere and newer GPUs)
 
 MNIST_TRAIN_IMAGES = 60_000
 
@@ -50,6 +51,7 @@ class RunConfig:
     data_format: str = "channels_last"  # the CNN's image layout; the same network either way
     input_pipeline: str = "numpy"  # what fit gets: NumPy arrays, a tf.data pipeline, or tensors on the device
     data_parallel: bool = False  # one model replicated over every device of the pinned kind
+    float32_matmul_precision: str = "float32"  # "tf32": TF32 tensor cores for float32 matmuls and convolutions
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
     cpu_threads: int | None = None  # compute threads on the CPU; None: the framework's own default
     profile: bool = False  # cProfile the steady epochs' training steps (slows Python-heavy runs)
@@ -67,6 +69,7 @@ class RunConfig:
             ("implementation", IMPLEMENTATIONS),
             ("data_format", DATA_FORMATS),
             ("input_pipeline", INPUT_PIPELINES),
+            ("float32_matmul_precision", FLOAT32_MATMUL_PRECISIONS),
         ):
             if getattr(self, key) not in allowed:
                 raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
@@ -100,6 +103,12 @@ class RunConfig:
         if self.steps_per_execution > 1 and self.backend == "torch":
             raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "
                                                       f"batch per call (got {self.steps_per_execution})")
+        if self.input_pipeline == "device" and self.backend == "tensorflow" and self.implementation == "keras":
+            raise InvalidValue("input_pipeline", "device cannot keep the data on the device under the tensorflow "
+                                                 "backend: Keras's TensorFlow trainer feeds fit through tf.data on "
+                                                 "the host whatever it is given (keras/src/trainers/data_adapters/"
+                                                 "array_data_adapter.py, get_tf_dataset, line 107); use numpy or "
+                                                 "tf.data")
         if self.data_parallel and self.backend == "torch":
             raise InvalidValue("data_parallel", "is not supported by the torch backend (Keras's distribution API "
                                                 "covers JAX; TensorFlow uses tf.distribute); use jax or tensorflow")

@@ -1,22 +1,23 @@
 """What each backend is and sees here: `kerasmnist env`, and the device facts in every run record.
 
-Each backend is probed in a process of its own (`python -m kerasmnist.inventory BACKEND`), which
-pins it to the GPU with `backend.pin` — the very check a `--device gpu` run makes — so "gpu: yes"
-here means a GPU run would start, and the reason given otherwise is the one the run would print.
+Each backend is probed on each device in a process of its own (`kerasmnist worker probe BACKEND
+DEVICE`, spawned by `processes.run_pinned` like a training cell), which pins itself with `backend.pin`
+exactly as a run does, before the framework is imported: "gpu: yes" here means a GPU run would
+start, and the reason given otherwise is the one the run would print, with the framework's own error.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
+import importlib.util
 import json
-import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from kerasmnist import backend, environment
-from kerasmnist.config import BACKENDS
-from kerasmnist.errors import BackendUnavailable
+from kerasmnist import backend, environment, processes
+from kerasmnist.config import BACKENDS, DEVICES
 
 INVENTORY_FILE = "env.json"
 
@@ -54,33 +55,30 @@ def framework_facts(name: str) -> dict[str, Any]:
     }
 
 
-def probe(name: str) -> dict[str, Any]:
-    """In this process: what `name` sees, and whether it can run on the CPU and on the GPU."""
-    try:
-        importlib.import_module(backend.FRAMEWORK_MODULES[name])
-    except ImportError as error:
-        reason = f"no: {backend.FRAMEWORK_PACKAGES[name]} is not installed ({error})"
-        return {"installed": False, "cpu": reason, "gpu": reason}
-    facts = framework_facts(name)  # before pinning: every device the framework itself finds
-    try:
-        backend.pin(name, "gpu")
-        gpu = "yes"
-    except BackendUnavailable as unavailable:
-        gpu = f"no: {unavailable}"
-    return {"installed": True, "cpu": "yes", "gpu": gpu} | facts
+def probe(name: str, device: str) -> dict[str, Any]:
+    """In this process: pins `name` to `device` as a run does, then reports what the framework sees.
+    Raises BackendUnavailable, as the run would, when it cannot."""
+    backend.pin(name, device)
+    return framework_facts(name)
 
 
 def collect() -> dict[str, Any]:
-    """Every backend's probe, each from a fresh process, plus the host."""
+    """Every backend's probes, each from a fresh process, plus the host."""
     backends = {}
     for name in BACKENDS:
-        child = subprocess.run([sys.executable, "-m", "kerasmnist.inventory", name], capture_output=True, text=True,
-                               env=backend.unpinned_environment(), timeout=300)
-        try:
-            backends[name] = json.loads(child.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-            backends[name] = {"installed": None, "gpu": f"probe failed: {last}", "cpu": f"probe failed: {last}"}
+        installed = importlib.util.find_spec(backend.FRAMEWORK_MODULES[name]) is not None
+        facts: dict[str, Any] = {"installed": installed}
+        for device in DEVICES:
+            with tempfile.TemporaryDirectory() as folder:
+                child = processes.run_pinned(["worker", "probe", name, device], Path(folder), timeout_seconds=300)
+                if child.interrupted is not None:
+                    raise child.interrupted
+                status, reason = child.status()
+                if status == "ok":
+                    # What the framework sees pinned to the GPU, when it can be; else on the CPU.
+                    facts |= json.loads(child.written[0].read_text(encoding="utf-8"))
+                facts[device] = "yes" if status == "ok" else f"no: {reason}"
+        backends[name] = facts
     return {"host": environment.host(), "nvidia_gpus": environment.nvidia_gpus(), "backends": backends,
             "packages": environment.package_versions(), "python": sys.version.split()[0]}
 
@@ -94,7 +92,7 @@ def render(inventory: dict[str, Any]) -> str:
     lines.append("nvidia-smi: " + ("; ".join(f"{g['name']} (driver {g['driver']}, {g['memory']})" for g in gpus)
                                    if gpus else "no NVIDIA GPU or driver"))
     for name, facts in inventory["backends"].items():
-        if not facts.get("installed"):
+        if "version" not in facts:  # not installed, or broken: no probe got as far as the framework's facts
             lines.append(f"{name}: {facts['cpu']}")
             continue
         build = ", ".join(f"{key} {facts[key]}" for key in ("cuda", "cudnn", "jaxlib") if facts.get(key))
@@ -104,6 +102,3 @@ def render(inventory: dict[str, Any]) -> str:
                   f"    --device gpu: {facts['gpu']}"]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    print(json.dumps(probe(sys.argv[1])))

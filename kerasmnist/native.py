@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kerasmnist import models
-from kerasmnist.backend import Pinned, resolved_device
+from kerasmnist.backend import Pinned, peak_memory_bytes, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
 from kerasmnist.records import TrainingResult
@@ -122,6 +122,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         build_seconds=build_seconds,
         evaluate_seconds=evaluate_seconds,
         history={key: values for key, values in history.items() if values},
+        peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
     )
 
 

@@ -1,11 +1,88 @@
-"""Stopping cleanly: SIGTERM and SIGHUP handled as Ctrl-C is, and no child process left orphaned."""
+"""Pinned child processes, spawned one way, and stopping cleanly.
+
+Every pinned child (a training cell, a matmul benchmark, an environment probe) is
+`python -m kerasmnist COMMAND ... --out FOLDER`, started by `run_pinned` with the user's environment
+(`backend.child_environment`), and reports back one way: the JSON it wrote into FOLDER, its exit
+status, and, when it failed, the one line starting with ERROR_PREFIX that every kerasmnist command
+prints (kept in FOLDER/stderr.log).
+
+SIGTERM and SIGHUP are handled as Ctrl-C is, and no child process is left orphaned.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
+
+from kerasmnist import backend
+from kerasmnist.errors import BackendUnavailable
+
+ERROR_PREFIX = "kerasmnist: error: "
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """What a pinned child left behind."""
+
+    return_code: int | None  # None: it was stopped at its timeout
+    written: tuple[Path, ...]  # the JSON files it wrote into its folder
+    log_tail: tuple[str, ...]  # the last lines of its stderr
+    timeout_seconds: float | None = None
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C, SIGTERM or SIGHUP reached the parent meanwhile
+
+    @property
+    def error(self) -> str | None:
+        """The child's own one-line error, if it printed one."""
+        errors = [line[len(ERROR_PREFIX):] for line in self.log_tail if line.startswith(ERROR_PREFIX)]
+        return errors[-1] if errors else None
+
+    def status(self) -> tuple[str, str | None]:
+        """"ok"; "skipped" (exit 2 with its reason: the backend or device is not there); or "failed", and why."""
+        if self.return_code is None:
+            return "failed", f"timed out after {self.timeout_seconds:g} s"
+        if self.return_code == 0 and self.written:
+            return "ok", None
+        if self.return_code == BackendUnavailable.exit_code and self.error:
+            return "skipped", self.error
+        if self.error:
+            return "failed", self.error
+        last = next((line for line in reversed(self.log_tail) if line.strip()), "no output").strip()
+        if self.return_code < 0:  # Popen's way of saying "killed by a signal"
+            name = signal.Signals(-self.return_code).name
+            # The kernel's out-of-memory killer sends SIGKILL, and says so only in its own log.
+            return "failed", f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + f": {last}"
+        return "failed", f"exit status {self.return_code}: {last}"
+
+
+def run_pinned(arguments: list[str], folder: Path, timeout_seconds: float | None = None,
+               show_output: bool = False) -> ChildResult:
+    """Runs `python -m kerasmnist ARGUMENTS --out FOLDER` and waits for it. Its stderr goes to
+    FOLDER/stderr.log; its stdout (Keras's progress) to the terminal with `show_output`, else there too."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "kerasmnist", *arguments, "--out", str(folder)]
+    log_path = folder / "stderr.log"
+    interrupted = None
+    with open(log_path, "w", encoding="utf-8") as log:
+        child = subprocess.Popen(command, stdout=None if show_output else log, stderr=log,
+                                 env=backend.child_environment())
+        try:
+            return_code = child.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            return_code = None
+        except KeyboardInterrupt as stop:
+            stop_child(child, forward=isinstance(stop, Stopped))
+            return_code, interrupted = child.returncode, stop
+    log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return ChildResult(return_code, tuple(sorted(folder.glob("*.json"))), tuple(log_tail), timeout_seconds,
+                       interrupted)
 
 
 class Stopped(KeyboardInterrupt):

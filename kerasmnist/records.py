@@ -29,7 +29,7 @@ except ImportError:  # Windows
 
 from kerasmnist.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 2  # 2: rounds and invocations in results entries, contention in run records
+SCHEMA_VERSION = 3  # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory
 KIND = "kerasmnist.run"
 
 def _from_json(cls, data: dict[str, Any]):
@@ -61,6 +61,7 @@ class TrainingResult:
     build_seconds: float
     evaluate_seconds: float
     history: dict[str, list[float]]
+    peak_device_memory_bytes: int | None  # the most GPU memory held at once; None on the CPU
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class RunRecord:
     build_seconds: float | None = None
     evaluate_seconds: float | None = None
     history: dict[str, list[float]] | None = None
+    peak_device_memory_bytes: int | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 
@@ -190,6 +192,7 @@ class BenchEntry:
     environment: dict[str, Any] | None = None
     command: str = ""
     invocation: str = ""
+    float32_matmul_precision: str = "float32"  # "tf32": TF32 tensor cores allowed
     schema_version: int = SCHEMA_VERSION
     kind: str = "kerasmnist.bench"
 
@@ -360,7 +363,21 @@ def _v1_to_v2(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 # schema version -> the step that brings an entry of that version one version up
-MIGRATIONS = {1: _v1_to_v2}
+def _v2_to_v3(entry: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 set no float32 policy: on a CPU that is full float32; on a GPU it was each framework's
+    own default (TF32 for TensorFlow and JAX on Ampere and newer), which no choice of today's names."""
+    precision = "float32" if entry.get("device") == "cpu" else "framework default"
+    migrated = entry | {"schema_version": 3}
+    if entry.get("kind") == CELL_KIND:
+        migrated["config"] = entry["config"] | {"float32_matmul_precision": precision}
+        if entry.get("record"):
+            migrated["record"] = entry["record"] | {"schema_version": 3, "config": migrated["config"]}
+    else:
+        migrated["float32_matmul_precision"] = precision
+    return migrated
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(entry: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,20 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _check_batches_split(config: RunConfig, devices: int, splits: data.Splits) -> None:
+    """Keras's JAX DataParallel shards every batch evenly over the devices, the last, partial batch
+    included, and fails on one that does not split (IndivisibleError) only when it gets there: after a
+    whole training epoch, or at validation or test time. Refused before training instead."""
+    for name, size in (("training", len(splits.y_train)), ("validation", len(splits.y_val)),
+                       ("test", len(splits.y_test))):
+        last = size % config.batch_size
+        if last % devices:
+            raise ConfigError(
+                f"--data-parallel splits every batch over {devices} devices, but the last {name} batch has "
+                f"{last} images ({size:,} images in batches of {config.batch_size}); choose --batch-size, "
+                "--limit-train or --validation-size so that each split's last batch divides evenly")
+
+
 def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunRecord]:
     """Runs `config` in this process and writes its record to `out_dir`.
 
@@ -26,7 +40,8 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     """
     records.ensure_writable(out_dir)
     started_at = _now()
-    pinned = backend.pin(config.backend, config.device, config.cpu_devices, config.cpu_threads)
+    pinned = backend.pin(config.backend, config.device, config.cpu_devices, config.cpu_threads,
+                         config.data_parallel, config.float32_matmul_precision)
     if config.data_parallel and pinned.device_count < 2:
         raise BackendUnavailable(
             f"--data-parallel needs 2 or more {config.device} devices but {config.backend} sees "
@@ -43,6 +58,8 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     load_started = time.perf_counter()
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)
     load_data_seconds = time.perf_counter() - load_started
+    if config.data_parallel and config.backend == "jax":
+        _check_batches_split(config, pinned.device_count, splits)
 
     # These import Keras and the framework, which is safe only now that the backend is pinned.
     if config.implementation == "native":

@@ -16,6 +16,7 @@ Timing rules:
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ import keras
 import numpy as np
 
 from kerasmnist import models
-from kerasmnist.backend import Pinned, resolved_device
+from kerasmnist.backend import Pinned, import_tensorflow, peak_memory_bytes, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
 from kerasmnist.records import TrainingResult
@@ -102,17 +103,37 @@ def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: in
         return {"x": x, "y": y, "batch_size": config.batch_size}
     if config.input_pipeline == "device":
         return {"x": keras.ops.convert_to_tensor(x), "y": keras.ops.convert_to_tensor(y), "batch_size": config.batch_size}
-    import tensorflow as tf
-
+    tf = import_tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     return {"x": dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)}
 
 
+def set_random_seed(seed: int, backend: str, seed_tensorflow: bool) -> None:
+    """What `keras.utils.set_random_seed` does (keras/src/utils/rng_utils.py, lines 57-70), except that it
+    seeds TensorFlow only when the run uses it: Keras imports TensorFlow whenever it is installed, which
+    costs a torch or JAX run over a second and starts TensorFlow beside the training framework."""
+    if backend == "tensorflow" or seed_tensorflow:
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)  # recreated from the seed
+    random.seed(seed)
+    np.random.seed(seed)
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
 def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> TrainingResult:
     """Trains `config.model` on `splits` and returns the figures for the run record."""
-    keras.utils.set_random_seed(config.seed)
+    set_random_seed(config.seed, config.backend, config.input_pipeline == "tf.data")
     jit_compile = resolve_jit_compile(config)
 
     build_started = time.perf_counter()
@@ -155,4 +176,5 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         build_seconds=build_seconds,
         evaluate_seconds=evaluate_seconds,
         history=curves,
+        peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
     )

@@ -25,7 +25,7 @@ QUICK_ARGS = ["--data-dir", str(FIXTURE_DIR), "--validation-size", "1000", "--ep
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Runs `kerasmnist ARGS` in a fresh process with an unpinned environment."""
-    child_env = backend.unpinned_environment()
+    child_env = backend.child_environment()
     child_env.pop("KERASMNIST_DATA_DIR", None)
     child_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "kerasmnist", *args], capture_output=True, text=True,
@@ -61,7 +61,7 @@ def full_data_dir() -> Path:
 
 
 def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", reason=None, invocation="test",
-               contention=None):
+               contention=None, peak_memory=None):
     """A results.jsonl entry as the runner writes it, with made-up figures, for runner and report tests.
     Its round is the cell's repeat in `invocation`, as compare numbers them."""
     from kerasmnist import records
@@ -79,7 +79,8 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
             achieved_gflops_per_second=600_000 * (1000 / steady) / 1e9,
             time_to_accuracy={"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
             contention=contention, profile=None, validation_seconds=[0.1, 0.1], build_seconds=0.1,
-            evaluate_seconds=0.1, history={"val_accuracy": [accuracy - 0.05, accuracy]})
+            evaluate_seconds=0.1, history={"val_accuracy": [accuracy - 0.05, accuracy]},
+            peak_device_memory_bytes=peak_memory)
         record = records.RunRecord.start(config, environment, "2026-11-22T10:00:00+00:00", {"train_size": 1000},
                                          0.1).finished(result, "2026-11-22T10:00:00+00:00")
     return records.CellEntry(

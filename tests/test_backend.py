@@ -1,7 +1,10 @@
-from kerasmnist import backend
-from kerasmnist.errors import BackendUnavailable
+import sys
+from types import SimpleNamespace
 
 import pytest
+
+from kerasmnist import backend
+from kerasmnist.errors import BackendUnavailable
 
 
 def test_cpu_pinning_hides_gpus_from_every_framework():
@@ -13,15 +16,29 @@ def test_cpu_pinning_hides_gpus_from_every_framework():
     assert backend.pinning_environment("torch", "cpu")["KERAS_TORCH_DEVICE"] == "cpu"
 
 
-def test_gpu_pinning_asks_for_the_gpu_and_keeps_the_users_gpu_choice():
-    assert backend.pinning_environment("jax", "gpu")["JAX_PLATFORMS"] == "cuda"
-    assert backend.pinning_environment("torch", "gpu")["KERAS_TORCH_DEVICE"] == "cuda"
-    assert "CUDA_VISIBLE_DEVICES" not in backend.pinning_environment("tensorflow", "gpu")
+def test_gpu_pinning_asks_for_the_gpu_and_uses_one_of_the_users_gpus():
+    assert backend.pinning_environment("jax", "gpu", environ={})["JAX_PLATFORMS"] == "cuda"
+    assert backend.pinning_environment("torch", "gpu", environ={})["KERAS_TORCH_DEVICE"] == "cuda"
+    assert backend.pinning_environment("tensorflow", "gpu", environ={})["CUDA_VISIBLE_DEVICES"] == "0"
+    users = {"CUDA_VISIBLE_DEVICES": "2,3"}
+    assert backend.pinning_environment("torch", "gpu", environ=users)["CUDA_VISIBLE_DEVICES"] == "2"
+    # Data-parallel runs get every GPU the user allowed, and the user's choice is left as it is.
+    assert "CUDA_VISIBLE_DEVICES" not in backend.pinning_environment("jax", "gpu", data_parallel=True, environ=users)
+    assert backend.pinning_environment("jax", "gpu", environ={"CUDA_VISIBLE_DEVICES": ""})["CUDA_VISIBLE_DEVICES"] == ""
 
 
-def test_unpinned_environment_drops_only_pinning_variables():
-    env = {"KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu", "HOME": "/root"}
-    assert backend.unpinned_environment(env) == {"HOME": "/root"}
+def test_gpu_memory_is_shared_unless_the_user_says_otherwise():
+    env = backend.pinning_environment("jax", "gpu", environ={})
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    users = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true", "TF_FORCE_GPU_ALLOW_GROWTH": "false"}
+    env = backend.pinning_environment("tensorflow", "gpu", environ=users)
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"
+
+
+def test_cpu_devices_add_to_the_users_xla_flags():
+    env = backend.pinning_environment("jax", "cpu", cpu_devices=2,
+                                      environ={"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"})
+    assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=2"
 
 
 def test_a_second_backend_in_one_process_is_refused(keras_jax):
@@ -60,7 +77,7 @@ def test_cpu_threads_bind_the_process_and_set_the_frameworks_thread_count():
     probe = ("import os, torch; from kerasmnist import backend; backend.pin('torch', 'cpu', cpu_threads=1); "
              "print(len(os.sched_getaffinity(0)), torch.get_num_threads())")
     child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                           env=backend.unpinned_environment(), timeout=300)
+                           env=backend.child_environment(), timeout=300)
     assert child.stdout.split() == ["1", "1"], child.stderr
 
 
@@ -69,3 +86,16 @@ def test_more_cpu_threads_than_cores_is_refused():
 
     with pytest.raises(BackendUnavailable, match=f"more cores than this process may use \\({len(os.sched_getaffinity(0))}\\)"):
         backend.pin("jax", "cpu", cpu_threads=10_000)
+
+
+def test_peak_gpu_memory_reads_each_frameworks_counter(monkeypatch):
+    torch = SimpleNamespace(cuda=SimpleNamespace(device_count=lambda: 2, max_memory_allocated=lambda i: [5, 9][i]))
+    jax = SimpleNamespace(devices=lambda: [SimpleNamespace(memory_stats=lambda: {"peak_bytes_in_use": 7})])
+    gpus = [object()]
+    tensorflow = SimpleNamespace(config=SimpleNamespace(
+        list_logical_devices=lambda kind: gpus,
+        experimental=SimpleNamespace(get_memory_info=lambda name: {"GPU:0": {"current": 1, "peak": 11}}[name])))
+    for name, module in (("torch", torch), ("jax", jax), ("tensorflow", tensorflow)):
+        monkeypatch.setitem(sys.modules, name, module)
+    assert [backend.peak_memory_bytes(name, "gpu") for name in ("torch", "jax", "tensorflow")] == [9, 7, 11]
+    assert backend.peak_memory_bytes("torch", "cpu") is None

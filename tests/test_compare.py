@@ -1,7 +1,7 @@
 import re
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
-from kerasmnist import compare, records, report
+from kerasmnist import compare, processes, records, report
 from kerasmnist.matrix import Matrix, cells, matrix_from
 
 
@@ -110,9 +110,9 @@ def test_a_cell_past_its_timeout_is_killed_and_failed(tmp_path):
 
 
 def test_a_cell_killed_by_a_signal_is_failed():
-    status, reason = compare._status(-9, False, 60, ["Epoch 1/5"], None)
+    status, reason = processes.ChildResult(-9, (), ("Epoch 1/5",)).status()
     assert status == "failed" and reason == "killed by SIGKILL (out of memory?): Epoch 1/5"
-    assert compare._status(-15, False, 60, ["Epoch 1/5"], None)[1] == "killed by SIGTERM: Epoch 1/5"
+    assert processes.ChildResult(-15, (), ("Epoch 1/5",)).status()[1] == "killed by SIGTERM: Epoch 1/5"
 
 
 def test_real_matrix_end_to_end_across_all_backends(tmp_path):

@@ -35,6 +35,9 @@ def test_toml_values_are_coerced():
     ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 60000"),
     ({"validation_size": 60_000}, "command line: --validation-size must leave training images"),
     ({"backend": "torch", "steps_per_execution": 4}, "command line: --steps-per-execution must be 1 under the torch"),
+    ({"backend": "tensorflow", "input_pipeline": "device"},
+     "command line: --input-pipeline device cannot keep the data on the device under the tensorflow backend"),
+    ({"float32_matmul_precision": "tf16"}, "command line: --float32-matmul-precision must be one of float32, tf32"),
 ])
 def test_bad_command_line_values_name_the_flag(values, message):
     with pytest.raises(ConfigError) as error:

@@ -72,7 +72,7 @@ def start_writer(tmp_path, out, name, other, block=False):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     return subprocess.Popen([sys.executable, str(script), str(out), name, other, "block" if block else "run"],
-                            env=backend.unpinned_environment())
+                            env=backend.child_environment())
 
 
 def test_two_compares_into_one_folder_both_keep_every_result(tmp_path):
@@ -200,7 +200,7 @@ def training_children(out):
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_stops_compare_and_its_child_and_keeps_what_finished(tmp_path, signal_number):
     out = tmp_path / "stopped"
-    child_env = backend.unpinned_environment()
+    child_env = backend.child_environment()
     child_env.pop("KERASMNIST_DATA_DIR", None)
     compare_process = subprocess.Popen(
         [sys.executable, "-m", "kerasmnist", "compare", "--backends", "jax", "--models", "ffn", "--epochs", "5000",
@@ -229,7 +229,7 @@ def test_sigterm_to_train_writes_a_failed_record(tmp_path):
         [sys.executable, "-m", "kerasmnist", "train", "--backend", "jax", "--model", "ffn", "--epochs", "5000",
          "--limit-train", "4000", "--validation-size", "1000", "--progress", "epoch", "--data-dir", str(FIXTURE_DIR),
          "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=backend.unpinned_environment() | child_env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=backend.child_environment() | child_env)
     process.stdout.readline()  # the first epoch line: training has begun
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)

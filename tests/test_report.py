@@ -95,7 +95,7 @@ def test_corrupt_lines_and_other_schema_versions_are_ignored_and_listed(tmp_path
     old = fake_entry(matrix_cells()[0]).to_json() | {"schema_version": 0}
     path.write_text(path.read_text() + json.dumps(old) + "\n" + '{"schema_version": 1, "kind": "kerasm')
     text = report.build([folder], folder).read_text()
-    assert "results.jsonl:7: schema version 0 is not one this kerasmnist reads (1 to 2)" in text
+    assert "results.jsonl:7: schema version 0 is not one this kerasmnist reads (1 to 3)" in text
     assert "results.jsonl:8: not valid JSON (a truncated or corrupt line)" in text
     assert "6 cells: 6 ok" in text
 

@@ -104,7 +104,7 @@ def test_native_runs_refuse_another_data_format(tmp_path):
     assert result.returncode == 2 and "--data-format" in error_line(result.stderr)
 
 
-@pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "device")])
+@pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "tf.data")])
 def test_every_input_pipeline_trains_and_is_recorded(tmp_path, backend, pipeline):
     result = run_cli("train", "--backend", backend, "--model", "ffn", "--input-pipeline", pipeline, *QUICK_ARGS,
                      "--out", str(tmp_path))

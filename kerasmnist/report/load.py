@@ -211,7 +211,11 @@ def name_rows(rows: list[Row]) -> None:
             continue
         _, differing = section_settings(section)
         for row in section:
-            row.name_parts = {key: describe(key, row.settings.get(key)) for key in differing
+            # A float32 policy other than full float32 is named even when the whole section shares it.
+            named = [*differing, *(["float32_matmul_precision"] if row.settings.get("float32_matmul_precision",
+                                                                                   "float32") != "float32"
+                                   and "float32_matmul_precision" not in differing else [])]
+            row.name_parts = {key: describe(key, row.settings.get(key)) for key in named
                               if key not in ("backend", "device", "model", "jit_compile_resolved")}
 
 
@@ -250,5 +254,6 @@ def describe(key: str, value: Any) -> str:
         "dataset": lambda: str(value),
         "target_accuracy": lambda: "" if value is None else f"target {value:.0%}",
         "cpu_devices": lambda: "" if value == 1 else f"over {value} CPU devices",
+        "float32_matmul_precision": lambda: {"float32": "", "tf32": "TF32"}.get(value, f"float32 as the {value}"),
     }
     return named[key]() if key in named else f"{key}={value}"

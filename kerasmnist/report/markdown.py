@@ -94,17 +94,20 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
         """A table row; the machine column only appears when several machines' results are merged."""
         return "| " + " | ".join(cells if several_machines else cells[1:]) + " |"
 
+    # Peak GPU memory only where a GPU ran: the counters do not cover the CPU.
+    with_memory = any(row.values("peak_device_memory_bytes") for row in model_rows)
+    columns = ["machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
+               "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
+               "GPU speed-up [95%]", "stability", *(["peak GPU memory"] if with_memory else [])]
     lines = ["", f"## Model `{model}`", "", f"All rows: {header}." if header else "", "",
-             line("machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
-                  "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
-                  "GPU speed-up [95%]", "stability"),
-             line(*["---"] * 14)]
+             line(*columns), line(*["---"] * len(columns))]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
                           str(len({e.round for e in row.entries})), _spread(row.steady),
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
                           gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
-                          versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row)))
+                          versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
+                          *([memory_text(row)] if with_memory else [])))
     lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *short_of_target(model_rows),
               *sweep_verdicts(model_rows), *where_the_time_goes(model_rows)]
     unstable = [row for row in model_rows if analysis.instability(row)]
@@ -113,6 +116,12 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
                       "moved more than the differences this report ranks may be. Close other programs, give each run the whole machine "
                       "(`--cpu-threads`), and add rounds (`--repeats`) before acting on them."]
     return lines
+
+
+def memory_text(row: Row) -> str:
+    """The most GPU memory any run of the row held at once (the framework's own counter)."""
+    peaks = row.values("peak_device_memory_bytes")
+    return f"{max(peaks) / 2**20:,.0f} MiB" if peaks else "n/a"
 
 
 def short_of_target(model_rows: list[Row]) -> list[str]:

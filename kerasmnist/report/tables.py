@@ -15,7 +15,7 @@ from kerasmnist.report.stats import mean_interval
 CELL_COLUMNS = (
     "round", "order", "repeat", "seed", "machine", "backend", "device", "model", "implementation", "status", "reason",
     "resolved_device", "epochs", "batch_size", "train_size", "first_epoch_seconds", "steady_epoch_seconds",
-    "samples_per_second", "test_accuracy", "test_loss", "wall_seconds", "command",
+    "samples_per_second", "test_accuracy", "test_loss", "peak_device_memory_bytes", "wall_seconds", "command",
 )
 ROW_COLUMNS = (
     "machine", "software", "model", "backend", "device", "row", "ok_runs", "rounds", "steady_median",
@@ -45,7 +45,7 @@ def results_csv(cells: list[CellEntry]) -> str:
             "epochs": entry.config["epochs"], "batch_size": entry.config["batch_size"],
             "train_size": record and (record.data or {}).get("train_size"),
             **{key: record and getattr(record, key) for key in ("first_epoch_seconds", "steady_epoch_seconds", "samples_per_second",
-                                                "test_accuracy", "test_loss")},
+                                                "test_accuracy", "test_loss", "peak_device_memory_bytes")},
             "wall_seconds": round(entry.wall_seconds, 2), "command": entry.command,
         })
     return _csv(CELL_COLUMNS, lines)
