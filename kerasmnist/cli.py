@@ -126,7 +126,8 @@ def train(out: Path, **options: Any) -> None:
 
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML file with [matrix] and [run] tables (see configs/); flags below override it.")
+              help="TOML file with [matrix] and [run] tables, or the name of one in configs/ (e.g. colab-t4); "
+                   "flags below override it.")
 @click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
 @click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
 @click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
