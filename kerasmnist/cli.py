@@ -253,6 +253,18 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, out: Path) -> 
     click.echo(f"report: {report.build([out], out)}")
 
 
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The notebook to write (.ipynb).")
+@click.option("--install-from-repo", is_flag=True,
+              help="Install kerasmnist from the repository in the notebook's REPO_URL parameter, instead of "
+                   "carrying this installation in the notebook as a wheel.  [default: carry it]")
+def colab(out: Path, install_from_repo: bool) -> None:
+    """Write a notebook that runs the Colab T4 comparison on a fresh runtime with no edits."""
+    from kerasmnist.colab import write_notebook
+
+    click.echo(f"notebook: {write_notebook(out, from_repo=install_from_repo)}")
+
+
 def summary(record: "RunRecord", path: Path) -> str:
     def seconds(value: float | None) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
