@@ -129,7 +129,8 @@ def train(out: Path, **options: Any) -> None:
 
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML file with [matrix] and [run] tables (see configs/); flags below override it.")
+              help="TOML file with [matrix] and [run] tables, or the name of one in configs/ (e.g. colab-t4); "
+                   "flags below override it.")
 @click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
 @click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
 @click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
@@ -258,6 +259,18 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul
                            " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True),
                            float32_matmul_precision=float32_matmul_precision)
     click.echo(f"report: {report.build([out], out)}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The notebook to write (.ipynb).")
+@click.option("--install-from-repo", is_flag=True,
+              help="Install kerasmnist from the repository in the notebook's REPO_URL parameter, instead of "
+                   "carrying this installation in the notebook as a wheel.  [default: carry it]")
+def colab(out: Path, install_from_repo: bool) -> None:
+    """Write a notebook that runs the Colab T4 comparison on a fresh runtime with no edits."""
+    from kerasmnist.colab import write_notebook
+
+    click.echo(f"notebook: {write_notebook(out, from_repo=install_from_repo)}")
 
 
 @cli.group(hidden=True)

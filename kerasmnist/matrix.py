@@ -1,6 +1,7 @@
 """The comparison matrix: which cells (backend x device x model x repeat) to run, with what settings.
 
-A matrix comes from a TOML file and/or flags, validated like a RunConfig:
+A matrix comes from a TOML file (a path, or the bare name of one shipped in configs/, e.g. `colab-t4`)
+and/or flags, validated like a RunConfig:
 
     [matrix]
     backends = ["tensorflow", "torch", "jax"]
@@ -39,6 +40,9 @@ from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS, Invali
 from kerasmnist.errors import ConfigError
 
 CELL_AXES = ("backend", "device", "model", "implementation")
+# The configs that come with kerasmnist: the checkout's configs/, which kerasmnist/configs links to, so an
+# editable install finds them here and a wheel carries them (package data), and a name works from any folder.
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 
 
 @dataclass(frozen=True)
@@ -239,8 +243,10 @@ def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple
 
 
 def load_matrix(path: Path | None, overrides: Mapping[str, Any]) -> Matrix:
+    """The matrix of a config file, or of a shipped config named bare (`colab-t4`), with `overrides` on top."""
     if path is None:
         return matrix_from({}, overrides, "command line")
+    path = shipped_config(str(path)) if len(path.parts) == 1 and path.suffix != ".toml" else path
     try:
         file_values = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -248,6 +254,14 @@ def load_matrix(path: Path | None, overrides: Mapping[str, Any]) -> Matrix:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     return matrix_from(file_values, overrides, str(path))
+
+
+def shipped_config(name: str) -> Path:
+    path = SHIPPED_CONFIGS / f"{name}.toml"
+    if not path.is_file():
+        names = ", ".join(sorted(config.stem for config in SHIPPED_CONFIGS.glob("*.toml")))
+        raise ConfigError(f"no shipped config named {name!r}; shipped: {names} (or give the path of a .toml file)")
+    return path
 
 
 def _table(values: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:

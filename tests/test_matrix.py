@@ -1,15 +1,30 @@
+from pathlib import Path
+
 import pytest
 
 from kerasmnist.errors import ConfigError
-from kerasmnist.matrix import Matrix, cells, load_matrix, matrix_from
+from kerasmnist.matrix import SHIPPED_CONFIGS, Matrix, cells, load_matrix, matrix_from
 
-CONFIGS = __import__("pathlib").Path(__file__).parent.parent / "configs"
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 @pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn", "tuned"])
 def test_shipped_configs_are_valid(name):
     matrix = load_matrix(CONFIGS / f"{name}.toml", {})
     assert matrix.backends and matrix.models and matrix.run.progress == "epoch"
+
+
+def test_a_bare_name_is_a_shipped_config_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_matrix(Path("colab-t4"), {}) == load_matrix(CONFIGS / "colab-t4.toml", {})
+    assert sorted(p.name for p in SHIPPED_CONFIGS.glob("*.toml")) == sorted(p.name for p in CONFIGS.glob("*.toml"))
+
+
+def test_an_unknown_bare_name_lists_the_shipped_configs():
+    with pytest.raises(ConfigError) as error:
+        load_matrix(Path("colab"), {})
+    assert str(error.value) == ("no shipped config named 'colab'; shipped: colab-t4, full, quick, seed-ffn, tuned "
+                                "(or give the path of a .toml file)")
 
 
 def test_flags_override_the_file():
