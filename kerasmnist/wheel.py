@@ -41,5 +41,6 @@ def build_wheel(out_dir: Path, package: Path = PACKAGE) -> Path:
         lines = [line.strip() for line in built.stderr.splitlines() if line.strip()] or ["no output"]
         # pip wraps the build's traceback in its own notes: the exception line says what went wrong.
         cause = next((line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)), lines[-1])
-        raise KerasMnistError(f"building a wheel of {checkout} failed: {cause}")
+        raise KerasMnistError(f"building a wheel of {checkout} failed: {cause} (it is built offline with the "
+                              "setuptools installed here, which must be 70.1 or newer: pip install -U setuptools)")
     return next(out_dir.glob("kerasmnist-*.whl"))

@@ -41,11 +41,13 @@ def test_cpu_devices_add_to_the_users_xla_flags():
     assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=2"
 
 
+@pytest.mark.slow
 def test_a_second_backend_in_one_process_is_refused(keras_jax):
     with pytest.raises(BackendUnavailable, match="already imported with backend jax"):
         backend.pin("torch", "cpu")
 
 
+@pytest.mark.slow
 def test_weights_are_really_on_the_cpu(keras_jax):
     from kerasmnist import models
 
@@ -70,6 +72,7 @@ def test_weights_on_another_device_fail_the_check():
     assert backend.resolved_device(gpu, [FakeVariable("cuda")]) == "gpu:0 Tesla T4"
 
 
+@pytest.mark.slow
 def test_cpu_threads_bind_the_process_and_set_the_frameworks_thread_count():
     import subprocess
     import sys

@@ -40,6 +40,7 @@ def test_unwritable_output_folder(tmp_path):
 
 # The errors below are found after the backend is pinned, so each runs in a process of its own.
 
+@pytest.mark.slow
 def test_limit_train_larger_than_the_data(tmp_path):
     result = run_cli("train", "--backend", "jax", *QUICK_ARGS, "--limit-train", "4500", "--out", str(tmp_path))
     assert result.returncode == 1
@@ -48,12 +49,14 @@ def test_limit_train_larger_than_the_data(tmp_path):
     assert not list(tmp_path.glob("*.json"))
 
 
+@pytest.mark.slow
 def test_unreadable_data_dir(tmp_path):
     result = run_cli("train", "--backend", "jax", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path))
     assert result.returncode == 1
     assert f"data folder {tmp_path / 'nowhere'} is not a readable directory" in error_line(result.stderr)
 
 
+@pytest.mark.slow
 def test_corrupt_data_file_is_named(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -68,6 +71,7 @@ def test_corrupt_data_file_is_named(tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
 def test_gpu_request_without_gpu_fails_cleanly(tmp_path, backend):
     result = run_cli("train", "--backend", backend, "--device", "gpu", *QUICK_ARGS, "--out", str(tmp_path))

@@ -131,7 +131,9 @@ def check_every_cell_runs(notebook_path: Path, tmp_path: Path, more_parameters: 
 
 def throwaway_environment(folder: Path) -> Path:
     """A new virtual environment that also sees this one's packages, after its own; returns its python."""
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    # No pip or setuptools of its own (python -m venv would add old ones ahead of ours): pip, and the setuptools
+    # that builds the repository variant, come from this environment, and still install into that one.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
     python = folder / "bin" / "python"
     own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                          capture_output=True, text=True, check=True).stdout.strip()
@@ -141,7 +143,7 @@ def throwaway_environment(folder: Path) -> Path:
 
 
 def throwaway_env(python: Path) -> dict[str, str]:
-    env = backend.unpinned_environment()
+    env = backend.child_environment()
     for name in ("PYTHONPATH", "KERASMNIST_DATA_DIR"):  # neither the checkout's kerasmnist nor our data folder
         env.pop(name, None)
     env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"

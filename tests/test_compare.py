@@ -1,5 +1,7 @@
 import re
 
+import pytest
+
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
 from kerasmnist import compare, processes, records, report
 from kerasmnist.matrix import Matrix, cells, matrix_from
@@ -97,6 +99,7 @@ def real_cell(tmp_path, backend, device, **run):
     return cells(matrix)[0]
 
 
+@pytest.mark.slow
 def test_a_cell_that_cannot_run_here_is_skipped_with_the_reason(tmp_path):
     entry = compare.run_cell(real_cell(tmp_path, "torch", "gpu"), 300, tmp_path)
     assert entry.status == "skipped"
@@ -104,6 +107,7 @@ def test_a_cell_that_cannot_run_here_is_skipped_with_the_reason(tmp_path):
     assert entry.record is None
 
 
+@pytest.mark.slow
 def test_a_cell_past_its_timeout_is_killed_and_failed(tmp_path):
     entry = compare.run_cell(real_cell(tmp_path, "jax", "cpu", epochs=50), 3, tmp_path)
     assert entry.status == "failed" and entry.reason == "timed out after 3 s"
@@ -115,6 +119,7 @@ def test_a_cell_killed_by_a_signal_is_failed():
     assert processes.ChildResult(-15, (), ("Epoch 1/5",)).status()[1] == "killed by SIGTERM: Epoch 1/5"
 
 
+@pytest.mark.slow
 def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     out = tmp_path / "report"
     arguments = ["compare", "--models", "ffn", "--epochs", "2", "--data-dir", str(FIXTURE_DIR),
@@ -144,6 +149,7 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     assert len(saved(out)) == 3
 
 
+@pytest.mark.slow
 def test_compare_refuses_an_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

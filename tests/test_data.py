@@ -80,6 +80,7 @@ def test_full_mnist_is_the_published_files(full_data_dir):
     assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
+@pytest.mark.slow
 def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
     folder = Path(data.SOURCES["fashion-mnist"].system_dirs[0])
     if not folder.is_dir():
@@ -122,6 +123,7 @@ def test_download_goes_through_keras_into_its_cache(tmp_path, monkeypatch, loopb
     assert data.load("mnist", None, 5, None, 0).provenance["origin"] == "keras-cache"
 
 
+@pytest.mark.slow
 def test_failed_download_says_how_to_provide_the_data(tmp_path):
     # A proxy on a closed loopback port makes the download fail at once, with or without internet.
     result = run_cli("train", "--backend", "jax", "--out", str(tmp_path / "runs"),

@@ -9,6 +9,7 @@ from kerasmnist import bench, records, report
 from kerasmnist.inventory import render
 
 
+@pytest.mark.slow
 def test_env_reports_every_backend_and_what_would_run(tmp_path):
     result = run_cli("env", "--json")
     assert result.returncode == 0, result.stderr
@@ -25,6 +26,7 @@ def test_env_reports_every_backend_and_what_would_run(tmp_path):
     assert "--device gpu: no: backend torch sees no CUDA GPU" in text
 
 
+@pytest.mark.slow
 def test_run_record_holds_the_backends_device_facts(tmp_path):
     result = run_cli("train", "--backend", "torch", "--model", "ffn", *QUICK_ARGS, "--epochs", "1", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -34,6 +36,7 @@ def test_run_record_holds_the_backends_device_facts(tmp_path):
     assert record["device_count"] == 1
 
 
+@pytest.mark.slow
 def test_matmul_bench_measures_cpus_skips_missing_gpus_and_reports(tmp_path):
     sizes = (1, 64, 256, 10_000_000)  # the last needs far more memory than any machine has
     entries = bench.run_bench(("tensorflow", "torch", "jax"), ("cpu", "gpu"), sizes, 3, tmp_path, "cmd",
@@ -63,6 +66,7 @@ def test_crossover_is_where_the_gpu_wins_from_then_on():
     assert bench.crossover(cpu, rows({1: 1.0, 128: 1.0, 1024: 1.0, 4096: 2.0})) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
 def test_mixed_bfloat16_trains_and_is_recorded(tmp_path, backend):
     result = run_cli("train", "--backend", backend, "--model", "ffn", *QUICK_ARGS, "--precision", "mixed_bfloat16",
@@ -73,6 +77,7 @@ def test_mixed_bfloat16_trains_and_is_recorded(tmp_path, backend):
     assert record["test_accuracy"] >= 0.85
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_data_parallel_over_virtual_cpu_devices(tmp_path, backend):
     result = run_cli("train", "--backend", backend, "--model", "ffn", *QUICK_ARGS, "--data-parallel",
@@ -83,6 +88,7 @@ def test_data_parallel_over_virtual_cpu_devices(tmp_path, backend):
     assert record["test_accuracy"] >= 0.85
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, code, message", [
     (["--backend", "jax", "--data-parallel"], 2, "--data-parallel needs 2 or more cpu devices but jax sees 1"),
     (["--backend", "torch", "--data-parallel"], 2, "--data-parallel is not supported by the torch backend"),
@@ -98,6 +104,7 @@ def test_bad_gpu_side_options(tmp_path, args, code, message):
     assert not list(tmp_path.glob("*.json"))
 
 
+@pytest.mark.slow
 def test_float16_on_a_cpu_runs_with_a_note(tmp_path):
     result = run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--epochs", "1",
                      "--precision", "mixed_float16", "--out", str(tmp_path))

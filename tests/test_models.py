@@ -16,6 +16,7 @@ def test_cnn_is_the_keras_io_convnet(models):
         "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Dense"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hidden, parameters", [
     ((128,), 784 * 128 + 128 + 128 * 10 + 10),
     ((32,), 25_450),
@@ -62,6 +63,7 @@ def _xla_training_flops_per_sample(model, batch: int = 128) -> float:
     return cost["flops"] / batch
 
 
+@pytest.mark.slow
 def test_training_flops_per_sample_agrees_with_xla(models):
     # The remainder is elementwise work (activations, pooling, biases, softmax) the count leaves out.
     for model in (models.build_cnn(), models.build_ffn((128,))):

@@ -10,6 +10,7 @@ from test_train import ACCURACY_BAR
 
 # Every backend and model from NumPy arrays (the default); device-resident data for a few. The
 # fixture's 4,000 training images at batch 64 end in a partial batch, which must train too.
+@pytest.mark.slow
 @pytest.mark.parametrize(("backend", "model", "pipeline"), [
     *[(backend, model, "numpy") for backend in ("tensorflow", "torch", "jax") for model in ("cnn", "ffn")],
     ("jax", "cnn", "device"), ("torch", "ffn", "device"), ("tensorflow", "ffn", "device"),
@@ -28,6 +29,7 @@ def test_native_loop_learns_and_records(tmp_path, backend, model, pipeline):
     assert set(record["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
 
 
+@pytest.mark.slow
 def test_jax_native_device_input_trains_the_same_batches_as_numpy_input(keras_jax):
     """Device input slices each batch out of the epoch's order inside the compiled step; it must
     train exactly the rows NumPy input gathers on the host, the last, partial batch included."""
@@ -73,6 +75,7 @@ def test_native_takes_numpy_or_device_input_but_not_tf_data():
         RunConfig(implementation="native", input_pipeline="tf.data")
 
 
+@pytest.mark.slow
 def test_torch_native_adam_follows_keras_rule(keras_jax):
     """Keras adds epsilon to sqrt(v), torch.optim.Adam to sqrt(v / (1 - beta_2^t)): with gradients
     near epsilon the updates differ many-fold. The native torch step must match Keras's own Adam."""

@@ -142,6 +142,7 @@ def test_a_successful_rerun_replaces_the_result_and_archives_the_old_one(tmp_pat
     assert [e.command for e in archived] == ["first"]
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_the_files_of_earlier_attempts(tmp_path):
     cell = cells(matrix_from({"matrix": {"backends": ["torch"], "devices": ["gpu"], "models": ["ffn"]}}, {}, "t"))[0]
     earlier = tmp_path / "runs" / cell.key / "earlier-attempt"
@@ -196,6 +197,7 @@ def training_children(out):
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the child through /proc")
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_stops_compare_and_its_child_and_keeps_what_finished(tmp_path, signal_number):
@@ -223,6 +225,7 @@ def test_sigterm_stops_compare_and_its_child_and_keeps_what_finished(tmp_path, s
     assert "interrupted" in written[0].read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_to_train_writes_a_failed_record(tmp_path):
     child_env = {"KERASMNIST_DATA_DIR": ""}
     process = subprocess.Popen(

@@ -15,6 +15,7 @@ def test_code_is_owned_by_keras_the_framework_or_other():
     assert owner("/work/main/kerasmnist/native.py", "train_step") == "other"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("implementation", ["keras", "native"])
 def test_a_profiled_run_records_where_its_steady_epochs_went(tmp_path, implementation):
     result = run_cli("train", "--backend", "torch", "--model", "ffn", "--implementation", implementation, "--profile",
@@ -31,6 +32,7 @@ def test_a_profiled_run_records_where_its_steady_epochs_went(tmp_path, implement
     assert profile["top_functions"] and all(f["owner"] in OWNERS for f in profile["top_functions"])
 
 
+@pytest.mark.slow
 def test_an_unprofiled_run_has_no_profile(tmp_path):
     result = run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -169,6 +169,7 @@ def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):
     assert "misses the goal of 0.9× (interval's lower bound) and 0.3 points." in text
 
 
+@pytest.mark.slow
 def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(tmp_path):
     entries = [fake_entry(cell) for cell in matrix_cells()]  # 0.6 GFLOP/s each
     peak = records.BenchEntry(

@@ -12,6 +12,7 @@ from kerasmnist.errors import RunFailed
 ACCURACY_BAR = {"cnn": 0.90, "ffn": 0.85}  # after 3 epochs on 4,000 images; full MNIST does far better
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cnn", "ffn"])
 @pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
 def test_train_writes_a_complete_record(tmp_path, backend, model):
@@ -41,6 +42,7 @@ def test_train_writes_a_complete_record(tmp_path, backend, model):
     assert "ran on cpu" in result.stdout and "record: " in result.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_same_split_and_similar_learning(tmp_path):
     for _ in range(2):
         assert run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--out", str(tmp_path)).returncode == 0
@@ -90,6 +92,7 @@ def test_time_to_accuracy_counts_training_seconds_until_the_target(keras_jax):
                                                                       "resolution": "epoch ends"}
 
 
+@pytest.mark.slow
 def test_channels_first_cnn_learns_under_torch(tmp_path):
     result = run_cli("train", "--backend", "torch", "--model", "cnn", "--data-format", "channels_first", *QUICK_ARGS,
                      "--out", str(tmp_path))
@@ -104,6 +107,7 @@ def test_native_runs_refuse_another_data_format(tmp_path):
     assert result.returncode == 2 and "--data-format" in error_line(result.stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "tf.data")])
 def test_every_input_pipeline_trains_and_is_recorded(tmp_path, backend, pipeline):
     result = run_cli("train", "--backend", backend, "--model", "ffn", "--input-pipeline", pipeline, *QUICK_ARGS,
