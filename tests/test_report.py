@@ -3,6 +3,7 @@ import dataclasses
 import io
 import itertools
 import json
+import re
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_report_has_tables_plots_csv_and_problem_cells(tmp_path):
     assert "| tensorflow | gpu | 3 ok | 3 |" in text and "| 10.0× [10.0–10.0] | ok |" in text
     assert "| torch gpu cnn repeat 1 | skipped | backend torch sees no CUDA GPU |" in text
     assert "| jax gpu cnn repeat 2 | failed | out of memory |" in text
-    for name in set(report.PLOTS) - {"matmul_seconds.png", "batch_sweep.png"}:  # no benchmark, no sweep here
+    for name in set(report.PLOTS) - {"matmul_seconds.png", "batch_sweep.png", "step_costs.png"}:  # no benchmark, no sweep here
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
     assert not (tmp_path / "matmul_seconds.png").exists() and not (tmp_path / "batch_sweep.png").exists()
     cell_lines = (tmp_path / "results.csv").read_text().splitlines()
@@ -146,6 +147,26 @@ def test_batch_size_sweep_says_where_doubling_stops_paying(tmp_path):
             "64: 1,000/s, 128: 2,000/s, 256: 2,222/s, 512: 2,273/s.") in text
     assert "| jax batch 64 | cpu |" in text and (tmp_path / "batch_sweep.png").stat().st_size > 0
     assert "Fastest on cpu" not in text  # another batch size is another computation
+
+
+def test_the_cost_per_step_is_split_into_a_fixed_and_a_per_sample_part(tmp_path):
+    matrix = matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "implementations": ["keras", "native"],
+                                     "batch_sizes": [16, 64, 250, 1000], "repeats": 2}}, {}, "t")
+    fixed = {"keras": 2e-3, "native": 0.5e-3}  # a step's own cost; 10 µs per sample for both
+    noise = [1.0, 1.02, 0.99]
+    entries = []
+    for cell in cells(matrix):
+        batch = cell.config.batch_size
+        steps = -(-1000 // batch)  # fake_entry's runs train on 1,000 images
+        per_step = (fixed[cell.config.implementation] + 10e-6 * batch) * noise[(cell.order + cell.repeat) % 3]
+        entries.append(fake_entry(cell, steady=per_step * steps))
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    table = [line for line in text.splitlines() if line.startswith("| torch") and "µs" in line]
+    assert len(table) == 2 and table[0].startswith("| torch | cpu | 16: 2.16, 64: 2.64, 250: 4.5")
+    keras, native = (re.findall(r"([\d,.]+) µs \[([\d,.-]+) to ([\d,.-]+)\]", line) for line in table)
+    for (estimate, low, high), truth in ((keras[0], 2000), (keras[1], 10), (native[0], 500), (native[1], 10)):
+        assert float(low.replace(",", "")) <= truth <= float(high.replace(",", "")), (estimate, low, high, truth)
+    assert (tmp_path / "step_costs.png").stat().st_size > 0 and "](step_costs.png)" in text
 
 
 def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from kerasmnist.contention import ContentionMeter
-from kerasmnist.report.stats import mean_interval, order_text, ratio
+from kerasmnist.report.stats import fit_line, mean_interval, order_text, ratio
 
 
 def rounds_of(times):
@@ -79,3 +79,27 @@ def test_contention_figures_are_consistent():
     assert summary["other_cpu_seconds"] <= summary["wall_seconds"] * summary["logical_cores"] + 0.05
     assert summary["load_average_start"] >= 0 and summary["load_average_end"] >= 0
     assert summary["steady_epoch_cv"] == 0.05
+
+
+def test_a_line_fit_recovers_fixed_and_per_sample_costs_within_its_intervals():
+    rng = np.random.default_rng(0)
+    fixed, per_sample = 400e-6, 20e-6  # 400 µs a step, 20 µs a sample
+    covered = 0
+    for _ in range(200):
+        sizes = [16, 64, 256, 1024] * 3
+        times = [(fixed + per_sample * size) * (1 + 0.03 * rng.standard_normal()) for size in sizes]
+        fit = fit_line(sizes, times)
+        covered += fit.fixed_interval[0] <= fixed <= fit.fixed_interval[1] and \
+            fit.per_unit_interval[0] <= per_sample <= fit.per_unit_interval[1]
+    assert 0.85 <= covered / 200 <= 1.0  # both 95% intervals cover the truth in most trials
+    assert fit_line([16, 16, 16], [1.0, 1.1, 0.9]) is None and fit_line([16, 64], [1.0, 2.0]) is None
+
+
+def test_points_that_bend_away_from_a_line_are_told_apart_from_noise():
+    sizes = [16, 64, 256, 1024] * 2
+    noise = [1.0, 1.02, 0.99, 1.01, 1.01, 0.98, 1.0, 0.99]
+    straight = fit_line(sizes, [(1e-3 + 1e-5 * size) * n for size, n in zip(sizes, noise)])
+    bent = fit_line(sizes, [(1e-5 * size ** 1.3) * n for size, n in zip(sizes, noise)])  # per sample grows with size
+    assert straight.fits and straight.lack_of_fit_p > 0.05
+    assert not bent.fits and bent.lack_of_fit_p < 0.01
+

@@ -10,8 +10,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from kerasmnist.report.load import Row, host_of
-from kerasmnist.report.stats import Ratio, cv, ratio
+from kerasmnist.report.load import Row, host_of, sweeps
+from kerasmnist.report.stats import LineFit, Ratio, cv, fit_line, ratio
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
@@ -226,3 +226,30 @@ def share_of_peak(row: Row, peaks: dict[tuple[str, str, str, str], float]) -> li
             shares.append(achieved / peak)
     return shares
 
+
+@dataclass(frozen=True)
+class StepCost:
+    """One setting's seconds per training step against the batch size, and the line fitted through them."""
+
+    name: str  # the row's name, less its batch size
+    device: str
+    points: list[tuple[int, float]]  # (batch size, seconds per step) for every ok run
+    fit: LineFit | None  # seconds per step = fixed + per_sample × batch size
+
+
+def seconds_per_step(row: Row) -> list[float]:
+    """Each run's steady epoch over its steps (the last, partial batch counts as a step)."""
+    batch = row.settings["batch_size"]
+    return [run.steady_epoch_seconds / -(-run.data["train_size"] // batch) for run in row.runs
+            if run.steady_epoch_seconds and run.data]
+
+
+def step_costs(model_rows: list[Row]) -> list[StepCost]:
+    """For every setting run at several batch sizes (a sweep): its fixed cost per step and its cost per sample.
+    The fixed part is what a step costs whatever it computes (Python dispatch, launches, the optimizer's
+    per-variable calls); it is what a GPU, which makes the per-sample part small, leaves in front."""
+    costs = []
+    for (_, _, name, device), line in sweeps([row for row in model_rows if ranked(row)]).items():
+        points = [(size, seconds) for size, row in line for seconds in seconds_per_step(row)]
+        costs.append(StepCost(name, device, points, fit_line([float(s) for s, _ in points], [t for _, t in points])))
+    return costs

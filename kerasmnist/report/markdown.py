@@ -109,7 +109,7 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
                           *([memory_text(row)] if with_memory else [])))
     lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *short_of_target(model_rows),
-              *sweep_verdicts(model_rows), *where_the_time_goes(model_rows)]
+              *sweep_verdicts(model_rows), *step_cost_lines(model_rows), *where_the_time_goes(model_rows)]
     unstable = [row for row in model_rows if analysis.instability(row)]
     if unstable:
         lines += ["", f"{len(unstable)} row{' is' if len(unstable) == 1 else 's are'} marked unstable: their times "
@@ -333,6 +333,38 @@ def matmul_section(bench_entries: list[BenchEntry]) -> list[str]:
 
 def _seconds(value: float) -> str:
     return f"{value * 1e6:.0f} µs" if value < 1e-3 else (f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s")
+
+
+def step_cost_lines(model_rows: list[Row], reference_batch: int = 128) -> list[str]:
+    """The fixed and per-sample cost of a training step, for the settings run at several batch sizes."""
+    costs = [cost for cost in analysis.step_costs(model_rows) if cost.fit]
+    if not costs:
+        return []
+
+    def micros(value: float, interval: tuple[float, float]) -> str:
+        return f"{value * 1e6:,.1f} µs [{interval[0] * 1e6:,.1f} to {interval[1] * 1e6:,.1f}]"
+
+    lines = ["", "Cost per training step: seconds per step = fixed + per sample × batch size, fitted over every run "
+                 "at every batch size (least squares on relative residuals, 95% intervals). The fixed part is what "
+                 "every step costs whatever its size (dispatch, launches, per-variable optimizer calls); where the "
+                 "per-sample part shrinks, as on a GPU, the fixed part is what is left. Where the repeats show the "
+                 "points bending away from a line (lack-of-fit F test, p < 0.05: the cost per sample itself changes "
+                 "with the batch size, e.g. caches), no fixed cost is stated.", "",
+             f"| row | device | ms per step by batch size (median) | fixed per step | per sample "
+             f"| fixed share of a batch-{reference_batch} step |", "| --- | --- | --- | --- | --- | --- |"]
+    for cost in costs:
+        fit = cost.fit
+        by_size: dict[int, list[float]] = {}
+        for size, seconds in cost.points:
+            by_size.setdefault(size, []).append(seconds)
+        times = ", ".join(f"{size}: {statistics.median(seconds) * 1e3:,.2f}" for size, seconds in sorted(by_size.items()))
+        if fit.fits:
+            share = fit.fixed / (fit.fixed + fit.per_unit * reference_batch)
+            figures = f"{micros(fit.fixed, fit.fixed_interval)} | {micros(fit.per_unit, fit.per_unit_interval)} | {share:.0%}"
+        else:
+            figures = f"not a line (lack of fit p = {fit.lack_of_fit_p:.3f}) | – | –"
+        lines.append(f"| {cost.name} | {cost.device} | {times} | {figures} |")
+    return lines
 
 
 def sweep_verdicts(model_rows: list[Row], gain_worth_having: float = 1.10) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kerasmnist.config import MODELS
 from kerasmnist.records import BenchEntry
-from kerasmnist.report.analysis import gpu_speedup
+from kerasmnist.report.analysis import gpu_speedup, step_costs
 from kerasmnist.report.load import Row, sweeps
 
 PLOTS = {
@@ -17,6 +17,7 @@ PLOTS = {
     "learning_curves.png": "Validation accuracy by epoch",
     "gpu_speedup.png": "GPU speed-up over CPU",
     "batch_sweep.png": "Throughput and accuracy by batch size",
+    "step_costs.png": "Time per training step by batch size",
 }
 BACKEND_COLOURS = {"tensorflow": "tab:orange", "torch": "tab:red", "jax": "tab:blue"}
 
@@ -32,7 +33,8 @@ def _pyplot():
 
 def write_all(rows: list[Row], latest_bench: list[BenchEntry], out_dir: Path) -> list[str]:
     """Draws every plot that has data; returns the file names written."""
-    return write_plots(rows, out_dir) + write_matmul_plot(latest_bench, out_dir) + write_sweep_plot(rows, out_dir)
+    return (write_plots(rows, out_dir) + write_matmul_plot(latest_bench, out_dir) + write_sweep_plot(rows, out_dir)
+            + write_step_cost_plot(rows, out_dir))
 
 
 def write_matmul_plot(bench_entries: list[BenchEntry], out_dir: Path) -> list[str]:
@@ -85,6 +87,42 @@ def write_sweep_plot(rows: list[Row], out_dir: Path) -> list[str]:
     figure.savefig(out_dir / "batch_sweep.png", dpi=110)
     plt.close(figure)
     return ["batch_sweep.png"]
+
+
+def write_step_cost_plot(rows: list[Row], out_dir: Path) -> list[str]:
+    """Per model: every run's time per step against its batch size, and the fitted fixed + per-sample line."""
+    by_model = {model: [cost for cost in step_costs([row for row in rows if row.model == model]) if cost.fit]
+                for model in MODELS}
+    by_model = {model: costs for model, costs in by_model.items() if costs}
+    if not by_model:
+        return []
+    plt = _pyplot()
+
+    figure, axes = plt.subplots(1, len(by_model), figsize=(6.5 * len(by_model), 4.8), squeeze=False)
+    for axis, (model, costs) in zip(axes[0], by_model.items()):
+        for index, cost in enumerate(costs):
+            colour = f"C{index % 10}"
+            sizes = sorted({size for size, _ in cost.points})
+            axis.scatter([size for size, _ in cost.points], [seconds * 1e3 for _, seconds in cost.points],
+                         color=colour, s=14, alpha=0.7)
+            fitted = cost.fit.fits  # where the points bend away from a line, they are joined instead
+            axis.plot(sizes, [(cost.fit.fixed + cost.fit.per_unit * size) * 1e3 if fitted else
+                              statistics.median(t for s, t in cost.points if s == size) * 1e3 for size in sizes],
+                      color=colour, linestyle="--" if "native" in cost.name else "-",
+                      label=f"{cost.name} {cost.device}: " + (f"{cost.fit.fixed * 1e6:,.0f} µs + "
+                                                              f"{cost.fit.per_unit * 1e6:,.1f} µs × batch"
+                                                              if fitted else "not a line (medians joined)"))
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("batch size")
+        axis.set_ylabel("milliseconds per training step")
+        axis.set_title(f"{model}: time per step (dots: runs; lines: fixed + per sample × batch)", fontsize=10)
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out_dir / "step_costs.png", dpi=110)
+    plt.close(figure)
+    return ["step_costs.png"]
 
 
 def write_plots(rows: list[Row], out_dir: Path) -> list[str]:

@@ -18,6 +18,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -107,3 +108,51 @@ def order_text(ratio_of_slower: Ratio, what: str = "slower") -> str:
         more = max(needed - ratio_of_slower.rounds, 1)
         advice = f"about {more} more round{'s' if more > 1 else ''} would likely decide it"
     return f"tied within the noise: {ratio_of_slower.text()}, {rounds}; {advice}"
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """y = fixed + per_unit × x, with each coefficient's 95% interval."""
+
+    fixed: float
+    fixed_interval: tuple[float, float]
+    per_unit: float
+    per_unit_interval: tuple[float, float]
+    points: int
+    lack_of_fit_p: float | None  # small: the points bend away from any line; None without repeated x
+
+    @property
+    def fits(self) -> bool:
+        """Whether a straight line describes the points (lack-of-fit test at 5%; untested counts as fitting)."""
+        return self.lack_of_fit_p is None or self.lack_of_fit_p >= 1 - CONFIDENCE
+
+
+def fit_line(x: list[float], y: list[float]) -> LineFit | None:
+    """Least squares on relative residuals (scipy.optimize.curve_fit with sigma = y): timings at small and
+    large x are about equally noisy in relative terms, so no end of the line dominates the fit. The
+    intervals are Student's t on the fit's own covariance (n - 2 degrees of freedom); None with fewer
+    than 3 points or fewer than 2 distinct x, where a line has no interval."""
+    if len(x) < 3 or len(set(x)) < 2:
+        return None
+    from scipy.optimize import curve_fit
+
+    (fixed, per_unit), covariance = curve_fit(lambda v, a, b: a + b * v, x, y, sigma=y, absolute_sigma=False)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 2) * np.sqrt(np.diag(covariance))
+    return LineFit(float(fixed), (float(fixed - half[0]), float(fixed + half[0])), float(per_unit),
+                   (float(per_unit - half[1]), float(per_unit + half[1])), len(x),
+                   _lack_of_fit_p(np.asarray(x, float), np.asarray(y, float), fixed + per_unit * np.asarray(x, float)))
+
+
+def _lack_of_fit_p(x: np.ndarray, y: np.ndarray, fitted: np.ndarray) -> float | None:
+    """The classic lack-of-fit F test, on the same relative scale as the fit: the residuals' part that the
+    repeats at each x cannot explain, against the repeats' own spread (pure error)."""
+    levels = np.unique(x)
+    if len(x) <= len(levels) or len(levels) < 3:
+        return None
+    weights = 1 / y ** 2
+    residual = float(np.sum(weights * (y - fitted) ** 2))
+    pure = float(sum(np.sum(weights[x == level] * (y[x == level] - y[x == level].mean()) ** 2) for level in levels))
+    if pure == 0:
+        return 0.0 if residual > 0 else 1.0
+    statistic = ((residual - pure) / (len(levels) - 2)) / (pure / (len(x) - len(levels)))
+    return float(stats.f.sf(statistic, len(levels) - 2, len(x) - len(levels)))
