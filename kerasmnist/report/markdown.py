@@ -348,8 +348,8 @@ def step_cost_lines(model_rows: list[Row], reference_batch: int = 128) -> list[s
                  "at every batch size (least squares on relative residuals, 95% intervals). The fixed part is what "
                  "every step costs whatever its size (dispatch, launches, per-variable optimizer calls); where the "
                  "per-sample part shrinks, as on a GPU, the fixed part is what is left. Where the repeats show the "
-                 "points bending away from a line (lack-of-fit F test, p < 0.05: the cost per sample itself changes "
-                 "with the batch size, e.g. caches), no fixed cost is stated.", "",
+                 "points bending away from a line (lack-of-fit F test, p < 0.05, or a fixed part surely below zero: the "
+                 "cost per sample itself changes with the batch size, e.g. caches), no fixed cost is stated.", "",
              f"| row | device | ms per step by batch size (median) | fixed per step | per sample "
              f"| fixed share of a batch-{reference_batch} step |", "| --- | --- | --- | --- | --- | --- |"]
     for cost in costs:
@@ -362,7 +362,9 @@ def step_cost_lines(model_rows: list[Row], reference_batch: int = 128) -> list[s
             share = fit.fixed / (fit.fixed + fit.per_unit * reference_batch)
             figures = f"{micros(fit.fixed, fit.fixed_interval)} | {micros(fit.per_unit, fit.per_unit_interval)} | {share:.0%}"
         else:
-            figures = f"not a line (lack of fit p = {fit.lack_of_fit_p:.3f}) | – | –"
+            why = (f"lack of fit p = {fit.lack_of_fit_p:.3f}" if fit.lack_of_fit_p is not None
+                   and fit.lack_of_fit_p < 1 - CONFIDENCE else f"fixed part below zero, {fit.fixed * 1e6:,.0f} µs")
+            figures = f"not a line ({why}) | – | –"
         lines.append(f"| {cost.name} | {cost.device} | {times} | {figures} |")
     return lines
 

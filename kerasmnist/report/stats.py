@@ -123,8 +123,9 @@ class LineFit:
 
     @property
     def fits(self) -> bool:
-        """Whether a straight line describes the points (lack-of-fit test at 5%; untested counts as fitting)."""
-        return self.lack_of_fit_p is None or self.lack_of_fit_p >= 1 - CONFIDENCE
+        """Whether a straight line describes the points: the lack-of-fit test does not reject it at 5% (untested
+        counts as passing), and the fixed part may be positive: a cost below zero means the points bend."""
+        return (self.lack_of_fit_p is None or self.lack_of_fit_p >= 1 - CONFIDENCE) and self.fixed_interval[1] >= 0
 
 
 def fit_line(x: list[float], y: list[float]) -> LineFit | None:
