@@ -23,7 +23,14 @@ and/or flags, validated like a RunConfig:
     jit_compile = true
     steps_per_execution = 16
 
-Overrides apply in order, so a later one wins where two set the same key.
+    [[variants]]     # more rows: every matching cell is also run with these settings, in the same rounds
+    backends = ["torch"]
+    implementations = ["keras"]
+    jit_compile = "true"
+
+Overrides apply in order, so a later one wins where two set the same key. A variant adds a cell beside
+each cell it matches (overrides applied first), so a knob and its baseline share every round and the
+report can set one against the other with an interval.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class Matrix:
     peak_matmul_size: int = 4096  # an N x N matrix multiply per backend and device, timed in the same run
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
     overrides: tuple[Override, ...] = ()
+    variants: tuple[Override, ...] = ()  # each matching cell also runs with a variant's settings
 
 
     @property
@@ -119,13 +127,16 @@ def cells(matrix: Matrix) -> list[Cell]:
                         for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
                             axes = {"backend": backend, "device": device, "model": model,
                                     "implementation": implementation}
-                            ordered.append(Cell(_cell_config(matrix, axes, batch_size, repeat), repeat, len(ordered)))
+                            for variant in (None, *(v for v in matrix.variants if v.applies_to(axes))):
+                                config = _cell_config(matrix, axes, batch_size, repeat, variant)
+                                ordered.append(Cell(config, repeat, len(ordered)))
     return ordered
 
 
-def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, repeat: int) -> RunConfig:
+def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, repeat: int,
+                 variant: Override | None = None) -> RunConfig:
     settings: dict[str, Any] = {**axes, "batch_size": batch_size}
-    for override in matrix.overrides:
+    for override in (*matrix.overrides, *([variant] if variant else [])):
         if override.applies_to(axes):
             settings.update(override.settings)
     settings["seed"] = settings.get("seed", matrix.run.seed) + repeat
@@ -140,9 +151,10 @@ _MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS, "imp
 
 def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
     """Builds a Matrix from a parsed TOML file's tables and flag overrides (None means not given)."""
-    unknown_tables = sorted(set(file_values) - {"matrix", "run", "overrides"})
+    unknown_tables = sorted(set(file_values) - {"matrix", "run", "overrides", "variants"})
     if unknown_tables:
-        raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; allowed: [matrix], [run], [[overrides]]")
+        raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; "
+                          "allowed: [matrix], [run], [[overrides]], [[variants]]")
     matrix_values = dict(_table(file_values, "matrix", source))
     run_values = dict(_table(file_values, "run", source))
     for key, value in overrides.items():
@@ -187,11 +199,15 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     numbers.update(_adaptive(matrix_values, numbers["repeats"], where))
     run_values.setdefault("progress", "epoch")
     matrix = Matrix(**lists, **numbers, run=run_config_from(run_values, where),
-                    overrides=_overrides(file_values.get("overrides", []), source))
+                    overrides=_overrides(file_values.get("overrides", []), source, "overrides"),
+                    variants=_overrides(file_values.get("variants", []), source, "variants"))
     try:
-        cells(matrix)
+        planned = cells(matrix)
     except InvalidValue as error:
         raise ConfigError(f"{where}: {error.key} {error.problem}") from None
+    repeated = next((cell for index, cell in enumerate(planned) if cell.key in {c.key for c in planned[:index]}), None)
+    if repeated:
+        raise ConfigError(f"{where}: a [[variants]] table changes nothing for cell {repeated.label}, which runs already")
     return matrix
 
 
@@ -211,13 +227,14 @@ def _adaptive(values: Mapping[str, Any], repeats: int, where: str) -> dict[str, 
     return {"target_ci": float(target), "max_repeats": most}
 
 
-def _overrides(tables: Any, source: str) -> tuple[Override, ...]:
+def _overrides(tables: Any, source: str, name: str) -> tuple[Override, ...]:
+    """[[overrides]] or [[variants]] tables: the cell axes they match, and the settings they set."""
     if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
-        raise ConfigError(f"{source}: overrides must be tables, each written [[overrides]]")
+        raise ConfigError(f"{source}: {name} must be tables, each written [[{name}]]")
     axes = {f"{axis}s": axis for axis in CELL_AXES}
     parsed = []
     for number, table in enumerate(tables, start=1):
-        where = f"{source} [[overrides]] {number}"
+        where = f"{source} [[{name}]] {number}"
         match = tuple((axes[key], choices(value, _MATRIX_KEYS[key], key, where))
                       for key, value in table.items() if key in axes)
         settings = {key: value for key, value in table.items() if key not in axes}

@@ -131,6 +131,38 @@ def test_bad_overrides_name_the_table_and_key(overrides, message):
     assert str(error.value).startswith(message)
 
 
+def test_variants_add_rows_beside_their_baseline_in_every_round():
+    matrix = matrix_from({
+        "matrix": {"backends": ["torch"], "implementations": ["keras", "native"], "repeats": 2},
+        "variants": [{"implementations": ["keras"], "jit_compile": "true"},
+                     {"models": ["cnn"], "implementations": ["keras"], "data_format": "channels_first"},
+                     {"input_pipeline": "device"}],
+    }, {}, "t")
+    planned = [(c.repeat, c.config.model, c.config.implementation, c.config.jit_compile, c.config.data_format,
+                c.config.input_pipeline) for c in cells(matrix)]
+    first_round = [cell[1:] for cell in planned if cell[0] == 0]
+    assert first_round == [
+        ("cnn", "keras", "auto", "channels_last", "numpy"), ("cnn", "keras", "true", "channels_last", "numpy"),
+        ("cnn", "keras", "auto", "channels_first", "numpy"), ("cnn", "keras", "auto", "channels_last", "device"),
+        ("cnn", "native", "auto", "channels_last", "numpy"), ("cnn", "native", "auto", "channels_last", "device"),
+        ("ffn", "keras", "auto", "channels_last", "numpy"), ("ffn", "keras", "true", "channels_last", "numpy"),
+        ("ffn", "keras", "auto", "channels_last", "device"),
+        ("ffn", "native", "auto", "channels_last", "numpy"), ("ffn", "native", "auto", "channels_last", "device")]
+    assert [cell[1:] for cell in planned if cell[0] == 1] == first_round  # the same rows in every round
+    assert len({c.key for c in cells(matrix)}) == len(planned)
+
+
+@pytest.mark.parametrize("variants, message", [
+    ([{"jit_compile": "auto"}], "t: a [[variants]] table changes nothing for cell tensorflow cpu cnn repeat 1"),
+    ([{"models": ["mlp"], "epochs": 1}], "t [[variants]] 1: models has 'mlp'; allowed: cnn, ffn"),
+    ([{"backends": ["torch"], "steps_per_execution": 4}], "t: steps_per_execution must be 1 under the torch backend"),
+])
+def test_bad_variants_are_refused_in_one_line(variants, message):
+    with pytest.raises(ConfigError) as error:
+        matrix_from({"variants": variants}, {}, "t")
+    assert str(error.value).startswith(message)
+
+
 def test_compare_flags_for_profiling_threads_and_the_peak_reach_every_cell():
     matrix = load_matrix(CONFIGS / "tuned.toml", {"profile": True, "cpu_threads": 1, "peak_matmul_size": 0})
     assert matrix.peak_matmul_size == 0

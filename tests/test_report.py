@@ -171,17 +171,16 @@ def test_the_cost_per_step_is_split_into_a_fixed_and_a_per_sample_part(tmp_path)
 
 
 def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):
-    matrix = {"matrix": {"backends": ["torch"], "models": ["ffn"], "implementations": ["keras", "native"], "repeats": 4}}
-    plain = cells(matrix_from(matrix, {}, "t"))
-    tuned = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "repeats": 4},
-                               "overrides": [{"jit_compile": "true"}]}, {}, "t"))
+    # A knob as a [[variants]] row: it runs beside its baseline and the native loop in every round.
+    matrix = {"matrix": {"backends": ["torch"], "models": ["ffn"], "implementations": ["keras", "native"], "repeats": 4},
+              "variants": [{"implementations": ["keras"], "jit_compile": "true"}]}
     steady = {("keras", "auto"): 4.0, ("native", "auto"): 1.0, ("keras", "true"): 2.0}
     accuracy = {("keras", "auto"): 0.95, ("native", "auto"): 0.96, ("keras", "true"): 0.955}
     drift = [1.0, 1.3, 0.8, 1.1]  # the machine slows and speeds up; each round's pair shares it
     entries = [fake_entry(cell, steady=steady[cell.config.implementation, cell.config.jit_compile] * drift[cell.repeat]
                           * (1.01 if cell.config.implementation == "keras" and cell.repeat % 2 else 1.0),
                           accuracy=accuracy[cell.config.implementation, cell.config.jit_compile])
-               for cell in plain + tuned]
+               for cell in cells(matrix_from(matrix, {}, "t"))]
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch | cpu | 4 ok | 4 | 4.22 (3.20–5.25) |" in text and "unstable: repeats vary 20%" in text
     assert "| torch | cpu | 238 | 955 | 0.25× [0.25–0.25] | 4 | -1.00 points |" in text  # the drift cancels
