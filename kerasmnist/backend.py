@@ -324,4 +324,3 @@ def peak_memory_bytes(backend: str, device: str) -> int | None:
 
     return max(tf.config.experimental.get_memory_info(f"GPU:{index}")["peak"]
                for index in range(len(tf.config.list_logical_devices("GPU"))))
-

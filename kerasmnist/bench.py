@@ -13,7 +13,6 @@ median, min and max of `repeats` calls, each synchronised (`backend.synchronize`
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from datetime import datetime, timezone
@@ -101,8 +100,7 @@ def run_bench(backends: tuple[str, ...], devices: tuple[str, ...], sizes: tuple[
             if child.interrupted is not None:
                 raise child.interrupted
             status, reason = child.status()
-            entry = (records.BenchEntry.from_json(json.loads(child.written[0].read_text(encoding="utf-8")))
-                     if status == "ok" else
+            entry = (records.BenchEntry.from_json(child.output()) if status == "ok" else
                      records.BenchEntry(benchmark="matmul", backend=backend_name, device=device, status=status,
                                         reason=reason, host=environment.host(), rows=[],
                                         float32_matmul_precision=float32_matmul_precision))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -76,7 +75,7 @@ def collect() -> dict[str, Any]:
                 status, reason = child.status()
                 if status == "ok":
                     # What the framework sees pinned to the GPU, when it can be; else on the CPU.
-                    facts |= json.loads(child.written[0].read_text(encoding="utf-8"))
+                    facts |= child.output()
                 facts[device] = "yes" if status == "ok" else f"no: {reason}"
         backends[name] = facts
     return {"host": environment.host(), "nvidia_gpus": environment.nvidia_gpus(), "backends": backends,

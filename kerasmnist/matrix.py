@@ -205,9 +205,11 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         planned = cells(matrix)
     except InvalidValue as error:
         raise ConfigError(f"{where}: {error.key} {error.problem}") from None
-    repeated = next((cell for index, cell in enumerate(planned) if cell.key in {c.key for c in planned[:index]}), None)
-    if repeated:
-        raise ConfigError(f"{where}: a [[variants]] table changes nothing for cell {repeated.label}, which runs already")
+    seen: set[str] = set()
+    for cell in planned:
+        if cell.key in seen:
+            raise ConfigError(f"{where}: a [[variants]] table changes nothing for cell {cell.label}, which runs already")
+        seen.add(cell.key)
     return matrix
 
 

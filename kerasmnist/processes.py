@@ -12,6 +12,7 @@ SIGTERM and SIGHUP are handled as Ctrl-C is, and no child process is left orphan
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -35,6 +36,10 @@ class ChildResult:
     log_tail: tuple[str, ...]  # the last lines of its stderr
     timeout_seconds: float | None = None
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C, SIGTERM or SIGHUP reached the parent meanwhile
+
+    def output(self) -> dict:
+        """The JSON the child wrote (its first .json file): call only when status() is ok."""
+        return json.loads(self.written[0].read_text(encoding="utf-8"))
 
     @property
     def error(self) -> str | None:

@@ -236,6 +236,13 @@ class StepCost:
     points: list[tuple[int, float]]  # (batch size, seconds per step) for every ok run
     fit: LineFit | None  # seconds per step = fixed + per_sample × batch size
 
+    def medians(self) -> dict[int, float]:
+        """Batch size -> the median seconds per step of its runs, in order of batch size."""
+        by_size: dict[int, list[float]] = {}
+        for size, seconds in sorted(self.points):
+            by_size.setdefault(size, []).append(seconds)
+        return {size: statistics.median(seconds) for size, seconds in by_size.items()}
+
 
 def seconds_per_step(row: Row) -> list[float]:
     """Each run's steady epoch over its steps (the last, partial batch counts as a step)."""

@@ -20,6 +20,8 @@ from kerasmnist.errors import DataError
 
 # Settings that change neither what a run computes nor how it is timed.
 NOT_IDENTITY = ("progress", "data_dir", "seed")
+# Settings a row's name shows whenever they are not at their default, even when its whole section shares them.
+ALWAYS_NAMED = ("float32_matmul_precision",)
 # Settings that change how Keras runs the same computation: rows that differ only in these (and in the
 # backend or implementation) computed the same thing and may be ranked against each other.
 EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "data_format", "input_pipeline", "cpu_threads")
@@ -211,11 +213,7 @@ def name_rows(rows: list[Row]) -> None:
             continue
         _, differing = section_settings(section)
         for row in section:
-            # A float32 policy other than full float32 is named even when the whole section shares it.
-            named = [*differing, *(["float32_matmul_precision"] if row.settings.get("float32_matmul_precision",
-                                                                                   "float32") != "float32"
-                                   and "float32_matmul_precision" not in differing else [])]
-            row.name_parts = {key: describe(key, row.settings.get(key)) for key in named
+            row.name_parts = {key: describe(key, row.settings.get(key)) for key in dict.fromkeys([*differing, *ALWAYS_NAMED])
                               if key not in ("backend", "device", "model", "jit_compile_resolved")}
 
 
@@ -254,6 +252,7 @@ def describe(key: str, value: Any) -> str:
         "dataset": lambda: str(value),
         "target_accuracy": lambda: "" if value is None else f"target {value:.0%}",
         "cpu_devices": lambda: "" if value == 1 else f"over {value} CPU devices",
-        "float32_matmul_precision": lambda: {"float32": "", "tf32": "TF32"}.get(value, f"float32 as the {value}"),
+        "float32_matmul_precision": lambda: {"float32": "", None: "", "tf32": "TF32"}.get(value,
+                                                                                          f"float32 as the {value}"),
     }
     return named[key]() if key in named else f"{key}={value}"

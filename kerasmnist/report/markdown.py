@@ -354,10 +354,7 @@ def step_cost_lines(model_rows: list[Row], reference_batch: int = 128) -> list[s
              f"| fixed share of a batch-{reference_batch} step |", "| --- | --- | --- | --- | --- | --- |"]
     for cost in costs:
         fit = cost.fit
-        by_size: dict[int, list[float]] = {}
-        for size, seconds in cost.points:
-            by_size.setdefault(size, []).append(seconds)
-        times = ", ".join(f"{size}: {statistics.median(seconds) * 1e3:,.2f}" for size, seconds in sorted(by_size.items()))
+        times = ", ".join(f"{size}: {seconds * 1e3:,.2f}" for size, seconds in cost.medians().items())
         if fit.fits:
             share = fit.fixed / (fit.fixed + fit.per_unit * reference_batch)
             figures = f"{micros(fit.fixed, fit.fixed_interval)} | {micros(fit.per_unit, fit.per_unit_interval)} | {share:.0%}"

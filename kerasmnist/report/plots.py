@@ -102,12 +102,13 @@ def write_step_cost_plot(rows: list[Row], out_dir: Path) -> list[str]:
     for axis, (model, costs) in zip(axes[0], by_model.items()):
         for index, cost in enumerate(costs):
             colour = f"C{index % 10}"
-            sizes = sorted({size for size, _ in cost.points})
+            medians = cost.medians()
+            sizes = list(medians)
             axis.scatter([size for size, _ in cost.points], [seconds * 1e3 for _, seconds in cost.points],
                          color=colour, s=14, alpha=0.7)
             fitted = cost.fit.fits  # where the points bend away from a line, they are joined instead
-            axis.plot(sizes, [(cost.fit.fixed + cost.fit.per_unit * size) * 1e3 if fitted else
-                              statistics.median(t for s, t in cost.points if s == size) * 1e3 for size in sizes],
+            axis.plot(sizes, [(cost.fit.fixed + cost.fit.per_unit * size if fitted else medians[size]) * 1e3
+                              for size in sizes],
                       color=colour, linestyle="--" if "native" in cost.name else "-",
                       label=f"{cost.name} {cost.device}: " + (f"{cost.fit.fixed * 1e6:,.0f} µs + "
                                                               f"{cost.fit.per_unit * 1e6:,.1f} µs × batch"
