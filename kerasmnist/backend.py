@@ -8,7 +8,6 @@ How each backend is pinned (`pinning_environment`), combined with what the user 
 - CPU: CUDA_VISIBLE_DEVICES="" hides every CUDA GPU from every framework, so nothing can be
   placed there; on top, JAX_PLATFORMS=cpu, KERAS_TORCH_DEVICE=cpu (Keras >= 3.14), and for
   TensorFlow `set_visible_devices([], "GPU")`, which also hides non-CUDA devices (Apple Metal).
-  The user's XLA_FLAGS are kept; --cpu-devices adds its flag to them.
 - GPU: JAX_PLATFORMS=cuda and KERAS_TORCH_DEVICE=cuda; TensorFlow places ops on GPU:0 by default.
   Without --data-parallel one GPU is used: the first of the user's CUDA_VISIBLE_DEVICES (GPU 0 when
   unset). JAX does not preallocate (XLA_PYTHON_CLIENT_PREALLOCATE=false, else it takes 75% of each
@@ -17,6 +16,8 @@ How each backend is pinned (`pinning_environment`), combined with what the user 
   own setting of either wins. TensorFlow, when a torch or JAX run loads it (tf.data input), sees no
   GPU (`import_tensorflow`).
   If the backend sees no GPU the run stops (BackendUnavailable) rather than falling back.
+- XLA_FLAGS: the user's are kept; --xla-flags and --cpu-devices add theirs, replacing the user's flag of the
+  same name.
 - float32 arithmetic (`--tf32`): full float32 matmuls and convolutions by default on every backend;
   TF32 tensor cores (Ampere and newer GPUs) only when asked for (`_set_float32_matmul_precision`).
 After training, `resolved_device` checks where the weights and optimizer state really live.
@@ -32,12 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from kerasmnist.config import XLA_HOST_DEVICES_FLAG
 from kerasmnist.errors import BackendUnavailable
 
 FRAMEWORK_MODULES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
 FRAMEWORK_PACKAGES = {"tensorflow": "tensorflow-cpu (or tensorflow)", "torch": "torch", "jax": "jax"}
-
-_JAX_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 # What the user had set before this process pinned itself (None: unset), for `child_environment`.
 _before_pinning: dict[str, str | None] = {}
@@ -53,19 +53,19 @@ class Pinned:
 
 
 def pinning_environment(backend: str, device: str, cpu_devices: int = 1, data_parallel: bool = False,
-                        environ: Mapping[str, str] | None = None) -> dict[str, str]:
+                        xla_flags: str = "", environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment variables that select `backend` and pin it to `device`, combined with the user's
     own settings in `environ` (default: this process's environment)."""
     user = os.environ if environ is None else environ
     env = {"KERAS_BACKEND": backend}
+    jax_cpu_split = backend == "jax" and device == "cpu" and cpu_devices > 1  # TensorFlow splits in-process
+    ours = [*xla_flags.split(), *([f"{XLA_HOST_DEVICES_FLAG}={cpu_devices}"] if jax_cpu_split else [])]
+    if ours:
+        env["XLA_FLAGS"] = _combined_xla_flags(user.get("XLA_FLAGS", ""), ours)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         if backend == "jax":
             env["JAX_PLATFORMS"] = "cpu"
-            if cpu_devices > 1:
-                others = [flag for flag in user.get("XLA_FLAGS", "").split()
-                          if not flag.startswith(_JAX_HOST_DEVICES_FLAG)]
-                env["XLA_FLAGS"] = " ".join([*others, f"{_JAX_HOST_DEVICES_FLAG}={cpu_devices}"])
         if backend == "torch":
             env["KERAS_TORCH_DEVICE"] = "cpu"
         return env
@@ -79,6 +79,12 @@ def pinning_environment(backend: str, device: str, cpu_devices: int = 1, data_pa
     if backend == "torch":
         env["KERAS_TORCH_DEVICE"] = "cuda"
     return env
+
+
+def _combined_xla_flags(users: str, ours: list[str]) -> str:
+    """The user's XLA flags with the run's own added; a run's flag replaces the user's flag of the same name."""
+    names = {flag.split("=")[0] for flag in ours}
+    return " ".join([*(flag for flag in users.split() if flag.split("=")[0] not in names), *ours])
 
 
 def child_environment() -> dict[str, str]:
@@ -95,13 +101,14 @@ def child_environment() -> dict[str, str]:
 
 
 def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None = None,
-        data_parallel: bool = False, float32_matmul_precision: str = "float32") -> Pinned:
+        data_parallel: bool = False, float32_matmul_precision: str = "float32", xla_flags: str = "") -> Pinned:
     """Selects the backend and pins the device for this process, then imports Keras.
 
     `cpu_devices` > 1 splits the CPU into virtual devices (JAX, TensorFlow), so data-parallel
     training can be exercised without several GPUs. `cpu_threads` limits the CPU compute threads.
     `data_parallel` keeps every GPU the user allowed visible (else one). `float32_matmul_precision`
-    "tf32" allows TF32 tensor cores for float32 matmuls and convolutions.
+    "tf32" allows TF32 tensor cores for float32 matmuls and convolutions. `xla_flags` are added to the
+    user's XLA_FLAGS, which XLA reads when it starts (JAX, and TensorFlow's jit_compile).
     Raises BackendUnavailable when the framework is missing, the device is not there, or the
     machine has fewer cores than `cpu_threads`.
     """
@@ -112,7 +119,7 @@ def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None
                 f"Keras is already imported with backend {active} in this process; "
                 f"backend {backend} needs a process of its own"
             )
-    pinning = pinning_environment(backend, device, cpu_devices, data_parallel)
+    pinning = pinning_environment(backend, device, cpu_devices, data_parallel, xla_flags)
     for key in pinning:
         _before_pinning.setdefault(key, os.environ.get(key))
     os.environ.update(pinning)

@@ -108,6 +108,9 @@ def _choices(values: tuple[str, ...]) -> str:
               help="Split the CPU into N virtual devices, to try --data-parallel without GPUs.")
 @click.option("--cpu-threads", type=int, default=None, show_default="the framework's default",
               help="Compute threads on the CPU (the process is also bound to that many cores).")
+@click.option("--xla-flags", default=DEFAULTS.xla_flags, metavar="FLAGS",
+              help="Extra XLA flags, space-separated, e.g. '--xla_cpu_use_thunk_runtime=false', added to XLA_FLAGS "
+                   "for jax, or tensorflow with --jit-compile true; recorded and shown in row names.  [default: none]")
 @click.option("--profile", is_flag=True,
               help="cProfile the training steps of epochs 2 on; the record says where the time went. Slows "
                    "Python-heavy runs, so the report keeps profiled runs apart.  [default: off]")

@@ -41,12 +41,13 @@ def train_arguments(config: RunConfig) -> list[str]:
         if key == "float32_matmul_precision":  # train's --tf32 flag
             arguments += ["--tf32"] if value == "tf32" else []
             continue
-        if value is None or value is False:
+        if value is None or value is False or value == "":
             continue
         if value is True:
             arguments.append(flag)
         else:
-            arguments += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+            # --flag=value: a value that itself starts with "--" (XLA flags) is not read as an option
+            arguments.append(f"{flag}={','.join(map(str, value)) if isinstance(value, list) else value}")
     return arguments
 
 

@@ -7,6 +7,7 @@ so both get the same checks and the same one-line messages.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -25,6 +26,9 @@ INPUT_PIPELINES = ("numpy", "tf.data", "device")
 FLOAT32_MATMUL_PRECISIONS = ("float32", "tf32")  # full float32, or TF32 tensor cores (Ampere and newer GPUs)
 
 MNIST_TRAIN_IMAGES = 60_000
+
+XLA_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"  # how --cpu-devices splits the CPU
+_XLA_FLAG = re.compile(r"--xla_\w+(=\S*)?")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class RunConfig:
     float32_matmul_precision: str = "float32"  # "tf32": TF32 tensor cores for float32 matmuls and convolutions
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
     cpu_threads: int | None = None  # compute threads on the CPU; None: the framework's own default
+    xla_flags: str = ""  # extra XLA flags (space-separated) for XLA-compiled runs: JAX, TensorFlow with jit_compile
     profile: bool = False  # cProfile the steady epochs' training steps (slows Python-heavy runs)
     target_accuracy: float | None = None  # for time to accuracy; None: 0.98 for the CNN, 0.97 for the FFN
 
@@ -112,9 +117,22 @@ class RunConfig:
         if self.data_parallel and self.backend == "torch":
             raise InvalidValue("data_parallel", "is not supported by the torch backend (Keras's distribution API "
                                                 "covers JAX; TensorFlow uses tf.distribute); use jax or tensorflow")
+        self._check_xla_flags()
         if self.cpu_devices > 1 and (self.device != "cpu" or self.backend == "torch"):
             raise InvalidValue("cpu_devices", "can only split the CPU of a jax or tensorflow run pinned to the cpu "
                                               f"(got {self.cpu_devices} with {self.backend} on {self.device})")
+
+    def _check_xla_flags(self) -> None:
+        flags = self.xla_flags.split()
+        malformed = [flag for flag in flags if not _XLA_FLAG.fullmatch(flag)]
+        if malformed:
+            raise InvalidValue("xla_flags", f"must be XLA flags such as --xla_cpu_use_thunk_runtime=false "
+                                            f"(got {malformed[0]!r})")
+        if any(flag.startswith(XLA_HOST_DEVICES_FLAG) for flag in flags):
+            raise InvalidValue("xla_flags", f"cannot set {XLA_HOST_DEVICES_FLAG}: --cpu-devices does")
+        if flags and (self.backend == "torch" or (self.backend == "tensorflow" and self.jit_compile != "true")):
+            raise InvalidValue("xla_flags", "act only on XLA-compiled code: jax, or tensorflow with jit_compile "
+                                            f"true (got {self.backend} with jit_compile {self.jit_compile})")
 
     @property
     def resolved_target_accuracy(self) -> float:

@@ -29,7 +29,7 @@ except ImportError:  # Windows
 
 from kerasmnist.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 3  # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory
+SCHEMA_VERSION = 4  # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags
 KIND = "kerasmnist.run"
 
 def _from_json(cls, data: dict[str, Any]):
@@ -377,7 +377,17 @@ def _v2_to_v3(entry: dict[str, Any]) -> dict[str, Any]:
     return migrated
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(entry: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 added no XLA flags of its own."""
+    migrated = entry | {"schema_version": 4}
+    if entry.get("kind") == CELL_KIND:
+        migrated["config"] = entry["config"] | {"xla_flags": ""}
+        if entry.get("record"):
+            migrated["record"] = entry["record"] | {"schema_version": 4, "config": migrated["config"]}
+    return migrated
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def migrate(entry: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     records.ensure_writable(out_dir)
     started_at = _now()
     pinned = backend.pin(config.backend, config.device, config.cpu_devices, config.cpu_threads,
-                         config.data_parallel, config.float32_matmul_precision)
+                         config.data_parallel, config.float32_matmul_precision, config.xla_flags)
     if config.data_parallel and pinned.device_count < 2:
         raise BackendUnavailable(
             f"--data-parallel needs 2 or more {config.device} devices but {config.backend} sees "

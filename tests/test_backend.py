@@ -41,6 +41,16 @@ def test_cpu_devices_add_to_the_users_xla_flags():
     assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=2"
 
 
+
+def test_a_runs_xla_flags_join_the_users_and_replace_a_flag_of_the_same_name():
+    users = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_cpu_use_thunk_runtime=true"}
+    env = backend.pinning_environment("jax", "cpu", xla_flags="--xla_cpu_use_thunk_runtime=false", environ=users)
+    assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_cpu_use_thunk_runtime=false"
+    env = backend.pinning_environment("tensorflow", "gpu", xla_flags="--xla_gpu_autotune_level=0", environ={})
+    assert env["XLA_FLAGS"] == "--xla_gpu_autotune_level=0"
+    assert "XLA_FLAGS" not in backend.pinning_environment("jax", "cpu", environ=users)  # left as the user set it
+
+
 @pytest.mark.slow
 def test_a_second_backend_in_one_process_is_refused(keras_jax):
     with pytest.raises(BackendUnavailable, match="already imported with backend jax"):

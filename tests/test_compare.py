@@ -3,7 +3,8 @@ import re
 import pytest
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
-from kerasmnist import compare, processes, records, report
+from kerasmnist import cli, compare, processes, records, report
+from kerasmnist.config import RunConfig, run_config_from
 from kerasmnist.matrix import Matrix, cells, matrix_from
 
 
@@ -84,11 +85,14 @@ def test_a_truncated_results_line_is_ignored_and_said(tmp_path, monkeypatch):
 
 
 def test_train_arguments_reproduce_the_config():
-    config = next(iter(cells(Matrix(run=Matrix().run.__class__(hidden=(64, 32), limit_train=100)))))
-    arguments = compare.train_arguments(config.config)
-    assert arguments[arguments.index("--hidden") + 1] == "64,32"
-    assert arguments[arguments.index("--limit-train") + 1] == "100"
-    assert "--data-dir" not in arguments
+    config = RunConfig(backend="jax", model="ffn", hidden=(64, 32), limit_train=100, cpu_threads=1, cpu_devices=2,
+                       data_parallel=True, float32_matmul_precision="tf32",
+                       xla_flags="--xla_cpu_use_thunk_runtime=false --xla_cpu_max_isa=AVX2")
+    arguments = compare.train_arguments(config)
+    assert not any(argument.startswith("--data-dir") for argument in arguments)
+    parsed = cli.train.make_context("train", arguments).params
+    del parsed["out"]
+    assert run_config_from(parsed, "command line") == config
 
 
 # Real cells, each a `kerasmnist train` process.

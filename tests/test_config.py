@@ -18,6 +18,13 @@ def test_command_line_values_are_coerced():
     assert config.limit_train is None
 
 
+def test_xla_flags_are_taken_for_xla_compiled_runs():
+    assert run_config_from({"backend": "jax", "xla_flags": "--xla_cpu_use_thunk_runtime=false --xla_cpu_max_isa=AVX2"},
+                           "command line").xla_flags == "--xla_cpu_use_thunk_runtime=false --xla_cpu_max_isa=AVX2"
+    assert run_config_from({"backend": "tensorflow", "jit_compile": True, "xla_flags": "--xla_cpu_use_onednn=true"},
+                           "configs/x.toml").xla_flags == "--xla_cpu_use_onednn=true"
+
+
 def test_toml_values_are_coerced():
     config = run_config_from({"hidden": [64, 32], "jit_compile": True}, "configs/x.toml")
     assert config.hidden == (64, 32)
@@ -38,6 +45,16 @@ def test_toml_values_are_coerced():
     ({"backend": "tensorflow", "input_pipeline": "device"},
      "command line: --input-pipeline device cannot keep the data on the device under the tensorflow backend"),
     ({"float32_matmul_precision": "tf16"}, "command line: --float32-matmul-precision must be one of float32, tf32"),
+    ({"backend": "jax", "xla_flags": "xla_cpu_use_thunk_runtime=false"},
+     "command line: --xla-flags must be XLA flags such as --xla_cpu_use_thunk_runtime=false "
+     "(got 'xla_cpu_use_thunk_runtime=false')"),
+    ({"backend": "jax", "xla_flags": "--xla_force_host_platform_device_count=4"},
+     "command line: --xla-flags cannot set --xla_force_host_platform_device_count: --cpu-devices does"),
+    ({"backend": "torch", "xla_flags": "--xla_cpu_use_thunk_runtime=false"},
+     "command line: --xla-flags act only on XLA-compiled code: jax, or tensorflow with jit_compile true "
+     "(got torch with jit_compile auto)"),
+    ({"backend": "tensorflow", "xla_flags": "--xla_cpu_use_thunk_runtime=false"},
+     "command line: --xla-flags act only on XLA-compiled code"),
 ])
 def test_bad_command_line_values_name_the_flag(values, message):
     with pytest.raises(ConfigError) as error:

@@ -97,7 +97,7 @@ def test_corrupt_lines_and_other_schema_versions_are_ignored_and_listed(tmp_path
     old = fake_entry(matrix_cells()[0]).to_json() | {"schema_version": 0}
     path.write_text(path.read_text() + json.dumps(old) + "\n" + '{"schema_version": 1, "kind": "kerasm')
     text = report.build([folder], folder).read_text()
-    assert "results.jsonl:7: schema version 0 is not one this kerasmnist reads (1 to 3)" in text
+    assert f"results.jsonl:7: schema version 0 is not one this kerasmnist reads (1 to {records.SCHEMA_VERSION})" in text
     assert "results.jsonl:8: not valid JSON (a truncated or corrupt line)" in text
     assert "6 cells: 6 ok" in text
 
@@ -190,6 +190,28 @@ def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):
     assert "misses the goal of 0.9× (interval's lower bound) and 0.3 points." in text
 
 
+def test_each_setting_is_set_against_the_same_row_without_it(tmp_path):
+    matrix = {"matrix": {"backends": ["jax"], "models": ["cnn"], "repeats": 4},
+              "variants": [{"xla_flags": "--xla_cpu_use_thunk_runtime=false"}, {"cpu_threads": 1},
+                           {"xla_flags": "--xla_cpu_prefer_vector_width=512"}]}
+    drift = [1.0, 1.3, 0.8, 1.1]
+    wobble = [1.0, 1.02, 0.99, 1.01]  # a setting that changes nothing but noise
+
+    def steady(config, repeat):
+        if config.cpu_threads == 1:
+            return 8.0 * drift[repeat]
+        return {"": 4.0, "--xla_cpu_use_thunk_runtime=false": 2.0,
+                "--xla_cpu_prefer_vector_width=512": 4.0 * wobble[repeat]}[config.xla_flags] * drift[repeat]
+
+    entries = [fake_entry(cell, steady=steady(cell.config, cell.repeat)) for cell in cells(matrix_from(matrix, {}, "t"))]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert ("| jax default threads, XLA --xla_cpu_use_thunk_runtime=false | XLA --xla_cpu_use_thunk_runtime=false "
+            "| jax default threads, no XLA flags | 2.00× [2.00–2.00] | 4 | faster |") in text
+    assert "| jax 1 CPU threads, no XLA flags | 1 CPU threads | jax default threads, no XLA flags | 0.50× [0.50–0.50] | 4 | slower |" in text
+    assert re.search(r"\| XLA --xla_cpu_prefer_vector_width=512 \| jax default threads, no XLA flags \| 1\.00× "
+                     r"\[0\.97–1\.02\] \| 4 \| tied; ", text)
+
+
 @pytest.mark.slow
 def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(tmp_path):
     entries = [fake_entry(cell) for cell in matrix_cells()]  # 0.6 GFLOP/s each
@@ -245,5 +267,7 @@ def test_a_schema_1_results_file_is_read_through_the_migration(tmp_path):
     assert all(e.schema_version == records.SCHEMA_VERSION and e.round.startswith("v1 kerasmnist compare")
                for e in entries)
     assert all(e.record.contention is None for e in entries if e.record)
+    assert all(e.config["xla_flags"] == "" for e in entries)  # as a run of today without --xla-flags
+    assert all(e.record.config == e.config for e in entries if e.record)
     text = report.build([tmp_path], tmp_path).read_text()
     assert "Ignored lines" not in text and "runs share a seed: spread understated" in text

@@ -10,7 +10,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from kerasmnist.report.load import Row, host_of, sweeps
+from kerasmnist.config import RunConfig
+from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
 from kerasmnist.report.stats import LineFit, Ratio, cv, fit_line, ratio
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
@@ -104,6 +105,34 @@ def keras_versus_native(rows: list[Row]) -> list[KerasNative]:
 
 
 @dataclass(frozen=True)
+class KnobEffect:
+    """One execution setting of a row against the same row without it (that setting at its default)."""
+
+    row: Row
+    knob: str
+    without: Row
+    speedup: Ratio  # the row's samples/s over the row without the setting, per round; above 1: the setting helps
+
+
+def knob_effects(rows: list[Row]) -> list[KnobEffect]:
+    """Every execution setting that has a twin row without it, on the same machine and software."""
+    defaults = RunConfig().to_dict()
+    effects = []
+    for row in filter(ranked, rows):
+        for knob in EXECUTION_KNOBS:
+            if row.settings.get(knob, defaults[knob]) == defaults[knob]:
+                continue
+            wanted = _without(row.settings, "jit_compile_resolved") | {knob: defaults[knob]}
+            without = next((other for other in rows if ranked(other) and other is not row
+                            and (other.machine, other.software) == (row.machine, row.software)
+                            and _without(other.settings, "jit_compile_resolved") == wanted), None)
+            speedup = without and ratio(row.by_round("samples_per_second"), without.by_round("samples_per_second"))
+            if speedup:
+                effects.append(KnobEffect(row, knob, without, speedup))
+    return effects
+
+
+@dataclass(frozen=True)
 class GoalVerdict:
     backend: str
     device: str
@@ -163,6 +192,7 @@ def stated_ratios(rows: list[Row]) -> list[tuple[Row, str, Ratio]]:
               if (standing := standing_of.get(id(row))) and standing.versus_fastest]
     stated += [(row, "GPU speed-up", gain) for row in rows if (gain := gpu_speedup(row, rows))]
     stated += [(pair.keras, "Keras / native", pair.throughput) for pair in keras_versus_native(rows)]
+    stated += [(effect.row, f"{effect.knob} effect", effect.speedup) for effect in knob_effects(rows)]
     return stated
 
 

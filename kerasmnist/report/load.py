@@ -24,7 +24,7 @@ NOT_IDENTITY = ("progress", "data_dir", "seed")
 ALWAYS_NAMED = ("float32_matmul_precision",)
 # Settings that change how Keras runs the same computation: rows that differ only in these (and in the
 # backend or implementation) computed the same thing and may be ranked against each other.
-EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "data_format", "input_pipeline", "cpu_threads")
+EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "data_format", "input_pipeline", "cpu_threads", "xla_flags")
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,7 @@ def describe(key: str, value: Any) -> str:
         "data_format": lambda: "" if value == "channels_last" else str(value),
         "input_pipeline": lambda: f"input {value}",
         "cpu_threads": lambda: "default threads" if value is None else f"{value} CPU threads",
+        "xla_flags": lambda: f"XLA {value}" if value else "no XLA flags",
         "limit_train": lambda: "all training images" if value is None else f"first {value:,} training images",
         "validation_size": lambda: f"{value:,} held out for validation",
         "dataset": lambda: str(value),

@@ -12,7 +12,7 @@ from kerasmnist.report import analysis
 from kerasmnist.records import BenchEntry, CellEntry
 from kerasmnist.report.load import Results, Row, describe, host_label, host_of, latest_bench, section_settings, sweeps
 from kerasmnist.report.plots import PLOTS
-from kerasmnist.report.stats import CONFIDENCE, order_text
+from kerasmnist.report.stats import CONFIDENCE, order_text, undecided_advice
 
 METHOD = (
     "How to read the numbers. A *round* is one pass of a compare command over its cells, each cell a fresh "
@@ -108,7 +108,8 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
                           gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
                           *([memory_text(row)] if with_memory else [])))
-    lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *short_of_target(model_rows),
+    lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),
+              *short_of_target(model_rows),
               *sweep_verdicts(model_rows), *step_cost_lines(model_rows), *where_the_time_goes(model_rows)]
     unstable = [row for row in model_rows if analysis.instability(row)]
     if unstable:
@@ -257,6 +258,23 @@ def keras_native_lines(model_rows: list[Row]) -> list[str]:
                      f"| {_rate(pair.native.median('samples_per_second'))} | {pair.throughput.text()} "
                      f"| {pair.throughput.rounds} | {pair.accuracy_points:+.2f} points |")
     return lines + ["", *(verdict.text for verdict in analysis.goal_verdicts(pairs))]
+
+
+def knob_effect_lines(model_rows: list[Row]) -> list[str]:
+    effects = analysis.knob_effects(model_rows)
+    if not effects:
+        return []
+    lines = ["", "Each execution setting against the same row without it (throughput ratio per round, above 1: "
+                 "the setting is faster):", "",
+             "| row | setting | row without it | samples/s with / without [95%] | rounds | verdict |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for effect in effects:
+        speedup = effect.speedup
+        verdict = (("faster" if speedup.estimate > 1 else "slower") if speedup.excludes(1.0)
+                   else f"tied; {undecided_advice(speedup)}")
+        lines.append(f"| {effect.row.name} | {describe(effect.knob, effect.row.settings[effect.knob])} "
+                     f"| {effect.without.name} | {speedup.text()} | {speedup.rounds} | {verdict} |")
+    return lines
 
 
 def problems_section(cells: list[CellEntry], bench: list[BenchEntry]) -> list[str]:

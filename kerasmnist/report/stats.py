@@ -99,15 +99,18 @@ def order_text(ratio_of_slower: Ratio, what: str = "slower") -> str:
     rounds = f"{ratio_of_slower.rounds} round{'s' if ratio_of_slower.rounds != 1 else ''}"
     if ratio_of_slower.excludes(1.0):
         return f"{ratio_of_slower.text()} {what}, {rounds}"
-    needed = ratio_of_slower.rounds_to_decide()
-    if not ratio_of_slower.has_interval:
-        advice = "run 2 or more rounds for an interval"
-    elif needed is None:
-        advice = f"the difference is below this machine's noise (more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds)"
-    else:
-        more = max(needed - ratio_of_slower.rounds, 1)
-        advice = f"about {more} more round{'s' if more > 1 else ''} would likely decide it"
-    return f"tied within the noise: {ratio_of_slower.text()}, {rounds}; {advice}"
+    return f"tied within the noise: {ratio_of_slower.text()}, {rounds}; {undecided_advice(ratio_of_slower)}"
+
+
+def undecided_advice(found: Ratio) -> str:
+    """What would decide a ratio whose interval does not exclude 1."""
+    needed = found.rounds_to_decide()
+    if not found.has_interval:
+        return "run 2 or more rounds for an interval"
+    if needed is None:
+        return f"the difference is below this machine's noise (more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds)"
+    more = max(needed - found.rounds, 1)
+    return f"about {more} more round{'s' if more > 1 else ''} would likely decide it"
 
 
 @dataclass(frozen=True)
