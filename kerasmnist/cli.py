@@ -98,7 +98,8 @@ def _choices(values: tuple[str, ...]) -> str:
               help="The CNN's image layout (the same network); channels_first is torch's own.")
 @click.option("--input-pipeline", default=DEFAULTS.input_pipeline, show_default=True,
               metavar=_choices(config_module.INPUT_PIPELINES),
-              help="What fit gets: NumPy arrays, a shuffled tf.data pipeline, or tensors already on the device.")
+              help="What fit gets: NumPy arrays, a shuffled tf.data pipeline or torch DataLoader, or tensors already on the "
+                   "device.")
 @click.option("--data-parallel", is_flag=True,
               help="Replicate the model over every device of the pinned kind (jax, tensorflow).  [default: off]")
 @click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default=DEFAULTS.float32_matmul_precision,
@@ -158,7 +159,7 @@ def train(out: Path, **options: Any) -> None:
               help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
 @click.option("--force", is_flag=True, help="Rerun cells that are already done.")
 @click.option("--batch-sizes", default=None, help="Comma-separated batch sizes to sweep.  [default: --batch-size alone]")
-@click.option("--input-pipeline", default=None, help="numpy, tf.data or device, for every cell.  [default: numpy]")
+@click.option("--input-pipeline", default=None, help="numpy, tf.data, torch.utils.data or device, for every cell.  [default: numpy]")
 @click.option("--cpu-threads", type=int, default=None, help="Compute threads per cell.  [default: the framework's]")
 @click.option("--profile", is_flag=True, default=None,
               help="cProfile every cell's steady training steps (see train --profile).  [default: off]")

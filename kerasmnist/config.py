@@ -22,7 +22,8 @@ PROGRESS = ("bar", "epoch", "none")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 IMPLEMENTATIONS = ("keras", "native")
 DATA_FORMATS = ("channels_last", "channels_first")
-INPUT_PIPELINES = ("numpy", "tf.data", "device")
+INPUT_PIPELINES = ("numpy", "tf.data", "torch.utils.data", "device")
+HOST_PIPELINES = {"tf.data": "tensorflow", "torch.utils.data": "torch"}  # a framework's own input pipeline
 FLOAT32_MATMUL_PRECISIONS = ("float32", "tf32")  # full float32, or TF32 tensor cores (Ampere and newer GPUs)
 
 MNIST_TRAIN_IMAGES = 60_000
@@ -53,7 +54,7 @@ class RunConfig:
     progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
     precision: str = "float32"  # a Keras dtype policy
     data_format: str = "channels_last"  # the CNN's image layout; the same network either way
-    input_pipeline: str = "numpy"  # what fit gets: NumPy arrays, a tf.data pipeline, or tensors on the device
+    input_pipeline: str = "numpy"  # what fit gets: NumPy arrays, a tf.data or torch pipeline, or tensors on the device
     data_parallel: bool = False  # one model replicated over every device of the pinned kind
     float32_matmul_precision: str = "float32"  # "tf32": TF32 tensor cores for float32 matmuls and convolutions
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)
@@ -100,11 +101,11 @@ class RunConfig:
         if self.implementation == "native" and (self.precision != "float32" or self.data_parallel
                                                  or self.steps_per_execution != 1
                                                  or self.data_format != "channels_last"
-                                                 or self.input_pipeline == "tf.data"):
+                                                 or self.input_pipeline in HOST_PIPELINES):
             raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step, in "
                                                  "each framework's own layout, from NumPy arrays or device tensors "
                                                  "(no --precision, --data-parallel, --steps-per-execution, "
-                                                 "--data-format or --input-pipeline tf.data)")
+                                                 "--data-format, or a tf.data or torch.utils.data pipeline)")
         if self.steps_per_execution > 1 and self.backend == "torch":
             raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "
                                                       f"batch per call (got {self.steps_per_execution})")

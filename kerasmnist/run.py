@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kerasmnist import backend, data, environment, inventory, records
-from kerasmnist.config import RunConfig
+from kerasmnist.config import HOST_PIPELINES, RunConfig
 from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed
 
 
@@ -51,9 +51,10 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     if config.data_parallel and config.batch_size % pinned.device_count:
         raise ConfigError(f"--batch-size {config.batch_size} does not split evenly over {pinned.device_count} devices")
 
-    if config.input_pipeline == "tf.data" and importlib.util.find_spec("tensorflow") is None:
-        raise BackendUnavailable("--input-pipeline tf.data needs TensorFlow, which is not installed here; "
-                                 "install tensorflow-cpu, or use --input-pipeline numpy or device")
+    package = HOST_PIPELINES.get(config.input_pipeline)
+    if package and importlib.util.find_spec(package) is None:
+        raise BackendUnavailable(f"--input-pipeline {config.input_pipeline} needs {package}, which is not installed "
+                                 "here; install it, or use --input-pipeline numpy or device")
 
     load_started = time.perf_counter()
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)

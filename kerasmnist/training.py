@@ -98,11 +98,19 @@ def _compiled(config: RunConfig, jit_compile: bool) -> keras.Model:
 def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None) -> dict[str, Any]:
     """fit's or evaluate's data arguments for --input-pipeline. NumPy arrays are sliced and copied to
     the device batch by batch; `device` converts them once, up front (Keras shuffles either, every
-    epoch); tf.data shuffles with `shuffle_seed` and prefetches, under any backend."""
+    epoch); tf.data and torch's DataLoader shuffle with `shuffle_seed`, under any backend: tf.data
+    prefetches, the DataLoader gathers each batch sample by sample and stacks it, as its users write it."""
     if config.input_pipeline == "numpy":
         return {"x": x, "y": y, "batch_size": config.batch_size}
     if config.input_pipeline == "device":
         return {"x": keras.ops.convert_to_tensor(x), "y": keras.ops.convert_to_tensor(y), "batch_size": config.batch_size}
+    if config.input_pipeline == "torch.utils.data":
+        import torch
+
+        dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
+        return {"x": torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=generator is not None,
+                                                 generator=generator)}
     tf = import_tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle_seed is not None:

@@ -68,11 +68,12 @@ def test_native_refuses_mixed_precision(tmp_path):
     assert "--implementation native runs float32 on one device only, a batch per step" in error_line(result.stderr)
 
 
-def test_native_takes_numpy_or_device_input_but_not_tf_data():
+def test_native_takes_numpy_or_device_input_but_not_a_frameworks_pipeline():
     for pipeline in ("numpy", "device"):
         RunConfig(implementation="native", input_pipeline=pipeline)
-    with pytest.raises(InvalidValue, match="--input-pipeline tf.data"):
-        RunConfig(implementation="native", input_pipeline="tf.data")
+    for pipeline in ("tf.data", "torch.utils.data"):
+        with pytest.raises(InvalidValue, match="a tf.data or torch.utils.data pipeline"):
+            RunConfig(implementation="native", input_pipeline=pipeline)
 
 
 @pytest.mark.slow

@@ -108,7 +108,8 @@ def test_native_runs_refuse_another_data_format(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "tf.data")])
+@pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "tf.data"),
+                                               ("torch", "torch.utils.data")])
 def test_every_input_pipeline_trains_and_is_recorded(tmp_path, backend, pipeline):
     result = run_cli("train", "--backend", backend, "--model", "ffn", "--input-pipeline", pipeline, *QUICK_ARGS,
                      "--out", str(tmp_path))
@@ -126,6 +127,6 @@ def test_tf_data_input_without_tensorflow_is_refused_before_anything_runs(tmp_pa
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
     config = RunConfig(backend="jax", input_pipeline="tf.data", data_dir=str(FIXTURE_DIR))
-    with pytest.raises(BackendUnavailable, match="--input-pipeline tf.data needs TensorFlow"):
+    with pytest.raises(BackendUnavailable, match="--input-pipeline tf.data needs tensorflow, which is not installed"):
         run.run_and_record(config, tmp_path)
     assert records_in(tmp_path) == []
