@@ -190,6 +190,17 @@ def test_keras_runs_are_set_against_the_native_loop_of_the_same_round(tmp_path):
     assert "misses the goal of 0.9× (interval's lower bound) and 0.3 points." in text
 
 
+def test_an_undecided_goal_says_about_how_many_rounds_would_decide_it(tmp_path):
+    matrix = {"matrix": {"backends": ["jax"], "models": ["ffn"], "implementations": ["keras", "native"], "repeats": 4}}
+    wobble = [1.0, 1.06, 0.95, 1.03]  # Keras at about 0.88x of native, give or take a few percent per round
+    entries = [fake_entry(cell, steady=(1 / 0.88) * wobble[cell.repeat] if cell.config.implementation == "keras" else 1.0)
+               for cell in cells(matrix_from(matrix, {}, "t"))]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert re.search(r"reaches 0\.87× \[0\.8\d–0\.9\d\] the native loop's throughput, test accuracy \+0\.00 points: "
+                     r"undecided: the interval straddles the goal of 0\.9× \(interval's lower bound\) and 0\.3 points; "
+                     r"about \d+ more rounds? would likely decide it\.", text)
+
+
 def test_each_setting_is_set_against_the_same_row_without_it(tmp_path):
     matrix = {"matrix": {"backends": ["jax"], "models": ["cnn"], "repeats": 4},
               "variants": [{"xla_flags": "--xla_cpu_use_thunk_runtime=false"}, {"cpu_threads": 1},

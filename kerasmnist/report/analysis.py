@@ -12,7 +12,7 @@ from typing import Any
 
 from kerasmnist.config import RunConfig
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
-from kerasmnist.report.stats import LineFit, Ratio, cv, fit_line, ratio
+from kerasmnist.report.stats import LineFit, Ratio, cv, fit_line, ratio, undecided_advice
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
@@ -159,9 +159,10 @@ class GoalVerdict:
         else:
             verdict = "undecided: the interval straddles"
         rounds = f"{confirmed.rounds} {'other ' if self.picked_round else ''}rounds"
+        advice = f"; {undecided_advice(confirmed, GOAL_RATIO)}" if verdict.startswith("undecided") else ""
         return (f"{head}; on the {rounds} it reaches {confirmed.text()} the native loop's "
                 f"throughput, test accuracy {pair.accuracy_points:+.2f} points: {verdict} the goal of "
-                f"{GOAL_RATIO}× (interval's lower bound) and {GOAL_ACCURACY_POINTS} points.")
+                f"{GOAL_RATIO}× (interval's lower bound) and {GOAL_ACCURACY_POINTS} points{advice}.")
 
 
 def goal_verdicts(pairs: list[KerasNative]) -> list[GoalVerdict]:

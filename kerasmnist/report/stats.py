@@ -102,9 +102,9 @@ def order_text(ratio_of_slower: Ratio, what: str = "slower") -> str:
     return f"tied within the noise: {ratio_of_slower.text()}, {rounds}; {undecided_advice(ratio_of_slower)}"
 
 
-def undecided_advice(found: Ratio) -> str:
-    """What would decide a ratio whose interval does not exclude 1."""
-    needed = found.rounds_to_decide()
+def undecided_advice(found: Ratio, value: float = 1.0) -> str:
+    """What would decide a ratio whose interval does not exclude `value`."""
+    needed = found.rounds_to_decide(value)
     if not found.has_interval:
         return "run 2 or more rounds for an interval"
     if needed is None:
