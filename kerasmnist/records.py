@@ -367,23 +367,24 @@ def _v2_to_v3(entry: dict[str, Any]) -> dict[str, Any]:
     """Schema 2 set no float32 policy: on a CPU that is full float32; on a GPU it was each framework's
     own default (TF32 for TensorFlow and JAX on Ampere and newer), which no choice of today's names."""
     precision = "float32" if entry.get("device") == "cpu" else "framework default"
-    migrated = entry | {"schema_version": 3}
-    if entry.get("kind") == CELL_KIND:
-        migrated["config"] = entry["config"] | {"float32_matmul_precision": precision}
-        if entry.get("record"):
-            migrated["record"] = entry["record"] | {"schema_version": 3, "config": migrated["config"]}
-    else:
+    migrated = _with_config(entry, 3, {"float32_matmul_precision": precision})
+    if entry.get("kind") != CELL_KIND:
         migrated["float32_matmul_precision"] = precision
     return migrated
 
 
 def _v3_to_v4(entry: dict[str, Any]) -> dict[str, Any]:
     """Schema 3 added no XLA flags of its own."""
-    migrated = entry | {"schema_version": 4}
+    return _with_config(entry, 4, {"xla_flags": ""})
+
+
+def _with_config(entry: dict[str, Any], version: int, added: dict[str, Any]) -> dict[str, Any]:
+    """The entry at `version`, a cell's config (and its record's) given the settings `added`."""
+    migrated = entry | {"schema_version": version}
     if entry.get("kind") == CELL_KIND:
-        migrated["config"] = entry["config"] | {"xla_flags": ""}
+        migrated["config"] = entry["config"] | added
         if entry.get("record"):
-            migrated["record"] = entry["record"] | {"schema_version": 4, "config": migrated["config"]}
+            migrated["record"] = entry["record"] | {"schema_version": version, "config": migrated["config"]}
     return migrated
 
 
