@@ -59,10 +59,10 @@ def test_a_second_backend_in_one_process_is_refused(keras_jax):
 
 @pytest.mark.slow
 def test_weights_are_really_on_the_cpu(keras_jax):
-    from kerasmnist import models
+    from kerasmnist.models import builtin
 
     pinned = backend.pin("jax", "cpu")
-    model = models.build_cnn()
+    model = builtin.build_cnn()
     assert backend.resolved_device(pinned, model.weights) == "cpu"
 
 
