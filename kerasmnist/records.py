@@ -62,6 +62,7 @@ class TrainingResult:
     evaluate_seconds: float
     history: dict[str, list[float]]
     peak_device_memory_bytes: int | None  # the most GPU memory held at once; None on the CPU
+    peak_host_memory_bytes: int | None = None  # the training process's peak resident memory (ru_maxrss)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class RunRecord:
     evaluate_seconds: float | None = None
     history: dict[str, list[float]] | None = None
     peak_device_memory_bytes: int | None = None
+    peak_host_memory_bytes: int | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 
@@ -224,18 +226,31 @@ def write(record: RunRecord, out_dir: Path) -> Path:
 
 def replace_atomically(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary file and a rename: readers see old or new, never half.
-    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind."""
+    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind.
+    The file keeps the mode it had; a new one gets the user's umask, as open() would give it (the
+    temporary file alone would be private to its owner, 0600, unreadable to collaborators)."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False, encoding="utf-8") as temporary:
         try:
             temporary.write(text)
             temporary.flush()
             os.fsync(temporary.fileno())
+            os.chmod(temporary.name, _mode_for(path))
         except BaseException:
             temporary.close()
             os.unlink(temporary.name)
             raise
     os.replace(temporary.name, path)
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits `path` has, or those a new file gets from the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read it is to set it: put back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def read(path: Path) -> RunRecord:
