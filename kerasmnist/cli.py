@@ -6,19 +6,24 @@ It never imports Keras at module level: the backend must be chosen first (kerasm
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
-from kerasmnist.processes import ERROR_PREFIX, Stopped, stops_cleanly
+from kerasmnist.matrix import Matrix
+from kerasmnist.processes import ERROR_PREFIX, Stopped, exit_code, stops_cleanly
 
 if TYPE_CHECKING:
     from kerasmnist.records import RunRecord
 
 DEFAULTS = config_module.RunConfig()
+MATRIX_DEFAULTS = Matrix()
+# compare's and sweep's results go here, in the folder they run in: never into a checkout's committed reports/.
+RESULTS_ROOT = Path("kerasmnist-results")
 
 
 class OneLineErrors(click.Group):
@@ -36,7 +41,7 @@ class OneLineErrors(click.Group):
             sys.exit(error.exit_code)
         except KerasMnistError as error:
             click.echo(f"{ERROR_PREFIX}{error}", err=True)
-            sys.exit(error.exit_code)
+            sys.exit(exit_code(error))
         except (click.Abort, KeyboardInterrupt) as interrupt:
             # click turns a KeyboardInterrupt (Stopped included) into Abort, keeping it as the cause.
             stop = interrupt.__cause__ if isinstance(interrupt, click.Abort) else interrupt
@@ -227,7 +232,7 @@ def env(as_json: bool, out: Path | None) -> None:
 
     from kerasmnist import inventory, records
 
-    facts = inventory.collect()
+    facts = inventory.collect(echo=lambda line: click.echo(line, err=True))
     if out is not None:
         records.ensure_writable(out)
         records.replace_atomically(out / inventory.INVENTORY_FILE, json.dumps(facts, indent=2) + "\n")
@@ -320,6 +325,7 @@ def summary(record: "RunRecord", path: Path) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
 
     rate, reached = record.samples_per_second, record.time_to_accuracy
+    target_epochs = reached["epochs"]
     return "\n".join([
         f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
         f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
@@ -328,7 +334,8 @@ def summary(record: "RunRecord", path: Path) -> str:
         f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
         f"time to {reached['target']:.0%} validation accuracy: "
-        + (f"{reached['seconds']:.1f} s ({reached['epochs']} epochs, checked at epoch ends)"
+        + (f"{reached['seconds']:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
+           "checked at epoch ends)"
            if reached["seconds"] is not None else "not reached"),
         f"record: {path}",
     ])

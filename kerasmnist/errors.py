@@ -20,6 +20,8 @@ class BackendUnavailable(KerasMnistError):
 class DataError(KerasMnistError):
     """The dataset is missing, corrupt, or too small for the requested split."""
 
+    exit_code = 2
+
 
 class RunFailed(KerasMnistError):
     """Training started but broke; a record with status `failed` was written."""
