@@ -189,7 +189,7 @@ def test_a_cell_killed_by_a_signal_is_failed():
 @pytest.mark.slow
 def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     out = tmp_path / "report"
-    arguments = ["compare", "--models", "ffn", "--epochs", "2", "--data-dir", str(FIXTURE_DIR),
+    arguments = ["compare", "--models", "ffn", "--epochs", "2", "--rounds", "1", "--data-dir", str(FIXTURE_DIR),
                  "--validation-size", "1000", "--limit-train", "1000", "--peak-matmul-size", "256", "--out", str(out)]
     result = run_cli(*arguments, env={"MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr
