@@ -61,7 +61,8 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
 
     `command` is the command line that asked for the matrix: each cell's entry keeps it, with this
     invocation's id and its round (one pass over the plan: the cells of one repeat, run adjacent in
-    time), which the report pairs cells by.
+    time), which the report pairs cells by. A round new to the folder gets seeds no cell there used
+    (matrix.cells), so rounds added later never repeat an earlier round's seed.
     """
     records.ensure_writable(out_dir)
     results_path = out_dir / records.RESULTS_FILE
@@ -69,7 +70,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     for line in ignored:
         echo(f"ignored {line}")
     done = {entry.key for entry in entries if entry.status == "ok"}
-    plan = cells(matrix)
+    plan = cells(matrix, {entry.key: entry.seed for entry in entries})
     to_run = [cell for cell in plan if force or cell.key not in done]
     outcome = Outcome()
     outcome.counts["already done"] = len(plan) - len(to_run)
@@ -95,7 +96,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         stamp = {"command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}",
                  "target_ci": matrix.target_ci}
         try:
-            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout_seconds, out_dir), **stamp)
+            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout, out_dir), **stamp)
         except KeyboardInterrupt as stop:
             outcome.interrupted = True
             if isinstance(stop, CellInterrupted) and stop.finished:  # it finished before the stop reached it
@@ -135,7 +136,7 @@ def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: l
                    echo: Callable[[str], None]) -> bool:
     """At the start of each round past the minimum (--target-ci): whether every ratio the report would
     state already has a 95% interval within the target, so the remaining rounds can be left out."""
-    if not matrix.target_ci or cell.repeat < matrix.repeats or (previous and previous.repeat == cell.repeat):
+    if not matrix.target_ci or cell.repeat < matrix.rounds or (previous and previous.repeat == cell.repeat):
         return False
     from kerasmnist.report import analysis, load
 

@@ -7,10 +7,11 @@ so both get the same checks and the same one-line messages.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from kerasmnist import references
 from kerasmnist.errors import ConfigError
@@ -87,7 +88,8 @@ class RunConfig:
             ("float32_matmul_precision", FLOAT32_MATMUL_PRECISIONS),
         ):
             if getattr(self, key) not in allowed:
-                raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})")
+                raise InvalidValue(key, f"must be one of {', '.join(allowed)} (got {getattr(self, key)!r})"
+                                        + suggestion(getattr(self, key), allowed))
         for key, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("validation_size", 0),
                              ("cpu_devices", 1), ("steps_per_execution", 1)):
             if getattr(self, key) < minimum:
@@ -98,9 +100,13 @@ class RunConfig:
                 "validation_size",
                 f"must leave training images out of the {MNIST_TRAIN_IMAGES} (got {self.validation_size})",
             )
-        if self.limit_train is not None and not 1 <= self.limit_train <= (
-                MNIST_TRAIN_IMAGES if self.dataset in DATASETS else float("inf")):
-            raise InvalidValue("limit_train", f"must be between 1 and {MNIST_TRAIN_IMAGES} (got {self.limit_train})")
+        most = MNIST_TRAIN_IMAGES - self.validation_size
+        if self.dataset in DATASETS and self.limit_train is not None and not 1 <= self.limit_train <= most:
+            raise InvalidValue("limit_train", f"must be between 1 and {most}: the {MNIST_TRAIN_IMAGES} training images "
+                                              f"less the {self.validation_size} held out for validation "
+                                              f"(got {self.limit_train})")
+        if self.limit_train is not None and self.limit_train < 1:
+            raise InvalidValue("limit_train", f"must be at least 1 (got {self.limit_train})")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise InvalidValue("cpu_threads", f"must be at least 1 (got {self.cpu_threads})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
@@ -173,6 +179,12 @@ class RunConfig:
         return values
 
 
+def suggestion(value: Any, allowed: Sequence[str]) -> str:
+    """"; did you mean 'torch'?" for a near miss of an allowed name (pytorch), else ""."""
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class InvalidValue(ConfigError):
     """A value out of range; `run_config_from` names where it came from."""
 
@@ -185,25 +197,38 @@ class InvalidValue(ConfigError):
 _FIELD_TYPES = {field.name: field.type for field in dataclasses.fields(RunConfig)}
 
 
-def run_config_from(values: Mapping[str, Any], source: str) -> RunConfig:
+def run_config_from(values: Mapping[str, Any], source: str, table: str = "") -> RunConfig:
     """Builds a RunConfig from flags or a TOML table, naming `source` and the key in every error.
 
-    `source` is "command line" (keys are shown as --flags) or a file's path.
+    `source` is "command line" (keys are shown as --flags) or a file's path; `table` the TOML table, e.g. "[run]".
     """
-    typed = coerce(values, source)
+    typed = coerce(values, source, table)
     try:
         return RunConfig(**typed)
     except InvalidValue as error:
         raise ConfigError(f"{source}: {_shown(error.key, source)} {error.problem}") from None
 
 
-def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The given (not None) values, typed as RunConfig fields; unknown keys and wrong types raise."""
+def coerce(values: Mapping[str, Any], source: str, table: str = "") -> dict[str, Any]:
+    """The given (not None) values, typed as RunConfig fields; unknown keys and wrong types raise.
+    A TOML table may say `tf32 = true`, as train says --tf32, for float32_matmul_precision = "tf32"."""
+    if "tf32" in values:
+        values = _tf32(values, source)
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
-        raise ConfigError(f"{source}: unknown key {_shown(unknown[0], source)}; "
+        raise ConfigError(f"{source}: unknown key {_shown(unknown[0], source)}{f' in {table}' if table else ''}; "
                           f"allowed: {', '.join(sorted(_FIELD_TYPES))}")
     return {key: _coerce(key, value, _shown(key, source), source) for key, value in values.items() if value is not None}
+
+
+def _tf32(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    settings = dict(values)
+    tf32 = settings.pop("tf32")
+    if not isinstance(tf32, bool):
+        raise ConfigError(f"{source}: tf32 expected true or false (got {tf32!r})")
+    if settings.get("float32_matmul_precision") is not None:
+        raise ConfigError(f"{source}: sets both tf32 and float32_matmul_precision; keep one")
+    return settings | {"float32_matmul_precision": "tf32" if tf32 else "float32"}
 
 
 def _shown(key: str, source: str) -> str:

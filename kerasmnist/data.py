@@ -203,12 +203,15 @@ def _locate(source: DatasetSource, data_dir: str | None) -> tuple[str, list[Path
     explicit = data_dir or os.environ.get(source.data_dir_variable)
     if explicit:
         folder = Path(explicit)
+        named = f"data folder {folder}" + ("" if data_dir else f" (from {source.data_dir_variable})")
         if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
-            raise DataError(f"data folder {folder} is not a readable directory")
+            raise DataError(f"{named} is not a readable directory")
         found = _complete_set(folder, source)
         if found is None:
             missing = [f.name for f in source.files if not (folder / f.name).is_file()]
-            raise DataError(f"data folder {folder} lacks {', '.join(missing)}; {_how_to_provide(source)}")
+            lacks = (f"holds none of the {source.title} files" if len(missing) == len(source.files)
+                     else f"lacks {', '.join(missing)}")
+            raise DataError(f"{named} {lacks}; {_how_to_provide(source)}")
         return "data-dir", found
     cache = keras_home() / source.keras_cache_subdir
     found = _complete_set(cache, source)

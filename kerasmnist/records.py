@@ -69,6 +69,7 @@ class TrainingResult:
     inference_seconds: list[float] | None  # each timed model.predict pass over the test set
     inference_batch_size: int | None
     inference_samples_per_second: float | None  # test images / the median pass
+    peak_host_memory_bytes: int | None = None  # the training process's peak resident memory (ru_maxrss)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class RunRecord:
     inference_seconds: list[float] | None = None
     inference_batch_size: int | None = None
     inference_samples_per_second: float | None = None
+    peak_host_memory_bytes: int | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 
@@ -236,18 +238,31 @@ def write(record: RunRecord, out_dir: Path) -> Path:
 
 def replace_atomically(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary file and a rename: readers see old or new, never half.
-    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind."""
+    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind.
+    The file keeps the mode it had; a new one gets the user's umask, as open() would give it (the
+    temporary file alone would be private to its owner, 0600, unreadable to collaborators)."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False, encoding="utf-8") as temporary:
         try:
             temporary.write(text)
             temporary.flush()
             os.fsync(temporary.fileno())
+            os.chmod(temporary.name, _mode_for(path))
         except BaseException:
             temporary.close()
             os.unlink(temporary.name)
             raise
     os.replace(temporary.name, path)
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits `path` has, or those a new file gets from the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read it is to set it: put back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def read(path: Path) -> RunRecord:

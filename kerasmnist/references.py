@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import sys
 import traceback
 from dataclasses import dataclass
@@ -78,9 +79,8 @@ class Reference:
             raise UserCodeError(f"--{self.what} {self.text}: importing it failed: {describe(error, path)}") from None
         function = getattr(module, self.function, None)
         if not callable(function):
-            defined = sorted(name for name, value in vars(module).items()
-                             if callable(value) and not name.startswith("_")
-                             and getattr(value, "__module__", None) == module.__name__)
+            defined = sorted(name for name, value in vars(module).items() if inspect.isfunction(value)
+                             and not name.startswith("_") and value.__module__ == module.__name__)
             raise UserCodeError(f"--{self.what} {self.text}: {path.name} has no function {self.function}"
                                 + (f" (it defines {', '.join(defined)})" if defined else ""))
         return function

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -29,6 +31,17 @@ def _check_batches_split(config: RunConfig, devices: int, splits: data.Splits) -
                 f"--data-parallel splits every batch over {devices} devices, but the last {name} batch has "
                 f"{last} images ({size:,} images in batches of {config.batch_size}); choose --batch-size, "
                 "--limit-train or --validation-size so that each split's last batch divides evenly")
+
+
+def peak_host_memory_bytes() -> int | None:
+    """This process's peak resident memory so far: ru_maxrss is in kibibytes on Linux, bytes on macOS;
+    None on Windows, which has no resource module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunRecord]:
@@ -85,5 +98,5 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
                                            traceback.format_exc()), out_dir)
         raise RunFailed(f"training failed: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
                         f"(record: {path})") from error
-    record = record.finished(result, _now())
+    record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes()), _now())
     return records.write(record, out_dir), record

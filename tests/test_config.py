@@ -39,7 +39,7 @@ def test_toml_values_are_coerced():
     ({"backend": "mxnet"}, "command line: --backend must be one of tensorflow, torch, jax (got 'mxnet')"),
     ({"device": "tpu"}, "command line: --device must be one of cpu, gpu (got 'tpu')"),
     ({"learning_rate": 0.0}, "command line: --learning-rate must be greater than 0"),
-    ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 60000"),
+    ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 50000"),
     ({"validation_size": 60_000}, "command line: --validation-size must leave training images"),
     ({"backend": "torch", "steps_per_execution": 4}, "command line: --steps-per-execution must be 1 under the torch"),
     ({"backend": "tensorflow", "input_pipeline": "device"},

@@ -109,8 +109,8 @@ def test_report_of_a_folder_without_results(tmp_path):
 
 def test_runs_that_computed_different_things_get_rows_of_their_own(tmp_path):
     """Two commands with different epoch counts into one folder: two rows, and the header says what they share."""
-    two = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"]}, "run": {"epochs": 2}}, {}, "t"))
-    three = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"]}, "run": {"epochs": 3}}, {}, "t"))
+    two = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}, "run": {"epochs": 2}}, {}, "t"))
+    three = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}, "run": {"epochs": 3}}, {}, "t"))
     entries = [fake_entry(c, steady=1.0, invocation="first") for c in two] + \
               [fake_entry(c, steady=1.5, invocation="second") for c in three]
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
@@ -248,7 +248,7 @@ def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(t
 def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
     from kerasmnist.profiling import OWNERS
 
-    profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"]}, "run": {"profile": True}}, {}, "t"))
+    profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}, "run": {"profile": True}}, {}, "t"))
     entries = [fake_entry(cell) for cell in matrix_cells()] + [fake_entry(cell) for cell in profiled]
     entries[-1] = dataclasses.replace(entries[-1], record=dataclasses.replace(entries[-1].record, profile={
         "tool": "cProfile", "epochs": [2], "profiled_seconds": 4.0,
