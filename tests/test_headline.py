@@ -123,12 +123,19 @@ def test_each_model_and_device_gets_its_own_headline_and_a_skipped_backend_says_
     assert found[1].decided
 
 
-def test_the_section_key_is_chosen_in_one_place(tmp_path, monkeypatch):
-    """Switching headline.section_of regroups the headline: here, every model into one section per device."""
-    entries = timed({"jax": 1.0, "torch": 2.0}, 3, models=("cnn",), backends=("torch", "jax"))
-    monkeypatch.setattr(headline, "section_of", lambda row: f"model {row.model}")
-    [found] = headline.headlines(load.group(entries))
-    assert found.label == "model cnn on cpu"
+def test_the_sections_are_chosen_in_one_place(monkeypatch):
+    """Switching headline.section_of regroups the headline (here: the FFN's hidden sizes as two models) and
+    section_title names the sections."""
+    matrix = {"matrix": {"backends": ["torch", "jax"], "models": ["ffn"], "repeats": 3},
+              "variants": [{"hidden": [256]}]}
+    rng = np.random.default_rng(5)
+    entries = [fake_entry(cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * rng.lognormal(0, 0.02))
+               for cell in cells(matrix_from(matrix, {}, "t"))]
+    rows = load.group(entries)
+    assert [h.label for h in headline.headlines(rows)] == ["ffn on cpu (hidden 128)", "ffn on cpu (hidden 256)"]
+    monkeypatch.setattr(headline, "section_of", lambda row: (row.model, row.settings["hidden"]))
+    monkeypatch.setattr(headline, "section_title", lambda row: f"ffn {row.settings['hidden']}")
+    assert [h.label for h in headline.headlines(rows)] == ["ffn (128,) on cpu", "ffn (256,) on cpu"]
 
 
 def test_groups_of_one_section_and_device_are_told_apart_by_what_they_computed(tmp_path):

@@ -10,6 +10,7 @@ end of `kerasmnist compare` and `kerasmnist report`, and a plot (plots.write_hea
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,14 @@ from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, verdict
 HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
 
 
-def section_of(row: Row) -> str:
-    """The model a headline section is about. This is the one place the headline's section key is chosen."""
+def section_of(row: Row) -> Hashable:
+    """Which model a row trained: its headline section. This is the one place the headline's sections are
+    chosen (with section_title, how a section is named)."""
+    return row.model
+
+
+def section_title(row: Row) -> str:
+    """How the headline names a row's section."""
     return row.model
 
 
@@ -51,7 +58,7 @@ class Contender:
 class Headline:
     """One model on one device: which row trained fastest, and how every other row compares with it."""
 
-    section: str
+    section: str  # its section's title (section_title)
     device: str
     detail: str  # what tells it apart from its section's other groups on that device (machine, settings), or ""
     fastest: Row | None  # None where no row has a steady epoch time (every run had a single epoch)
@@ -105,7 +112,7 @@ def headlines(rows: list[Row]) -> list[Headline]:
                 contenders.append(Contender(row, versus))
             elif row is not fastest:
                 unranked.append((row, why_unranked(row)))
-        found.append(Headline(section_of(group[0]), group[0].device, detail, fastest,
+        found.append(Headline(section_title(group[0]), group[0].device, detail, fastest,
                               sorted(contenders, key=lambda c: c.versus_fastest.estimate), unranked))
     return found
 
