@@ -148,3 +148,22 @@ def test_groups_of_one_section_and_device_are_told_apart_by_what_they_computed(t
     found = built(tmp_path, entries).headlines
     assert [h.label for h in found] == ["ffn on cpu (batch 64)", "ffn on cpu (batch 256)"]
     assert all(h.fastest.backend == "jax" and h.decided for h in found)
+
+
+def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, monkeypatch):
+    """`kerasmnist compare` (cells stubbed: no training) prints the headline, then where the full report is."""
+    from click.testing import CliRunner
+
+    from kerasmnist import cli, compare
+
+    rng = np.random.default_rng(6)
+    monkeypatch.setattr(compare, "run_cell", lambda cell, timeout_seconds, out_dir: fake_entry(
+        cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * rng.lognormal(0, 0.02)))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.cli, ["compare", "--backends", "torch,jax", "--models", "ffn", "--repeats", "3",
+                                          "--peak-matmul-size", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[-1] == f"full report: {out / 'report.md'}"
+    assert "ffn on cpu: jax is the fastest" in lines
+    assert any(re.fullmatch(r"    torch  2\.\d\d× \[[\d.–]+\] slower, 3 rounds", line) for line in lines), lines
