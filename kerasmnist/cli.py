@@ -62,13 +62,23 @@ def _choices(values: tuple[str, ...]) -> str:
               help="Keras backend to train under.")
 @click.option("--device", default=DEFAULTS.device, show_default=True, metavar=_choices(config_module.DEVICES),
               help="Device to pin the run to; gpu fails (exit 2) when the backend sees no GPU.")
-@click.option("--model", default=DEFAULTS.model, show_default=True, metavar=_choices(config_module.MODELS),
-              help="cnn: the keras-io convnet; ffn: Flatten, Dense(hidden...), Dense(10).")
+@click.option("--model", default=DEFAULTS.model, show_default=True,
+              metavar=f"{_choices(config_module.BUILTIN_MODELS)}|PATH.py:FUNCTION|MODULE:FUNCTION",
+              help="cnn: the keras-io convnet; ffn: Flatten, Dense(hidden...), Dense(classes); resnet, lstm, vit: the "
+                   "zoo; or your own builder, called with input_shape=, num_classes= and the --model-arg values, "
+                   "returning an uncompiled keras.Model.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="A keyword argument for the model's builder (repeatable); VALUE is read as a TOML scalar "
+                   "(64, 0.5, true, \"text\") or else taken as text.")
+@click.option("--from-logits", is_flag=True,
+              help="The model's last layer gives logits, not probabilities.  [default: probabilities]")
 @click.option("--implementation", default=DEFAULTS.implementation, show_default=True,
               metavar=_choices(config_module.IMPLEMENTATIONS),
               help="keras: model.fit; native: the same training written directly in the backend's framework.")
-@click.option("--dataset", default=DEFAULTS.dataset, show_default=True, metavar=_choices(config_module.DATASETS),
-              help="Dataset to train on.")
+@click.option("--dataset", default=DEFAULTS.dataset, show_default=True,
+              metavar=f"{_choices(config_module.DATASETS)}|PATH.py:FUNCTION|MODULE:FUNCTION",
+              help="Dataset to train on, or your loader returning ((x_train, y_train), (x_test, y_test)) NumPy "
+                   "arrays as keras.datasets' load_data() do.")
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs.")
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Samples per step.")
 @click.option("--learning-rate", type=float, default=DEFAULTS.learning_rate, show_default=True,
@@ -117,12 +127,15 @@ def _choices(values: tuple[str, ...]) -> str:
                    "Python-heavy runs, so the report keeps profiled runs apart.  [default: off]")
 @click.option("--target-accuracy", type=float, default=None,
               help="Validation accuracy for the time-to-accuracy figure.  [default: 0.98 cnn, 0.97 ffn]")
+@click.option("--inference-batch-size", type=int, default=None, show_default="--batch-size",
+              help="model.predict's batch size when timing inference over the test set.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Folder the run record is written to.")
 def train(out: Path, **options: Any) -> None:
     """Train one model under one backend on one pinned device, and write its record."""
     from kerasmnist.run import run_and_record
 
+    options["model_args"] = list(options["model_args"]) or None
     config = config_module.run_config_from(options, "command line")
     if config.precision == "mixed_float16" and config.device == "cpu":
         click.echo("kerasmnist: note: float16 on a CPU is emulated and usually much slower than float32; "
@@ -327,6 +340,8 @@ def summary(record: "RunRecord", path: Path) -> str:
         f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
         f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
+        "inference " + (f"{record.inference_samples_per_second:,.0f} samples/s (model.predict, batch "
+                         f"{record.inference_batch_size})" if record.inference_samples_per_second else "not timed"),
         f"time to {reached['target']:.0%} validation accuracy: "
         + (f"{reached['seconds']:.1f} s ({reached['epochs']} epochs, checked at epoch ends)"
            if reached["seconds"] is not None else "not reached"),

@@ -9,6 +9,7 @@ already done with the same configuration.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ def train_arguments(config: RunConfig) -> list[str]:
         flag = f"--{key.replace('_', '-')}"
         if key == "float32_matmul_precision":  # train's --tf32 flag
             arguments += ["--tf32"] if value == "tf32" else []
+            continue
+        if key == "model_args":  # train's repeatable --model-arg KEY=VALUE, each value as a TOML scalar
+            arguments += [f"--model-arg={name}={json.dumps(item)}" for name, item in value.items()]
             continue
         if value is None or value is False or value == "":
             continue

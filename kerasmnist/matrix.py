@@ -43,8 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig, coerce, run_config_from
+from kerasmnist.config import (BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
+                               coerce, run_config_from)
 from kerasmnist.errors import ConfigError
+from kerasmnist.references import Reference, is_reference
 
 CELL_AXES = ("backend", "device", "model", "implementation")
 # The configs that come with kerasmnist: the checkout's configs/, which kerasmnist/configs links to, so an
@@ -97,10 +99,15 @@ class Cell:
 
         Only settings that differ from the defaults count, so a later kerasmnist that adds a
         setting (with a default that keeps the old behaviour) still recognises earlier cells.
+        A user's model or loader counts by its source's hash too: after an edit, the cell runs again.
         """
         defaults = RunConfig().to_dict()
         changed = {key: value for key, value in self.config.to_dict().items() if value != defaults[key]}
-        identity = json.dumps({"config": changed, "repeat": self.repeat}, sort_keys=True)
+        sources = {spec: Reference(spec, key).identity()["source_sha256"]
+                   for key, spec in (("model", self.config.model), ("dataset", self.config.dataset))
+                   if is_reference(spec)}
+        identity = json.dumps({"config": changed, "repeat": self.repeat, **({"sources": sources} if sources else {})},
+                              sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     @property
@@ -140,13 +147,15 @@ def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, repeat: 
         if override.applies_to(axes):
             settings.update(override.settings)
     settings["seed"] = settings.get("seed", matrix.run.seed) + repeat
+    if axes["model"] != "ffn":  # [run] hidden = [...] sizes the ffn of a matrix that has other models too
+        settings["hidden"] = RunConfig.hidden
     try:
         return dataclasses.replace(matrix.run, **settings)
     except InvalidValue as error:  # a setting may suit some cells only (steps_per_execution, not under torch)
         raise InvalidValue(error.key, f"{error.problem} in cell {' '.join(axes.values())}") from None
 
 
-_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS, "implementations": IMPLEMENTATIONS}
+_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": BUILTIN_MODELS, "implementations": IMPLEMENTATIONS}
 
 
 def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
@@ -198,7 +207,10 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         numbers[key] = value
     numbers.update(_adaptive(matrix_values, numbers["repeats"], where))
     run_values.setdefault("progress", "epoch")
-    matrix = Matrix(**lists, **numbers, run=run_config_from(run_values, where),
+    # [run] is every cell's template, the model set per cell; hidden sizes sizes the ffn cells, so the template
+    # is checked as an ffn's.
+    template = {"model": "ffn", **run_values} if "hidden" in run_values else run_values
+    matrix = Matrix(**lists, **numbers, run=run_config_from(template, where),
                     overrides=_overrides(file_values.get("overrides", []), source, "overrides"),
                     variants=_overrides(file_values.get("variants", []), source, "variants"))
     try:
@@ -255,9 +267,10 @@ def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple
         value = [part.strip() for part in value.split(",")]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key} must be a non-empty list of strings (got {value!r})")
-    bad = [v for v in value if v not in allowed]
+    bad = [v for v in value if v not in allowed and not (key == "models" and is_reference(v))]
     if bad:
-        raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}")
+        raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}"
+                          + (", or PATH.py:FUNCTION or MODULE:FUNCTION" if key == "models" else ""))
     return tuple(dict.fromkeys(value))
 
 

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ except ImportError:  # Windows
 
 from kerasmnist.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 4  # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags
+# 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags;
+# 5: models and data sets by reference (model identity, model_args, from_logits), inference figures
+SCHEMA_VERSION = 5
 KIND = "kerasmnist.run"
 
 def _from_json(cls, data: dict[str, Any]):
@@ -62,6 +65,10 @@ class TrainingResult:
     evaluate_seconds: float
     history: dict[str, list[float]]
     peak_device_memory_bytes: int | None  # the most GPU memory held at once; None on the CPU
+    model_identity: dict[str, Any]  # what the model is: reference, source file and hash, arguments, layers
+    inference_seconds: list[float] | None  # each timed model.predict pass over the test set
+    inference_batch_size: int | None
+    inference_samples_per_second: float | None  # test images / the median pass
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,10 @@ class RunRecord:
     evaluate_seconds: float | None = None
     history: dict[str, list[float]] | None = None
     peak_device_memory_bytes: int | None = None
+    model_identity: dict[str, Any] | None = None
+    inference_seconds: list[float] | None = None
+    inference_batch_size: int | None = None
+    inference_samples_per_second: float | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 
@@ -217,7 +228,8 @@ def ensure_writable(out_dir: Path) -> None:
 def write(record: RunRecord, out_dir: Path) -> Path:
     """Writes the record under a unique name; a reader never sees a half-written file."""
     stamp = record.started_at.replace("-", "").replace(":", "").split(".")[0]
-    path = out_dir / f"{stamp}-{record.backend}-{record.device}-{record.model}-{record.run_id}.json"
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", record.model.rpartition(":")[2])  # a reference's function name
+    path = out_dir / f"{stamp}-{record.backend}-{record.device}-{model}-{record.run_id}.json"
     replace_atomically(path, json.dumps(record.to_json(), indent=2) + "\n")
     return path
 
@@ -391,7 +403,18 @@ def _with_config(entry: dict[str, Any], version: int, added: dict[str, Any]) -> 
     return migrated
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(entry: dict[str, Any]) -> dict[str, Any]:
+    """Schema 4 knew only the built-in models, called without arguments, giving probabilities; it timed no
+    inference."""
+    migrated = _with_config(entry, 5, {"model_args": {}, "from_logits": False, "inference_batch_size": None})
+    record = migrated.get("record") if entry.get("kind") == CELL_KIND else None
+    if record:
+        migrated["record"] = record | {"model_identity": {"reference": record["model"], "kind": "builtin",
+                                                          "arguments": {}, "parameters": record.get("parameters")}}
+    return migrated
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def migrate(entry: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kerasmnist import backend, data, environment, inventory, records
 from kerasmnist.config import HOST_PIPELINES, RunConfig
-from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed
+from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
 
 
 def _now() -> str:
@@ -70,8 +70,13 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
 
     facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
+    if config.implementation == "native" and (splits.input_shape, splits.num_classes) != ((28, 28, 1), 10):
+        raise ConfigError(f"--implementation native is written for 28x28 greyscale images in 10 classes (got "
+                          f"{splits.input_shape} in {splits.num_classes} classes); use --implementation keras")
     try:
         result = training.train_and_evaluate(config, splits, pinned)
+    except UserCodeError:  # a user's model refused before its first step: nothing was run, nothing is written
+        raise
     except KeyboardInterrupt as stop:
         records.write(record.failed(f"interrupted ({stop or 'KeyboardInterrupt'})", _now()), out_dir)
         raise

@@ -69,6 +69,13 @@ def epoch_cv(epoch_seconds: list[float]) -> float | None:
     return statistics.stdev(steady) / statistics.fmean(steady)
 
 
+def inference_figures(seconds: list[float], images: int, batch_size: int) -> dict[str, Any]:
+    """model.predict's figures from its timed passes over the test set; none for a loop that does not time them."""
+    median = statistics.median(seconds) if seconds else None
+    return {"inference_seconds": seconds or None, "inference_batch_size": batch_size if seconds else None,
+            "inference_samples_per_second": images / median if median else None}
+
+
 def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops_per_sample: int,
                    val_accuracy: list[float]) -> dict[str, Any]:
     """The figures derived from the epoch clock, the same for Keras and native runs."""

@@ -235,11 +235,11 @@ def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(t
     folder = write_results(tmp_path, entries)
     write_lines(folder / records.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
-    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 (25%) |" in text
-    assert "| torch | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # no peak measured for torch
+    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 (25%) |" in text
+    assert "| torch | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 |" in text  # no peak measured for torch
     write_lines(folder / records.BENCH_FILE, [dataclasses.replace(peak, invocation="an earlier command")])
     text = report.build([folder], folder).read_text()
-    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # a peak from another run is not used
+    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 |" in text  # a peak from another run is not used
     peak.rows[1]["gflops_per_second"] = 0.5
     write_lines(folder / records.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
@@ -259,7 +259,7 @@ def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch profiled | cpu | 4.00 | 50% | 25% | 12% | 12% | `keras/src/layers/layer.py:872 __call__` 0.50 |" in text
     assert "| torch | cpu | 1 ok |" in text and "| torch profiled | cpu | 1 ok |" in text
-    assert "torch profiled | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 | 95.00% | 98%: 3.0 s, epoch 2 | – |" in text
+    assert "torch profiled | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 | 95.00% | 98%: 3.0 s, epoch 2 | – |" in text
     fastest_line = next(line for line in text.splitlines() if line.startswith("- ffn on cpu: ")
                         and "ran fastest in a single round: no order is decided" in line)
     assert "torch profiled" not in fastest_line  # its times are inflated

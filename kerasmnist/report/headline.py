@@ -25,12 +25,12 @@ HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
 def section_of(row: Row) -> Hashable:
     """Which model a row trained: its headline section. This is the one place the headline's sections are
     chosen (with section_title, how a section is named)."""
-    return row.model
+    return row.model_key
 
 
 def section_title(row: Row) -> str:
     """How the headline names a row's section."""
-    return row.model
+    return row.model_title
 
 
 @dataclass(frozen=True)

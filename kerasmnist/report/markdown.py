@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasmnist.config import BACKENDS, DEVICES, MODELS
+from kerasmnist.config import BACKENDS, DEVICES
 from kerasmnist.report import analysis, headline
 from kerasmnist.records import BenchEntry, CellEntry
-from kerasmnist.report.load import Results, Row, describe, host_label, host_of, latest_bench, section_settings, sweeps
+from kerasmnist.report.load import (MODEL_KEYS, SOURCE_KEYS, Results, Row, describe, host_label, host_of, latest_bench,
+                                    model_sections, section_settings, sweeps)
 from kerasmnist.report.plots import HEADLINE_PLOT, PLOTS
 from kerasmnist.report.stats import CONFIDENCE, UNSTABLE_CV, order_text, verdict
 
@@ -62,10 +63,8 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
         METHOD,
     ]
     standings, peaks = analysis.standings(rows), analysis.peak_rates(bench)
-    for model in MODELS:
-        model_rows = [row for row in rows if row.model == model]
-        if model_rows:
-            lines += model_section(model, model_rows, rows, standings, peaks)
+    for model_rows in model_sections(rows):
+        lines += model_section(model_rows, rows, standings, peaks)
     lines += matmul_section(bench)
     lines += ["", "## Plots", ""]
     lines += [f"![{PLOTS[name]}]({name})" for name in plotted] or ["No finished cells to plot."]
@@ -87,11 +86,11 @@ def commands_in_order(cells: list[CellEntry], bench: list[BenchEntry]) -> list[s
         + [(e.started_at, e.command) for e in bench if e.command])))
 
 
-def model_section(model: str, model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
+def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
                   peaks: dict) -> list[str]:
     shared, _ = section_settings(model_rows)
     header = ", ".join(part for key, value in shared.items()
-                       if key not in ("backend", "device", "model", "jit_compile_resolved")
+                       if key not in ("backend", "device", "jit_compile_resolved", *MODEL_KEYS, *SOURCE_KEYS)
                        and (part := describe(key, value)))
     several_machines = len({(row.machine, row.software) for row in rows}) > 1
 
@@ -102,15 +101,17 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
     # Peak GPU memory only where a GPU ran: the counters do not cover the CPU.
     with_memory = any(row.values("peak_device_memory_bytes") for row in model_rows)
     columns = ["machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
-               "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
+               "inference samples/s", "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
                "GPU speed-up [95%]", "stability", *(["peak GPU memory"] if with_memory else [])]
-    lines = ["", f"## Model `{model}`", "", f"All rows: {header}." if header else "", "",
+    title = model_rows[0].model_title
+    lines = ["", f"## Model `{title}`", "", *([f"{model_rows[0].model_header}.", ""] if model_rows[0].model_header
+                                             else []), f"All rows: {header}." if header else "", "",
              line(*columns), line(*["---"] * len(columns))]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
                           str(len({e.round for e in row.entries})), _spread(row.steady),
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
-                          gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
+                          _rate(row.median("inference_samples_per_second")), gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
                           *([memory_text(row)] if with_memory else [])))
     lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),

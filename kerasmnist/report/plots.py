@@ -6,11 +6,11 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from kerasmnist.config import DEVICES, MODELS
+from kerasmnist.config import DEVICES
 from kerasmnist.records import BenchEntry
 from kerasmnist.report import headline
 from kerasmnist.report.analysis import gpu_speedup, step_costs
-from kerasmnist.report.load import Row, sweeps
+from kerasmnist.report.load import Row, model_sections, sweeps
 from kerasmnist.report.stats import CONFIDENCE, Ratio
 
 HEADLINE_PLOT = "relative_throughput.png"
@@ -163,8 +163,8 @@ def write_sweep_plot(rows: list[Row], out_dir: Path) -> list[str]:
 
 def write_step_cost_plot(rows: list[Row], out_dir: Path) -> list[str]:
     """Per model: every run's time per step against its batch size, and the fitted fixed + per-sample line."""
-    by_model = {model: [cost for cost in step_costs([row for row in rows if row.model == model]) if cost.fit]
-                for model in MODELS}
+    by_model = {section[0].model_title: [cost for cost in step_costs(section) if cost.fit]
+                for section in model_sections(rows)}
     by_model = {model: costs for model, costs in by_model.items() if costs}
     if not by_model:
         return []
@@ -207,7 +207,7 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
     if not finished:
         return []
     written = []
-    models = [m for m in MODELS if any(g.model == m for g in finished)]
+    sections = model_sections(finished)
     multi_machine = len({g.machine for g in finished}) > 1
 
     def label(g: Row) -> str:
@@ -217,10 +217,9 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
              right: float | None = None) -> None:
         """One horizontal bar per row of the report's tables (backend, settings, device), coloured by
         backend, hatched for native loops: readable with three rows or thirty."""
-        per_model = [[g for g in finished if g.model == model] for model in models]
-        height = 1.6 + 0.32 * max(len(model_rows) for model_rows in per_model)
-        figure, axes = plt.subplots(1, len(models), figsize=(7 * len(models), height), squeeze=False)
-        for axis, model, model_rows in zip(axes[0], models, per_model):
+        height = 1.6 + 0.32 * max(len(model_rows) for model_rows in sections)
+        figure, axes = plt.subplots(1, len(sections), figsize=(7 * len(sections), height), squeeze=False)
+        for axis, model_rows in zip(axes[0], sections):
             positions = range(len(model_rows))
             drawn = axis.barh(positions, [value(g) for g in model_rows],
                               xerr=list(zip(*[error(g) for g in model_rows])), capsize=3,
@@ -231,7 +230,7 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
                             fontsize=8)
             axis.invert_yaxis()
             axis.set_xlim(left=left, right=right)
-            axis.set_title(model)
+            axis.set_title(model_rows[0].model_title)
             axis.set_xlabel(xlabel)
             axis.grid(axis="x", alpha=0.3)
         figure.suptitle(title)
@@ -260,9 +259,9 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
          "test accuracy (%)", "Test accuracy (mean, bars: ±1 sd over rounds; hatched: native loops)",
          left=max(0.0, lowest - 2), right=100.0)
 
-    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.2), squeeze=False)
-    for axis, model in zip(axes[0], models):
-        curved = [g for g in finished if g.model == model and g.runs[0].history.get("val_accuracy")]
+    figure, axes = plt.subplots(1, len(sections), figsize=(6 * len(sections), 4.2), squeeze=False)
+    for axis, model_rows in zip(axes[0], sections):
+        curved = [g for g in model_rows if g.runs[0].history.get("val_accuracy")]
         most_epochs = 1
         for g, (colour, marker) in zip(curved, line_styles([g.backend for g in curved])):
             curves = [run.history["val_accuracy"] for run in g.runs]
@@ -271,7 +270,7 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
             mean = [statistics.fmean(curve[i] for curve in curves) * 100 for i in range(epochs)]
             axis.plot(range(1, epochs + 1), mean, color=colour, marker=marker,
                       linestyle="-" if g.device == "cpu" else "--", label=f"{g.name} {label(g)}".replace("\n", " "))
-        axis.set_title(model)
+        axis.set_title(model_rows[0].model_title)
         axis.set_xlim(0.5, most_epochs + 0.5)  # whole epochs, and one epoch a point in the middle, not an axis of 0.95-1.05
         axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
@@ -288,7 +287,7 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
     gains = [(row, gain) for row, gain in gains if gain]
     if gains:
         figure, axis = plt.subplots(figsize=(7, 4.2))
-        names = [f"{row.model}\n{row.name}" for row, _ in gains]
+        names = [f"{row.model_title}\n{row.name}" for row, _ in gains]
         drawn = axis.bar(names, [gain.estimate for _, gain in gains],
                          yerr=list(zip(*interval_errors([gain for _, gain in gains]))), capsize=3,
                          color=[BACKEND_COLOURS[row.backend] for row, _ in gains])
