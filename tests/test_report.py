@@ -319,7 +319,7 @@ def test_report_lists_the_lines_it_ignored_and_says_so_in_the_terminal(tmp_path)
     result = CliRunner().invoke(cli.cli, ["report", str(folder)])
     assert result.exit_code == 0, result.output
     assert "2 unreadable results lines ignored (listed in the report, under Ignored lines)" in result.output
-    assert result.output.splitlines()[-2] == f"full report: {folder / 'report.md'}"
+    assert result.output.splitlines()[-1] == f"full report: {folder / 'report.md'}"
     text = (folder / "report.md").read_text()
     assert "## Ignored lines" in text and "results.jsonl:7: not valid JSON (a truncated or corrupt line)" in text
     assert re.search(r"results\.jsonl:8: a kerasmnist\.cell entry with a missing or malformed field \(ValueError: ", text)

@@ -35,7 +35,8 @@ class Built:
         """What a command prints once the report is written: the headline, the ignored lines, the report's path."""
         ignored = (f"{len(self.ignored)} unreadable results line{'s' if len(self.ignored) > 1 else ''} ignored "
                    "(listed in the report, under Ignored lines)")
-        return "\n".join([headline.render_text(self.headlines, self.path), *([ignored] if self.ignored else [])])
+        return "\n".join([*headline.render_text(self.headlines), *([ignored] if self.ignored else []),
+                          f"full report: {self.path}"])
 
 
 def build(results_dirs: list[Path], out_dir: Path) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from pathlib import Path
 
 from kerasmnist.report import analysis
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
@@ -151,15 +150,16 @@ EXPLANATION = (f"by training throughput; each ratio is a row's steady epoch time
                f"with its {CONFIDENCE:.0%} interval (above 1: slower)")
 
 
-def render_text(found: list[Headline], report_path: Path) -> str:
-    """The headline as plain text, for a terminal, a log or a notebook cell (no colours, no table)."""
+def render_text(found: list[Headline]) -> list[str]:
+    """The headline as plain-text lines, for a terminal, a log or a notebook cell (no colours, no table);
+    none without a headline."""
     lines = [f"{TITLE}, {EXPLANATION}.", ""] if found else []
     for headline in found:
         lines.append(f"{headline.label}: {headline.fastest_text()}")
         width = max((len(c.name) for c in headline.contenders), default=0)
         lines += [f"    {c.name:<{width}}  {order_text(c.versus_fastest)}" for c in headline.contenders]
         lines += [f"    {contender_name(row)}: {why}" for row, why in headline.unranked]
-    return "\n".join([*lines, *([""] if lines else []), f"full report: {report_path}"])
+    return [*lines, *([""] if lines else [])]
 
 
 def markdown_table(found: list[Headline]) -> list[str]:
