@@ -259,7 +259,7 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
     if (out / records.RESULTS_FILE).is_file():  # not when stopped before any cell finished
-        click.echo(f"report: {report.build([out], out)}")
+        click.echo(report.write([out], out).terminal_text())
     sys.exit(outcome.exit_code)
 
 
@@ -274,7 +274,7 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
     """
     from kerasmnist import report
 
-    click.echo(f"report: {report.build(list(results_dirs), out or results_dirs[0])}")
+    click.echo(report.write(list(results_dirs), out or results_dirs[0]).terminal_text())
 
 
 @cli.command()
@@ -322,7 +322,7 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul
     bench_module.run_bench(chosen["--backends"], chosen["--devices"], size_list, repeats, out,
                            " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True),
                            float32_matmul_precision=float32_matmul_precision)
-    click.echo(f"report: {report.build([out], out)}")
+    click.echo(report.write([out], out).terminal_text())
 
 
 @cli.command()

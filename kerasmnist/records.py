@@ -328,7 +328,10 @@ def _parse(line: str, kind: str) -> tuple[Entry | None, str | None]:
     if entry.get("schema_version") not in MIGRATIONS and entry.get("schema_version") != SCHEMA_VERSION:
         return None, (f"schema version {entry.get('schema_version')} is not one this kerasmnist reads "
                       f"(1 to {SCHEMA_VERSION}); read it with the kerasmnist that wrote it")
-    return (CellEntry if kind == CELL_KIND else BenchEntry).from_json(migrate(entry)), None
+    try:
+        return (CellEntry if kind == CELL_KIND else BenchEntry).from_json(migrate(entry)), None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a line edited by hand or from elsewhere
+        return None, f"a {kind} entry with a missing or malformed field ({type(error).__name__}: {error})"
 
 
 SUPERSEDED_FILE = "superseded.jsonl"

@@ -200,7 +200,8 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     for name in ("report.md", "results.csv", "steady_epoch_seconds.png", "test_accuracy.png", "learning_curves.png"):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "was fastest in a single shared round: no interval" in report  # one round ranks nothing
+    assert "ran fastest in a single round: no order is decided" in report  # one round ranks nothing
+    assert "undecided: 1 round, no interval" in report
     assert "kerasmnist compare --models ffn" in report
     # Each cell's GFLOP/s as a share of the 256 x 256 matmul rate its backend reached in this run.
     peaks = records.read_results(out / "bench.jsonl", "kerasmnist.bench")[0]
@@ -251,4 +252,5 @@ def test_rounds_are_added_until_every_ratio_is_narrow_enough(tmp_path, monkeypat
     noisy, lines = run_with(0.3, tmp_path / "noisy")
     assert sorted({e.repeat for e in noisy}) == [0, 1, 2, 3, 4, 5]
     text = report.build([tmp_path / "noisy"], tmp_path / "noisy").read_text()
-    assert "Stopped short of the ±5% target" in text and "- torch on cpu, vs fastest:" in text
+    # A 2:1 ratio keeps its order through 30% noise: only the precision target was missed.
+    assert "The order stands; only the ±5% precision target" in text and "- torch on cpu, vs fastest:" in text
