@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import re
+import statistics
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -137,6 +138,11 @@ class RunRecord:
 
     def failed(self, error: str, finished_at: str, trace: str | None = None) -> RunRecord:
         return dataclasses.replace(self, status="failed", error=error, traceback=trace, finished_at=finished_at)
+
+    @property
+    def inference_median_seconds(self) -> float | None:
+        """The median model.predict pass over the test set: the time inference is ranked by."""
+        return statistics.median(self.inference_seconds) if self.inference_seconds else None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -98,7 +98,7 @@ def test_no_fastest_is_named_from_missing_figures(tmp_path):
     [found] = result.headlines
     assert found.fastest is None and not found.contenders
     assert [why for _, why in found.unranked] == ["no steady epoch time (it needs 2 or more epochs)"] * 3
-    text = result.path.read_text()
+    text = result.path.read_text().split("## Which backend infers fastest")[0]  # one epoch still times inference
     assert "is the fastest" not in text and "ran fastest" not in text and "| fastest | – |" not in text
     assert "ffn on cpu: no fastest: no row has a steady epoch time" in result.terminal_text()
 
@@ -167,3 +167,18 @@ def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, mon
     assert lines[-1] == f"full report: {out / 'report.md'}"
     assert "ffn on cpu: jax is the fastest" in lines
     assert any(re.fullmatch(r"    torch  2\.\d\d× \[[\d.–]+\] slower, 3 rounds", line) for line in lines), lines
+
+
+def test_inference_is_ranked_by_its_own_paired_times(tmp_path):
+    """Training and inference can disagree: here torch trains slower but predicts faster than jax."""
+    entries = timed({"jax": 1.0, "torch": 2.0}, 4, backends=("torch", "jax"))
+    entries = [dataclasses.replace(entry, record=dataclasses.replace(
+        entry.record, inference_seconds=[entry.record.steady_epoch_seconds * (0.1 if entry.backend == "torch" else 0.5)]
+        * 3)) for entry in entries]
+    rows = load.group(entries)
+    [training], [inference] = headline.headlines(rows), headline.headlines(rows, headline.INFERENCE)
+    assert training.fastest.backend == "jax" and inference.fastest.backend == "torch" and inference.decided
+    [jax] = inference.contenders
+    assert jax.versus_fastest.low < 2.5 < jax.versus_fastest.high and jax.verdict == "slower"
+    text = built(tmp_path, entries).path.read_text()
+    assert "## Which backend infers fastest" in text and "model.predict time over the test set vs fastest" in text

@@ -33,20 +33,20 @@ class Standing:
     versus_fastest: Ratio | None  # this row's steady time over the fastest's, per round; None for the fastest
 
 
-def standings(rows: list[Row]) -> dict[int, Standing]:
-    """id(row) -> its standing, for every ranked row of a computation where some row has a steady time."""
+def standings(rows: list[Row], seconds: str = "steady_epoch_seconds") -> dict[int, Standing]:
+    """id(row) -> its standing by the record figure `seconds` (a time: lower is faster), for every ranked row of
+    a computation where some row has that figure."""
     by_computation: dict[tuple, list[Row]] = {}
     for row in filter(ranked, rows):
         by_computation.setdefault(row.computation(), []).append(row)
     result = {}
     for group in by_computation.values():
-        timed = [row for row in group if row.median("steady_epoch_seconds") is not None]
+        timed = [row for row in group if row.median(seconds) is not None]
         if not timed:
             continue  # no row has the figure (one epoch has no steady epochs): none is fastest
-        fastest = min(timed, key=lambda row: row.median("steady_epoch_seconds"))
+        fastest = min(timed, key=lambda row: row.median(seconds))
         for row in group:
-            versus = None if row is fastest else ratio(row.by_round("steady_epoch_seconds"),
-                                                       fastest.by_round("steady_epoch_seconds"))
+            versus = None if row is fastest else ratio(row.by_round(seconds), fastest.by_round(seconds))
             result[id(row)] = Standing(fastest, versus)
     return result
 

@@ -21,6 +21,21 @@ from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, verdict
 HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """What a headline ranks rows by: a time in their records (lower is faster)."""
+
+    seconds: str  # the RunRecord figure
+    throughput: str  # what a faster time means, as the headline says it
+    time: str  # the figure, as the headline says it
+    missing: str  # why a finished row may lack it
+
+
+TRAINING = Ranked("steady_epoch_seconds", "training throughput", "steady epoch time", "it needs 2 or more epochs")
+INFERENCE = Ranked("inference_median_seconds", "inference throughput", "model.predict time over the test set",
+                   "the native loops and older records time no inference")
+
+
 def section_of(row: Row) -> Hashable:
     """Which model a row trained: its headline section. This is the one place the headline's sections are
     chosen (with section_title, how a section is named)."""
@@ -60,9 +75,10 @@ class Headline:
     section: str  # its section's title (section_title)
     device: str
     detail: str  # what tells it apart from its section's other groups on that device (machine, settings), or ""
-    fastest: Row | None  # None where no row has a steady epoch time (every run had a single epoch)
+    fastest: Row | None  # None where no row has the ranked time (every run had a single epoch, say)
     contenders: list[Contender]  # in order of their ratio to the fastest
     unranked: list[tuple[Row, str]]  # rows with no ratio to the fastest, and why
+    ranked: Ranked = TRAINING
 
     @property
     def label(self) -> str:
@@ -78,10 +94,10 @@ class Headline:
     def fastest_text(self, mark: str = "") -> str:
         """Which row was fastest and how sure that is; `mark` goes either side of its name (markdown's **)."""
         if self.fastest is None:
-            return "no fastest: no row has a steady epoch time (it needs 2 or more epochs)"
+            return f"no fastest: no row has a {self.ranked.time} ({self.ranked.missing})"
         name = f"{mark}{contender_name(self.fastest)}{mark}"
         if not self.contenders:
-            return f"only {name} has a steady epoch time here: nothing to compare it with"
+            return f"only {name} has a {self.ranked.time} here: nothing to compare it with"
         if self.decided:
             return f"{name} is the fastest"
         if not any(c.versus_fastest.has_interval for c in self.contenders):
@@ -94,15 +110,16 @@ def contender_name(row: Row) -> str:
     return row.name_without(*(key for key in row.settings if key not in HOW_IT_RAN))
 
 
-def headlines(rows: list[Row]) -> list[Headline]:
-    """Per section: every group of rows that computed the same thing (profiled rows aside), in the rows' order."""
+def headlines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Headline]:
+    """Per section: every group of rows that computed the same thing (profiled rows aside), in the rows' order,
+    ranked by `ranked`."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         if not row.profiled:  # rows with no finished run too: the headline says why they are missing
             groups.setdefault((section_of(row), row.computation()), []).append(row)
     found = []
     for group, detail in zip(groups.values(), _details(list(groups.values()))):
-        standing_of = analysis.standings(group)  # the group is one computation: one fastest, or none
+        standing_of = analysis.standings(group, ranked.seconds)  # one computation: one fastest, or none
         fastest = next(iter(standing_of.values())).fastest if standing_of else None
         contenders, unranked = [], []
         for row in group:
@@ -110,19 +127,19 @@ def headlines(rows: list[Row]) -> list[Headline]:
             if versus:
                 contenders.append(Contender(row, versus))
             elif row is not fastest:
-                unranked.append((row, why_unranked(row)))
+                unranked.append((row, why_unranked(row, ranked)))
         found.append(Headline(section_title(group[0]), group[0].device, detail, fastest,
-                              sorted(contenders, key=lambda c: c.versus_fastest.estimate), unranked))
+                              sorted(contenders, key=lambda c: c.versus_fastest.estimate), unranked, ranked))
     return found
 
 
-def why_unranked(row: Row) -> str:
+def why_unranked(row: Row, ranked: Ranked = TRAINING) -> str:
     """Why a row that is not the fastest has no ratio to it."""
     if not row.entries:
         last = row.others[-1]
         return f"no finished run ({last.status}" + (f": {last.reason})" if last.reason else ")")
-    if row.median("steady_epoch_seconds") is None:
-        return "no steady epoch time (it needs 2 or more epochs)"
+    if row.median(ranked.seconds) is None:
+        return f"no {ranked.time} ({ranked.missing})"
     return "no round shared with the fastest"
 
 
@@ -146,14 +163,17 @@ def _details(groups: list[list[Row]]) -> list[str]:
 
 
 TITLE = "Which backend for which model"
-EXPLANATION = (f"by training throughput; each ratio is a row's steady epoch time over the fastest's, paired by round, "
-               f"with its {CONFIDENCE:.0%} interval (above 1: slower)")
+
+
+def explanation(ranked: Ranked) -> str:
+    return (f"by {ranked.throughput}; each ratio is a row's {ranked.time} over the fastest's, paired by round, "
+            f"with its {CONFIDENCE:.0%} interval (above 1: slower)")
 
 
 def render_text(found: list[Headline]) -> list[str]:
     """The headline as plain-text lines, for a terminal, a log or a notebook cell (no colours, no table);
     none without a headline."""
-    lines = [f"{TITLE}, {EXPLANATION}.", ""] if found else []
+    lines = [f"{TITLE}, {explanation(found[0].ranked)}.", ""] if found else []
     for headline in found:
         lines.append(f"{headline.label}: {headline.fastest_text()}")
         width = max((len(c.name) for c in headline.contenders), default=0)
@@ -162,13 +182,14 @@ def render_text(found: list[Headline]) -> list[str]:
     return [*lines, *([""] if lines else [])]
 
 
-def markdown_table(found: list[Headline]) -> list[str]:
-    """The headline as report.md's first table: a line per row set against its group's fastest."""
+def markdown_table(found: list[Headline], title: str = TITLE) -> list[str]:
+    """The headline as a report.md table: a line per row set against its group's fastest."""
     if not found:
         return []
-    lines = [f"## {TITLE}", "", f"{EXPLANATION[0].upper()}{EXPLANATION[1:]}. Each model's section below has "
-             "the figures.", "", f"| model and device | fastest | other row | steady epoch time vs fastest "
-             f"[{CONFIDENCE:.0%}] | rounds | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    ranked = found[0].ranked
+    lines = [f"## {title}", "", f"By {explanation(ranked)[3:]}. Each model's section below has the figures.", "",
+             f"| model and device | fastest | other row | {ranked.time} vs fastest [{CONFIDENCE:.0%}] | rounds | "
+             "verdict |", "| --- | --- | --- | --- | --- | --- |"]
     for headline in found:
         against = [(c.name, c.versus_fastest.text(), str(c.versus_fastest.rounds), c.verdict)
                    for c in headline.contenders]
