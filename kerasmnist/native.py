@@ -124,7 +124,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         history={key: values for key, values in history.items() if values},
         peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
         model_identity=identity,
-        **inference_figures([], len(splits.y_test), config.batch_size),  # the native loops time no inference
+        **inference_figures(None, [], len(splits.y_test), config.batch_size),  # the native loops time no inference
     )
 
 

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +31,7 @@ ERROR_PREFIX = "kerasmnist: error: "
 LOG_TAIL_LINES = 20
 UNAVAILABLE_EXIT = 3  # a pinned child's "cannot run here": its backend or device is not there
 PINNED_CHILD_VARIABLE = "KERASMNIST_PINNED_CHILD"  # set in every pinned child's environment
+SPAWNED_AT_VARIABLE = "KERASMNIST_SPAWNED_AT"  # when its parent started it (time.time()): where its timeline begins
 
 
 def exit_code(error: KerasMnistError) -> int:
@@ -48,6 +50,7 @@ class ChildResult:
     log_tail: tuple[str, ...]  # the last lines of its stderr
     timeout_seconds: float | None = None
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C, SIGTERM or SIGHUP reached the parent meanwhile
+    exited_at: float | None = None  # time.time() when the parent saw it end: where its timeline ends
 
     def output(self) -> dict:
         """The JSON the child wrote (its first .json file): call only when status() is ok."""
@@ -88,7 +91,8 @@ def run_pinned(arguments: list[str], folder: Path, timeout_seconds: float | None
     interrupted = None
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(command, stdout=None if show_output else log, stderr=log,
-                                 env=backend.child_environment() | {PINNED_CHILD_VARIABLE: "1"})
+                                 env=backend.child_environment() | {PINNED_CHILD_VARIABLE: "1",
+                                                                    SPAWNED_AT_VARIABLE: repr(time.time())})
         try:
             return_code = child.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
@@ -98,9 +102,10 @@ def run_pinned(arguments: list[str], folder: Path, timeout_seconds: float | None
         except KeyboardInterrupt as stop:
             stop_child(child, forward=isinstance(stop, Stopped))
             return_code, interrupted = child.returncode, stop
+    exited_at = time.time()
     log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     return ChildResult(return_code, tuple(sorted(folder.glob("*.json"))), tuple(log_tail), timeout_seconds,
-                       interrupted)
+                       interrupted, exited_at)
 
 
 class Stopped(KeyboardInterrupt):

@@ -68,9 +68,11 @@ class TrainingResult:
     peak_device_memory_bytes: int | None  # the most GPU memory held at once; None on the CPU
     model_identity: dict[str, Any]  # what the model is: reference, source file and hash, arguments, layers
     inference_seconds: list[float] | None  # each timed model.predict pass over the test set
+    inference_warmup_seconds: float | None  # the untimed first pass, which traces and compiles predict
     inference_batch_size: int | None
     inference_samples_per_second: float | None  # test images / the median pass
     peak_host_memory_bytes: int | None = None  # the training process's peak resident memory (ru_maxrss)
+    timeline: dict[str, float | None] | None = None  # time.time() where each phase of the run ended (run.py)
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,11 @@ class RunRecord:
     peak_device_memory_bytes: int | None = None
     model_identity: dict[str, Any] | None = None
     inference_seconds: list[float] | None = None
+    inference_warmup_seconds: float | None = None
     inference_batch_size: int | None = None
     inference_samples_per_second: float | None = None
     peak_host_memory_bytes: int | None = None
+    timeline: dict[str, float | None] | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import sys
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kerasmnist import backend, data, environment, inventory, records
+from kerasmnist import backend, data, environment, inventory, processes, records
 from kerasmnist.config import HOST_PIPELINES, RunConfig
 from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
 
@@ -51,6 +52,10 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     data) raises before training and writes nothing. A failure during training writes a
     record with status `failed` and raises RunFailed; Ctrl-C writes one and re-raises.
     """
+    # Wall-clock stamps (time.time(), comparable across processes) where each phase ends: with the parent's
+    # spawn and exit times they split a cell's wall time (timing.cell_phases).
+    spawned = os.environ.get(processes.SPAWNED_AT_VARIABLE)
+    timeline = {"spawned": float(spawned) if spawned else None, "started": time.time()}
     records.ensure_writable(out_dir)
     started_at = _now()
     pinned = backend.pin(config.backend, config.device, config.cpu_devices, config.cpu_threads,
@@ -69,6 +74,7 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
         raise BackendUnavailable(f"--input-pipeline {config.input_pipeline} needs {package}, which is not installed "
                                  "here; install it, or use --input-pipeline numpy or device")
 
+    timeline["pinned"] = time.time()
     load_started = time.perf_counter()
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)
     load_data_seconds = time.perf_counter() - load_started
@@ -81,11 +87,13 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     else:
         from kerasmnist import training
 
+    timeline["data_loaded"] = time.time()
     facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
     if config.implementation == "native" and (splits.input_shape, splits.num_classes) != ((28, 28, 1), 10):
         raise ConfigError(f"--implementation native is written for 28x28 greyscale images in 10 classes (got "
                           f"{splits.input_shape} in {splits.num_classes} classes); use --implementation keras")
+    timeline["described"] = time.time()
     try:
         result = training.train_and_evaluate(config, splits, pinned)
     except UserCodeError:  # a user's model refused before its first step: nothing was run, nothing is written
@@ -98,5 +106,7 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
                                            traceback.format_exc()), out_dir)
         raise RunFailed(f"training failed: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
                         f"(record: {path})") from error
-    record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes()), _now())
+    timeline["trained"] = time.time()
+    record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes(),
+                                                 timeline=timeline), _now())
     return records.write(record, out_dir), record

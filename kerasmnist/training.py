@@ -171,7 +171,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
     evaluate_started = time.perf_counter()
     test_loss, test_accuracy = model.evaluate(**fit_inputs(config, x_test, splits.y_test), verbose=0)
     evaluate_seconds = time.perf_counter() - evaluate_started
-    inference_seconds = time_inference(model, x_test, config.inference_batch_size or config.batch_size)
+    warmup_seconds, inference_seconds = time_inference(model, x_test, config.inference_batch_size or config.batch_size)
 
     curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
     return TrainingResult(
@@ -189,17 +189,20 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         history=curves,
         peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
         model_identity=identity,
-        **inference_figures(inference_seconds, len(x_test), config.inference_batch_size or config.batch_size),
+        **inference_figures(warmup_seconds, inference_seconds, len(x_test),
+                            config.inference_batch_size or config.batch_size),
     )
 
 
-def time_inference(model: keras.Model, images: np.ndarray, batch_size: int) -> list[float]:
-    """Seconds per model.predict pass over `images`, after one warm-up pass that traces and compiles predict.
-    predict returns NumPy arrays, so each pass has waited for the device before the clock stops."""
+def time_inference(model: keras.Model, images: np.ndarray, batch_size: int) -> tuple[float, list[float]]:
+    """Seconds of the warm-up model.predict pass over `images` (it traces and compiles predict), and of each
+    timed pass after it. predict returns NumPy arrays, so each pass has waited for the device."""
+    started = time.perf_counter()
     model.predict(images, batch_size=batch_size, verbose=0)
+    warmup = time.perf_counter() - started
     seconds = []
     for _ in range(INFERENCE_PASSES):
         started = time.perf_counter()
         model.predict(images, batch_size=batch_size, verbose=0)
         seconds.append(time.perf_counter() - started)
-    return seconds
+    return warmup, seconds
