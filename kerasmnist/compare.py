@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from kerasmnist import bench, environment, processes, records
+from kerasmnist import bench, environment, processes, records, timing
 from kerasmnist.config import RunConfig
 from kerasmnist.matrix import Cell, Matrix, cells
 
@@ -179,7 +179,8 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEnt
         device=cell.config.device, model=cell.config.model, status=status, reason=reason,
         log_tail=list(child.log_tail) if status != "ok" else [], wall_seconds=time.perf_counter() - started,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
-        software=environment.software(), config=cell.config.to_dict(), record=record)
+        software=environment.software(), config=cell.config.to_dict(), record=record,
+        phases=timing.cell_phases(record, child.exited_at) if record and status == "ok" else None)
     if child.interrupted is not None:
         raise CellInterrupted(str(child.interrupted) or "interrupted", entry if status == "ok" else None)
     return entry

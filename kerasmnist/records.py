@@ -180,6 +180,7 @@ class CellEntry:
     invocation: str = ""
     round: str = ""  # one pass over the plan's cells: the report pairs cells by it
     target_ci: float | None = None
+    phases: dict[str, float] | None = None  # its wall time, phase by phase (timing.cell_phases)
     schema_version: int = SCHEMA_VERSION
     kind: str = "kerasmnist.cell"
 

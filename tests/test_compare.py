@@ -254,3 +254,17 @@ def test_rounds_are_added_until_every_ratio_is_narrow_enough(tmp_path, monkeypat
     text = report.build([tmp_path / "noisy"], tmp_path / "noisy").read_text()
     # A 2:1 ratio keeps its order through 30% noise: only the precision target was missed.
     assert "The order stands; only the ±5% precision target" in text and "- torch on cpu, vs fastest:" in text
+
+
+@pytest.mark.slow
+def test_a_cells_phases_add_up_to_its_wall_time(tmp_path):
+    """The phases span the child's life from its spawn to its exit; the cell's wall time adds what the parent
+    does around it (starting the process, reading the record, the host facts), which takes well under a second
+    (on this project's 2-core machine: 0.1 to 0.3 s), so 1 s less than the wall time is the tolerance."""
+    entry = compare.run_cell(real_cell(tmp_path, "jax", "cpu"), 300, tmp_path)
+    assert entry.status == "ok", entry.reason
+    phases = entry.phases
+    assert all(seconds >= 0 for seconds in phases.values()), phases
+    assert entry.wall_seconds - 1.0 < sum(phases.values()) <= entry.wall_seconds
+    assert phases["steady epochs"] == pytest.approx(sum(entry.record.epoch_seconds[1:]))
+    assert phases["process start and imports"] > 0 and phases["writing the record and exiting"] > 0
