@@ -68,7 +68,7 @@ class LayerCall:
 def count_training_flops(model: keras.Model, input_shape: tuple[int, ...]) -> FlopCount:
     """Training FLOPs per sample of `model` on samples of `input_shape` (without the batch axis).
 
-    Runs one forward pass on a batch of one zero sample, recording each layer call: Keras models
+    Runs a forward pass on a batch of one zero sample, recording each layer call: Keras models
     (Sequential, functional or subclassed) are walked into, every other layer is counted whole.
     """
     calls = traced_calls(model, input_shape)
@@ -87,9 +87,12 @@ def count_training_flops(model: keras.Model, input_shape: tuple[int, ...]) -> Fl
 
 def traced_calls(model: keras.Model, input_shape: tuple[int, ...]) -> list[LayerCall]:
     """The layer calls of one forward pass, in the order they finish."""
+    sample = keras.ops.zeros((1, *input_shape))
+    # Building an unbuilt subclassed model runs its layers once more, on symbolic tensors: build first.
+    model(sample, training=False)
     calls: list[LayerCall] = []
     with _recording(calls):
-        model(keras.ops.zeros((1, *input_shape)), training=False)
+        model(sample, training=False)
     return calls
 
 
