@@ -80,6 +80,18 @@ def test_a_subclassed_model_counts_as_its_layers(flops, keras_jax):
     assert count.per_sample == 2 * 2 * 9 * 4 * 26 * 26 + 3 * 2 * 26 * 26 * 4 * 10
 
 
+def test_graph_ops_and_keyword_calls_count_as_their_layers(flops, keras_jax):
+    layers = keras_jax.layers
+    sequence = keras_jax.Input((7, 16))
+    hidden = layers.Dense(16)(sequence)
+    attention = layers.MultiHeadAttention(2, key_dim=8)
+    by_position = keras_jax.Model(sequence, attention(hidden, hidden) + hidden)
+    by_keyword = keras_jax.Model(sequence, attention(query=hidden, value=hidden) + hidden)
+    count = flops.count_training_flops(by_position, (7, 16))
+    assert count.unknown_layers == () and count == flops.count_training_flops(by_keyword, (7, 16))
+    assert count.per_sample > per_sample(flops, keras_jax.Model(sequence, hidden), (7, 16))
+
+
 def test_a_layer_the_counter_does_not_know_makes_the_count_unknown_and_is_named(flops, keras_jax):
     layers = keras_jax.layers
 

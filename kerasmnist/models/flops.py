@@ -23,11 +23,13 @@ Import this module only after `backend.pin` (it imports Keras).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import keras
+from keras.src.ops import numpy as keras_numpy_ops
 
 from kerasmnist.models.zoo import PositionEmbedding
 
@@ -58,10 +60,12 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class LayerCall:
-    """A layer called once in the forward pass, with the shapes of its tensors (batch of one)."""
+    """A layer called once in the forward pass, with the shapes of its tensors (batch of one): its
+    inputs in the order of its call's parameters, and by parameter name where one is a tensor."""
 
     layer: keras.Operation
     inputs: tuple[tuple[int, ...], ...]
+    named_inputs: dict[str, tuple[int, ...]]
     outputs: tuple[tuple[int, ...], ...]
 
 
@@ -78,7 +82,7 @@ def count_training_flops(model: keras.Model, input_shape: tuple[int, ...]) -> Fl
         if cost is None:
             unknown.append(_describe(call.layer))
             continue
-        has_weights = bool(call.layer.trainable_weights)
+        has_weights = bool(getattr(call.layer, "trainable_weights", ()))
         total += cost.training(has_weights, weighted_before)
         weighted_before = weighted_before or has_weights
     unknown_layers = tuple(dict.fromkeys(unknown))
@@ -112,7 +116,7 @@ def _recording(calls: list[LayerCall]) -> Iterator[None]:
             outputs = original(operation, *args, **kwargs)
         finally:
             inside_counted_layer = False
-        calls.append(LayerCall(operation, _shapes((args, kwargs)), _shapes(outputs)))
+        calls.append(_layer_call(operation, args, kwargs, outputs))
         return outputs
 
     keras.Operation.__call__ = recording_call
@@ -128,6 +132,15 @@ def _is_walked_into(operation: keras.Operation) -> bool:
         return False
     own = {id(v) for v in operation.weights} - {id(v) for layer in operation.layers for v in layer.weights}
     return not own
+
+
+def _layer_call(operation: keras.Operation, args: tuple, kwargs: dict, outputs) -> LayerCall:
+    try:
+        arguments = inspect.signature(operation.call).bind(*args, **kwargs).arguments
+    except TypeError:
+        arguments = {str(i): value for i, value in enumerate((*args, *kwargs.values()))}
+    named = {name: _shapes(value)[0] for name, value in arguments.items() if hasattr(value, "shape")}
+    return LayerCall(operation, _shapes(list(arguments.values())), named, _shapes(outputs))
 
 
 def _shapes(structure) -> tuple[tuple[int, ...], ...]:
@@ -252,9 +265,9 @@ _SOFTMAX = (4, 6)
 def _multi_head_attention(call: LayerCall) -> LayerCost | None:
     """The four projections, the scores (queries times keys) and the values weighted by them, the
     scaling of the queries and the softmax. Standard attention over one sequence axis only."""
-    layer = call.layer
-    query, value = call.inputs[0], call.inputs[1]
-    key = call.inputs[2] if len(call.inputs) > 2 else value
+    layer, named = call.layer, call.named_inputs
+    query, value = named["query"], named["value"]
+    key = named.get("key", value)
     if len(query) != 3 or layer.attention_axes not in (None, (1,)):
         return None
     heads, key_dim, value_dim = layer.num_heads, layer.key_dim, layer.value_dim or layer.key_dim
@@ -316,8 +329,12 @@ _FREE = (
     PositionEmbedding,
 )
 
+# Keras ops between KerasTensors in a functional model ("x + y") become its graph's operations too.
+_FREE_OPS = tuple(getattr(keras_numpy_ops, name) for name in (
+    "Add", "Subtract", "Multiply", "Negative", "Reshape", "Transpose", "ExpandDims", "Squeeze"))
+
 _COUNTERS: dict[type, Callable[[LayerCall], LayerCost | None]] = {
-    **{cls: _free for cls in _FREE},
+    **{cls: _free for cls in (*_FREE, *_FREE_OPS)},
     keras.layers.Dense: _kernel_layer,
     **{cls: _convolution for cls in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
                                       keras.layers.DepthwiseConv2D)},
