@@ -371,3 +371,13 @@ def test_every_plot_draws_a_backend_in_one_colour():
     styles = line_styles(["torch", "jax", "torch", "torch"])
     assert [colour for colour, _ in styles] == [BACKEND_COLOURS[b] for b in ("torch", "jax", "torch", "torch")]
     assert len({marker for colour, marker in styles if colour == BACKEND_COLOURS["torch"]}) == 3
+
+
+def test_gflops_are_unknown_where_the_count_does_not_know_a_layer(tmp_path):
+    plan = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}}, {}, "t"))
+    entry = fake_entry(plan[0])
+    entry = dataclasses.replace(entry, record=dataclasses.replace(
+        entry.record, training_flops_per_sample=None, achieved_gflops_per_second=None, flops_unknown_layers=["Squash"]))
+    (tmp_path / "results.jsonl").write_text(json.dumps(entry.to_json()) + "\n")
+    text = report.build([tmp_path], tmp_path).read_text()
+    assert "unknown (Squash)" in text

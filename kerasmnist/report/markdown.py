@@ -190,6 +190,9 @@ def _rate(value: float | None) -> str:
 
 def gflops_text(row: Row, peaks: dict) -> str:
     achieved = row.median("achieved_gflops_per_second")
+    unknown = sorted({layer for run in row.runs for layer in run.flops_unknown_layers or []})
+    if unknown:  # a FLOP count that leaves layers out would be a wrong number, not a low one
+        return f"unknown ({', '.join(unknown)})"
     if achieved is None:
         return "–"
     shares = analysis.share_of_peak(row, peaks)
