@@ -28,9 +28,10 @@ def test_user_models_and_data_train_under_every_backend_and_keep_their_identity(
 backends = ["tensorflow", "torch", "jax"]
 models = ["{models}:build_bn_convnet", "{models}:build_subclassed", "cnn"]
 peak_matmul_size = 0
+rounds = 1
 [run]
 dataset = "{USER / 'data.py'}:load_synthetic"
-epochs = 2
+epochs = 3
 validation_size = 200
 [[overrides]]
 models = ["{models}:build_bn_convnet"]
