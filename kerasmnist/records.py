@@ -159,6 +159,8 @@ class CellEntry:
     target_ci: float | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = "kerasmnist.cell"
+    slurm: dict[str, Any] | None = None  # run on Slurm: job_id, array_job_id, array_index, node, partition
+    machine_kind: str | None = None  # the Slurm machine kind ([[machines]] name) it ran on
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "skipped", "failed"):
