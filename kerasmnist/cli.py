@@ -166,6 +166,23 @@ def train(out: Path, **options: Any) -> None:
 @click.option("--peak-matmul-size", type=int, default=None,
               help="N of the N x N matrix multiply timed per backend and device, the peak each cell's GFLOP/s is "
                    "set against; 0 skips it.  [default: 4096]")
+@click.option("--slurm/--no-slurm", "slurm", default=None,
+              help="Run on a Slurm cluster, each round of each machine kind one job; --no-slurm runs a config with "
+                   "[slurm] or [[machines]] here.  [default: Slurm when the config has either]")
+@click.option("--slurm-partition", default=None, help="Slurm partition ([slurm] partition).")
+@click.option("--slurm-constraint", default=None, help="Slurm node features, e.g. a100 ([slurm] constraint).")
+@click.option("--slurm-gres", default=None, help="Generic resources per job, e.g. gpu:1 ([slurm] gres).")
+@click.option("--slurm-time-minutes", type=int, default=None,
+              help="Time limit of each job, one round ([slurm] time_minutes).  [default: the partition's]")
+@click.option("--slurm-cpus-per-task", type=int, default=None, help="CPUs per job ([slurm] cpus_per_task).")
+@click.option("--slurm-mem-gb", type=float, default=None, help="Memory per job in GB ([slurm] mem_gb).")
+@click.option("--slurm-setup", multiple=True, default=None,
+              help="A shell line run on the node before kerasmnist, e.g. 'module load cuda'; repeatable "
+                   "([slurm] setup).")
+@click.option("--slurm-parallel", type=int, default=None,
+              help="Rounds of one machine kind running at once ([slurm] parallel).  [default: 4]")
+@click.option("--slurm-exclusive/--slurm-shared", "slurm_exclusive", default=None,
+              help="Whole nodes to each job, or share them with others ([slurm] exclusive).  [default: exclusive]")
 def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
     """Run the backend x device x model matrix, one fresh process per cell, then write the report."""
     run_matrix_and_report(config_path, out or Path("reports") / (config_path.stem if config_path else "compare"),

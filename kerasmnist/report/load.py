@@ -60,7 +60,9 @@ def latest_bench(bench: list[BenchEntry]) -> list[BenchEntry]:
 
 
 def host_of(entry: CellEntry | BenchEntry) -> str:
-    return host_label(entry.host)
+    """The machine: a Slurm machine kind (whichever of its nodes ran a round), else the host."""
+    kind = getattr(entry, "machine_kind", None)  # a BenchEntry has none
+    return f"Slurm machine kind {kind}" if kind else host_label(entry.host)
 
 
 def host_label(host: dict[str, Any] | None) -> str:
