@@ -24,7 +24,7 @@ install_packages() {
 }
 
 write_conf() {
-  if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
+  if [ -f "$CONF" ] && ! ours; then
     log "$CONF exists and was not written by this script: leaving this machine's Slurm alone"
     return 1
   fi
@@ -80,11 +80,17 @@ start_munge() {
   touch "$STATE/munged.ours"
 }
 
+ours() { [ -f "$CONF" ] && grep -qF "$MARK" "$CONF"; }
+
 start() {
+  if ours && sinfo >/dev/null 2>&1; then
+    log "already up"
+    return
+  fi
   install_packages
   write_conf
   start_munge
-  slurmctld
+  slurmctld -c  # -c: no jobs or nodes restored from an earlier cluster's state
   slurmd
   # Up within seconds: the node answers once slurmd has registered with slurmctld.
   for _ in $(seq 1 60); do
@@ -111,19 +117,19 @@ stop_pid_file() {
 }
 
 stop() {
-  # Jobs first, so no job of the tests outlives the cluster; then the daemons this script started.
-  if command -v scancel >/dev/null && sinfo >/dev/null 2>&1; then
-    scancel --full --user="$(id -un)" 2>/dev/null || true
+  if ! ours; then
+    log "no cluster of this script's here: nothing to stop"
+    return
   fi
+  # Jobs first, so no job of the tests outlives the cluster; then the daemons this script started.
+  scancel --full --user="$(id -un)" 2>/dev/null || true
   stop_pid_file "$STATE/slurmd.pid"
   stop_pid_file "$STATE/slurmctld.pid"
   if [ -f "$STATE/munged.ours" ]; then
     stop_pid_file /run/munge/munged.pid
     rm -f "$STATE/munged.ours"
   fi
-  if [ -f "$CONF" ] && grep -qF "$MARK" "$CONF"; then
-    rm -f "$CONF"
-  fi
+  rm -f "$CONF"
   log "stopped"
 }
 

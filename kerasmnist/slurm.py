@@ -11,7 +11,9 @@ Ctrl-C, SIGTERM or SIGHUP cancel this run's jobs (scancel), fold what finished, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -188,7 +190,8 @@ class Driver:
             exclusive=True if kind.exclusive else None, array_parallelism=kind.parallel,
             setup=["set -e", *kind.setup])  # a setup line that fails ends the job, with its message in the log
         try:
-            submitted = executor.submit_array(jobs)
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal; it is said once below
+                submitted = executor.submit_array(jobs)
         except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as error:
             raise ConfigError(f"Slurm refused the jobs of machine kind {kind.name}: {_slurm_message(str(error))}") \
                 from None
@@ -265,7 +268,8 @@ class Driver:
         until none is queued, and folds what finished."""
         if not self.names:
             return
-        self.echo(why)
+        if self.active:
+            self.echo(why)
         subprocess.run(["scancel", f"--name={','.join(sorted(self.names))}"], capture_output=True, timeout=60)
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         try:

@@ -8,7 +8,7 @@ from kerasmnist.matrix import SHIPPED_CONFIGS, Matrix, cells, load_matrix, matri
 CONFIGS = Path(__file__).parent.parent / "configs"
 
 
-@pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn", "tuned"])
+@pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn", "tuned", "slurm-example"])
 def test_shipped_configs_are_valid(name):
     matrix = load_matrix(CONFIGS / f"{name}.toml", {})
     assert matrix.backends and matrix.models and matrix.run.progress == "epoch"
@@ -23,7 +23,8 @@ def test_a_bare_name_is_a_shipped_config_from_any_folder(tmp_path, monkeypatch):
 def test_an_unknown_bare_name_lists_the_shipped_configs():
     with pytest.raises(ConfigError) as error:
         load_matrix(Path("colab"), {})
-    assert str(error.value) == ("no shipped config named 'colab'; shipped: colab-t4, full, quick, seed-ffn, torch-knobs, tuned, xla-cpu "
+    assert str(error.value) == ("no shipped config named 'colab'; shipped: colab-t4, full, quick, seed-ffn, slurm-example, torch-knobs, "
+                                "tuned, xla-cpu "
                                 "(or give the path of a .toml file)")
 
 
