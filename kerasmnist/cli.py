@@ -6,19 +6,24 @@ It never imports Keras at module level: the backend must be chosen first (kerasm
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
-from kerasmnist.processes import ERROR_PREFIX, Stopped, stops_cleanly
+from kerasmnist.matrix import Matrix
+from kerasmnist.processes import ERROR_PREFIX, Stopped, exit_code, stops_cleanly
 
 if TYPE_CHECKING:
     from kerasmnist.records import RunRecord
 
 DEFAULTS = config_module.RunConfig()
+MATRIX_DEFAULTS = Matrix()
+# compare's and sweep's results go here, in the folder they run in: never into a checkout's committed reports/.
+RESULTS_ROOT = Path("kerasmnist-results")
 
 
 class OneLineErrors(click.Group):
@@ -36,7 +41,7 @@ class OneLineErrors(click.Group):
             sys.exit(error.exit_code)
         except KerasMnistError as error:
             click.echo(f"{ERROR_PREFIX}{error}", err=True)
-            sys.exit(error.exit_code)
+            sys.exit(exit_code(error))
         except (click.Abort, KeyboardInterrupt) as interrupt:
             # click turns a KeyboardInterrupt (Stopped included) into Abort, keeping it as the cause.
             stop = interrupt.__cause__ if isinstance(interrupt, click.Abort) else interrupt
@@ -57,66 +62,113 @@ def _choices(values: tuple[str, ...]) -> str:
     return "|".join(values)
 
 
+def _shown(value: Any) -> str:
+    """A setting's default as --help says it: 128,64 for a tuple, off for False, none for an empty string."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "off" if value is False else "none" if value == "" else str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A RunConfig setting as a flag: `shown` is its default as --help says it, where the value would not."""
+
+    field: str
+    help: str
+    shown: str | None
+    flags: tuple[str, ...]
+    click_arguments: dict[str, Any]
+
+
+def _setting(field: str, help: str, shown: str | None = None, flags: tuple[str, ...] = (), **click_arguments: Any
+             ) -> Setting:
+    """A Setting whose flag is --FIELD-NAME unless `flags` says otherwise."""
+    return Setting(field, help, shown, flags or (f"--{field.replace('_', '-')}",), click_arguments)
+
+
+# The RunConfig settings that train and compare (and sweep) both take, each written once. The cell's axes
+# (backend, device, model, implementation) are not here: train takes one of each, compare lists of them.
+RUN_SETTINGS = (
+    _setting("model_args", "A keyword argument for the model's builder (repeatable); VALUE is read as a TOML scalar "
+                           "(64, 0.5, true, \"text\") or else taken as text.", "none", flags=("--model-arg",),
+             metavar="KEY=VALUE", multiple=True, callback=lambda context, parameter, value: list(value) or None),
+    _setting("from_logits", "The model's last layer gives logits, not probabilities.", is_flag=True),
+    _setting("dataset", "Dataset to train on, or your loader returning ((x_train, y_train), (x_test, y_test)) NumPy "
+                        "arrays as keras.datasets' load_data() do.",
+             metavar=f"{_choices(config_module.DATASETS)}|PATH.py:FUNCTION|MODULE:FUNCTION"),
+    _setting("epochs", "Training epochs (compare: at least 2, for a steady epoch).", type=int),
+    _setting("batch_size", "Samples per step.", type=int),
+    _setting("learning_rate", "Adam learning rate.", type=float),
+    _setting("hidden", "FFN hidden layer sizes, comma-separated, e.g. 256,128."),
+    _setting("seed", "Seed for Keras, NumPy and the validation split (compare adds each round's own offset).",
+             type=int),
+    _setting("validation_size", "Training images held out for validation.", type=int),
+    _setting("limit_train", "Train on only the first N of the remaining training images.", "all", type=int),
+    _setting("data_dir", "Folder with the four IDX .gz files or mnist.npz.",
+             "$KERASMNIST_DATA_DIR, then Keras's cache, then a download"),
+    _setting("jit_compile", "XLA (TensorFlow, JAX) or torch.compile (torch); auto: what Keras uses on the pinned "
+                            "device.", metavar=_choices(config_module.JIT_COMPILE)),
+    _setting("steps_per_execution", "Batches Keras runs per call of its compiled train function.", type=int),
+    _setting("progress", "Keras's progress bar, one line per epoch, or nothing.",
+             metavar=_choices(config_module.PROGRESS)),
+    _setting("precision", "Keras dtype policy (mixed: float16/bfloat16 compute).",
+             metavar=_choices(config_module.PRECISIONS)),
+    _setting("data_format", "The CNN's image layout (the same network); channels_first is torch's own.",
+             metavar=_choices(config_module.DATA_FORMATS)),
+    _setting("input_pipeline", "What fit gets: NumPy arrays, a shuffled tf.data pipeline or torch DataLoader, or "
+                               "tensors already on the device.", metavar=_choices(config_module.INPUT_PIPELINES)),
+    _setting("data_parallel", "Replicate the model over every device of the pinned kind (jax, tensorflow).",
+             is_flag=True),
+    _setting("float32_matmul_precision", "Allow TF32 tensor cores (Ampere and newer GPUs) for float32 matmuls and "
+                                         "convolutions on every backend (in TOML: tf32 = true).",
+             "off: full float32 everywhere", flags=("--tf32",), flag_value="tf32"),
+    _setting("cpu_devices", "Split the CPU into N virtual devices, to try --data-parallel without GPUs.", type=int),
+    _setting("cpu_threads", "Compute threads on the CPU (the process is also bound to that many cores).",
+             "the framework's default", type=int),
+    _setting("xla_flags", "Extra XLA flags, space-separated, e.g. '--xla_cpu_use_thunk_runtime=false', added to "
+                          "XLA_FLAGS for jax, or tensorflow with --jit-compile true; recorded and shown in row names.",
+             metavar="FLAGS"),
+    _setting("profile", "cProfile the training steps of epochs 2 on; the record says where the time went. Slows "
+                        "Python-heavy runs, so the report keeps profiled runs apart.", is_flag=True),
+    _setting("target_accuracy", "Validation accuracy for the time-to-accuracy figure.", "0.97 ffn, 0.98 the others",
+             type=float),
+    _setting("inference_batch_size", "model.predict's batch size when timing inference over the test set.",
+             "--batch-size", type=int),
+)
+
+
+def run_settings(from_config: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options of RUN_SETTINGS. train's defaults are RunConfig's; compare's are None, meaning the --config
+    file's value, else its [run] default, which --help names."""
+    defaults = MATRIX_DEFAULTS.run if from_config else DEFAULTS
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for setting in reversed(RUN_SETTINGS):
+            value = getattr(defaults, setting.field)
+            shown = setting.shown or _shown(value)
+            option = click.option(
+                *setting.flags, setting.field, **setting.click_arguments,
+                default=None if from_config else (_shown(value) if isinstance(value, tuple) else value),
+                help=f"{setting.help}  [default: {f'from --config, else {shown}' if from_config else shown}]")
+            command = option(command)
+        return command
+    return decorate
+
+
 @cli.command()
 @click.option("--backend", default=DEFAULTS.backend, show_default=True, metavar=_choices(config_module.BACKENDS),
               help="Keras backend to train under.")
 @click.option("--device", default=DEFAULTS.device, show_default=True, metavar=_choices(config_module.DEVICES),
               help="Device to pin the run to; gpu fails (exit 2) when the backend sees no GPU.")
-@click.option("--model", default=DEFAULTS.model, show_default=True, metavar=_choices(config_module.MODELS),
-              help="cnn: the keras-io convnet; ffn: Flatten, Dense(hidden...), Dense(10).")
+@click.option("--model", default=DEFAULTS.model, show_default=True,
+              metavar=f"{_choices(config_module.BUILTIN_MODELS)}|PATH.py:FUNCTION|MODULE:FUNCTION",
+              help="cnn: the keras-io convnet; ffn: Flatten, Dense(hidden...), Dense(classes); resnet, lstm, vit: the "
+                   "zoo; or your own builder, called with input_shape=, num_classes= and the --model-arg values, "
+                   "returning an uncompiled keras.Model.")
 @click.option("--implementation", default=DEFAULTS.implementation, show_default=True,
               metavar=_choices(config_module.IMPLEMENTATIONS),
               help="keras: model.fit; native: the same training written directly in the backend's framework.")
-@click.option("--dataset", default=DEFAULTS.dataset, show_default=True, metavar=_choices(config_module.DATASETS),
-              help="Dataset to train on.")
-@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs.")
-@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Samples per step.")
-@click.option("--learning-rate", type=float, default=DEFAULTS.learning_rate, show_default=True,
-              help="Adam learning rate.")
-@click.option("--hidden", default=",".join(map(str, DEFAULTS.hidden)), show_default=True,
-              help="FFN hidden layer sizes, comma-separated, e.g. 256,128.")
-@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
-              help="Seed for Keras, NumPy and the validation split.")
-@click.option("--validation-size", type=int, default=DEFAULTS.validation_size, show_default=True,
-              help="Training images held out for validation.")
-@click.option("--limit-train", type=int, default=None, show_default="all",
-              help="Train on only the first N of the remaining training images.")
-@click.option("--data-dir", default=None,
-              help="Folder with the four IDX .gz files or mnist.npz.  [default: $KERASMNIST_DATA_DIR, "
-                   "then Keras's cache, then a download]")
-@click.option("--jit-compile", default=DEFAULTS.jit_compile, show_default=True,
-              metavar=_choices(config_module.JIT_COMPILE),
-              help="XLA (TensorFlow, JAX) or torch.compile (torch); auto: what Keras uses on the pinned device.")
-@click.option("--steps-per-execution", type=int, default=DEFAULTS.steps_per_execution, show_default=True,
-              help="Batches Keras runs per call of its compiled train function.")
-@click.option("--progress", default=DEFAULTS.progress, show_default=True, metavar=_choices(config_module.PROGRESS),
-              help="Keras's progress bar, one line per epoch, or nothing.")
-@click.option("--precision", default=DEFAULTS.precision, show_default=True,
-              metavar=_choices(config_module.PRECISIONS), help="Keras dtype policy (mixed: float16/bfloat16 compute).")
-@click.option("--data-format", default=DEFAULTS.data_format, show_default=True,
-              metavar=_choices(config_module.DATA_FORMATS),
-              help="The CNN's image layout (the same network); channels_first is torch's own.")
-@click.option("--input-pipeline", default=DEFAULTS.input_pipeline, show_default=True,
-              metavar=_choices(config_module.INPUT_PIPELINES),
-              help="What fit gets: NumPy arrays, a shuffled tf.data pipeline or torch DataLoader, or tensors already on the "
-                   "device.")
-@click.option("--data-parallel", is_flag=True,
-              help="Replicate the model over every device of the pinned kind (jax, tensorflow).  [default: off]")
-@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default=DEFAULTS.float32_matmul_precision,
-              help="Allow TF32 tensor cores (Ampere and newer GPUs) for float32 matmuls and convolutions on "
-                   "every backend.  [default: off: full float32 everywhere]")
-@click.option("--cpu-devices", type=int, default=DEFAULTS.cpu_devices, show_default=True,
-              help="Split the CPU into N virtual devices, to try --data-parallel without GPUs.")
-@click.option("--cpu-threads", type=int, default=None, show_default="the framework's default",
-              help="Compute threads on the CPU (the process is also bound to that many cores).")
-@click.option("--xla-flags", default=DEFAULTS.xla_flags, metavar="FLAGS",
-              help="Extra XLA flags, space-separated, e.g. '--xla_cpu_use_thunk_runtime=false', added to XLA_FLAGS "
-                   "for jax, or tensorflow with --jit-compile true; recorded and shown in row names.  [default: none]")
-@click.option("--profile", is_flag=True,
-              help="cProfile the training steps of epochs 2 on; the record says where the time went. Slows "
-                   "Python-heavy runs, so the report keeps profiled runs apart.  [default: off]")
-@click.option("--target-accuracy", type=float, default=None,
-              help="Validation accuracy for the time-to-accuracy figure.  [default: 0.98 cnn, 0.97 ffn]")
+@run_settings(from_config=False)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Folder the run record is written to.")
 def train(out: Path, **options: Any) -> None:
@@ -131,92 +183,111 @@ def train(out: Path, **options: Any) -> None:
     click.echo(summary(record, path))
 
 
+def _listed(key: str) -> str:
+    return ",".join(getattr(MATRIX_DEFAULTS, key))
+
+
+def matrix_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """compare's and sweep's own options: the matrix, its rounds, and where results go."""
+    options = (
+        click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+                     help="TOML file with [matrix] and [run] tables, or the name of one in configs/ (e.g. quick); "
+                          "its keys are the flags' names with underscores (rounds, cell_timeout in [matrix]; "
+                          "the training settings in [run]), and flags given here override it."),
+        click.option("--backends", default=None, help=f"Comma-separated backends.  [default: {_listed('backends')}]"),
+        click.option("--devices", default=None, help=f"Comma-separated devices.  [default: {_listed('devices')}]"),
+        click.option("--models", default=None, help=f"Comma-separated models.  [default: {_listed('models')}]"),
+        click.option("--implementations", default=None,
+                     help=f"Comma-separated: keras, native.  [default: {_listed('implementations')}]"),
+        click.option("--batch-sizes", default=None,
+                     help="Comma-separated batch sizes, each a row of its own.  [default: --batch-size alone]"),
+        click.option("--rounds", "--repeats", "rounds", type=int, default=None,
+                     help="Passes over every cell, each with its own seed; 3 or more give each ratio an interval "
+                          f"(the minimum, with --target-ci).  [default: {MATRIX_DEFAULTS.rounds}]"),
+        click.option("--target-ci", type=float, default=None,
+                     help="Add rounds until every ratio's 95% interval is within ± this share, e.g. 0.05.  "
+                          "[default: off]"),
+        click.option("--max-rounds", "--max-repeats", "max_rounds", type=int, default=None,
+                     help="With --target-ci: the most rounds to run.  [default: 3 x --rounds]"),
+        click.option("--cell-timeout", "cell_timeout", type=int, default=None,
+                     help=f"Seconds before a cell is stopped and recorded as failed.  "
+                          f"[default: {MATRIX_DEFAULTS.cell_timeout}]"),
+        click.option("--peak-matmul-size", type=int, default=None,
+                     help="N of the N x N matrix multiply timed per backend and device, the peak each cell's GFLOP/s "
+                          f"is set against; 0 skips it.  [default: {MATRIX_DEFAULTS.peak_matmul_size}]"),
+        click.option("--out", type=click.Path(path_type=Path), default=None,
+                     help=f"Folder for results.jsonl and the report.  [default: {default_out}]"),
+        click.option("--force", is_flag=True, help="Rerun cells that are already done."),
+    )
+    return _all_of(options)
+
+
+def _all_of(options: tuple[Callable[..., Any], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One decorator applying `options` in order, as if written one above the other."""
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+# compare's Slurm options, each a [slurm] key too (matrix.SLURM_KEYS).
+slurm_options = _all_of((
+    click.option("--slurm/--no-slurm", "slurm", default=None,
+                 help="Run on a Slurm cluster, each round of each machine kind one job; --no-slurm runs a config "
+                      "with [slurm] or [[machines]] here.  [default: Slurm when the config has either]"),
+    click.option("--slurm-partition", default=None, help="Slurm partition ([slurm] partition)."),
+    click.option("--slurm-constraint", default=None, help="Slurm node features, e.g. a100 ([slurm] constraint)."),
+    click.option("--slurm-gres", default=None, help="Generic resources per job, e.g. gpu:1 ([slurm] gres)."),
+    click.option("--slurm-time-minutes", type=int, default=None,
+                 help="Time limit of each job, one round ([slurm] time_minutes).  [default: the partition's]"),
+    click.option("--slurm-cpus-per-task", type=int, default=None, help="CPUs per job ([slurm] cpus_per_task)."),
+    click.option("--slurm-mem-gb", type=float, default=None, help="Memory per job in GB ([slurm] mem_gb)."),
+    click.option("--slurm-setup", multiple=True, default=None,
+                 help="A shell line run on the node before kerasmnist, e.g. 'module load cuda'; repeatable "
+                      "([slurm] setup)."),
+    click.option("--slurm-parallel", type=int, default=None,
+                 help="Rounds of one machine kind running at once ([slurm] parallel).  [default: 4]"),
+    click.option("--slurm-exclusive/--slurm-shared", "slurm_exclusive", default=None,
+                 help="Whole nodes to each job, or share them with others ([slurm] exclusive).  "
+                      "[default: exclusive]"),
+))
+
+
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML file with [matrix] and [run] tables, or the name of one in configs/ (e.g. colab-t4); "
-                   "flags below override it.")
-@click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
-@click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
-@click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
-@click.option("--implementations", default=None, help="Comma-separated: keras, native.  [default: keras]")
-@click.option("--repeats", type=int, default=None,
-              help="Rounds: passes over every cell (the minimum, with --target-ci).  [default: 1]")
-@click.option("--target-ci", type=float, default=None,
-              help="Add rounds until every ratio's 95% interval is within ± this share, e.g. 0.05.  [default: off]")
-@click.option("--max-repeats", type=int, default=None,
-              help="With --target-ci: the most rounds to run.  [default: 3 x --repeats]")
-@click.option("--cell-timeout", "cell_timeout_seconds", type=int, default=None,
-              help="Seconds before a cell is stopped and recorded as failed.  [default: 3600]")
-@click.option("--epochs", type=int, default=None, help="Training epochs per cell.  [default: 5]")
-@click.option("--batch-size", type=int, default=None, help="Samples per step.  [default: 128]")
-@click.option("--limit-train", type=int, default=None, help="Train on the first N images.  [default: all]")
-@click.option("--validation-size", type=int, default=None, help="Images held out for validation.  [default: 10000]")
-@click.option("--precision", default=None, help="Keras dtype policy for every cell.  [default: float32]")
-@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default=None,
-              help="Allow TF32 tensor cores in every cell and peak measurement (see train --tf32).  [default: off]")
-@click.option("--data-dir", default=None, help="Data folder, as for train.  [default: search as for train]")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder for results.jsonl and the report.  [default: reports/CONFIG-NAME, or reports/compare]")
-@click.option("--force", is_flag=True, help="Rerun cells that are already done.")
-@click.option("--batch-sizes", default=None, help="Comma-separated batch sizes to sweep.  [default: --batch-size alone]")
-@click.option("--input-pipeline", default=None, help="numpy, tf.data, torch.utils.data or device, for every cell.  [default: numpy]")
-@click.option("--cpu-threads", type=int, default=None, help="Compute threads per cell.  [default: the framework's]")
-@click.option("--profile", is_flag=True, default=None,
-              help="cProfile every cell's steady training steps (see train --profile).  [default: off]")
-@click.option("--peak-matmul-size", type=int, default=None,
-              help="N of the N x N matrix multiply timed per backend and device, the peak each cell's GFLOP/s is "
-                   "set against; 0 skips it.  [default: 4096]")
-@click.option("--slurm/--no-slurm", "slurm", default=None,
-              help="Run on a Slurm cluster, each round of each machine kind one job; --no-slurm runs a config with "
-                   "[slurm] or [[machines]] here.  [default: Slurm when the config has either]")
-@click.option("--slurm-partition", default=None, help="Slurm partition ([slurm] partition).")
-@click.option("--slurm-constraint", default=None, help="Slurm node features, e.g. a100 ([slurm] constraint).")
-@click.option("--slurm-gres", default=None, help="Generic resources per job, e.g. gpu:1 ([slurm] gres).")
-@click.option("--slurm-time-minutes", type=int, default=None,
-              help="Time limit of each job, one round ([slurm] time_minutes).  [default: the partition's]")
-@click.option("--slurm-cpus-per-task", type=int, default=None, help="CPUs per job ([slurm] cpus_per_task).")
-@click.option("--slurm-mem-gb", type=float, default=None, help="Memory per job in GB ([slurm] mem_gb).")
-@click.option("--slurm-setup", multiple=True, default=None,
-              help="A shell line run on the node before kerasmnist, e.g. 'module load cuda'; repeatable "
-                   "([slurm] setup).")
-@click.option("--slurm-parallel", type=int, default=None,
-              help="Rounds of one machine kind running at once ([slurm] parallel).  [default: 4]")
-@click.option("--slurm-exclusive/--slurm-shared", "slurm_exclusive", default=None,
-              help="Whole nodes to each job, or share them with others ([slurm] exclusive).  [default: exclusive]")
+@matrix_options(f"{RESULTS_ROOT}/CONFIG-NAME in this folder, or {RESULTS_ROOT}/compare")
+@run_settings(from_config=True)
+@slurm_options
 def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
     """Run the backend x device x model matrix, one fresh process per cell, then write the report."""
-    run_matrix_and_report(config_path, out or Path("reports") / (config_path.stem if config_path else "compare"),
+    run_matrix_and_report(config_path, out or RESULTS_ROOT / (config_path.stem if config_path else "compare"),
                           force, overrides)
 
 
 @cli.command()
-@click.option("--batch-sizes", required=True, help="Comma-separated batch sizes, e.g. 64,128,256,512,1024.")
-@click.option("--backends", default=None, help="Comma-separated backends.  [default: tensorflow,torch,jax]")
-@click.option("--devices", default=None, help="Comma-separated devices.  [default: cpu]")
-@click.option("--models", default=None, help="Comma-separated models.  [default: cnn,ffn]")
-@click.option("--epochs", type=int, default=None, help="Training epochs per cell.  [default: 5]")
-@click.option("--limit-train", type=int, default=None, help="Train on the first N images.  [default: all]")
-@click.option("--data-dir", default=None, help="Data folder, as for train.  [default: search as for train]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/sweep"), show_default=True,
-              help="Folder for results.jsonl and the report.")
-@click.option("--force", is_flag=True, help="Rerun cells that are already done.")
-def sweep(out: Path, force: bool, **overrides: Any) -> None:
-    """Throughput and accuracy per batch size per backend: a compare over --batch-sizes."""
-    run_matrix_and_report(None, out, force, overrides)
+@matrix_options(f"{RESULTS_ROOT}/sweep in this folder")
+@run_settings(from_config=True)
+def sweep(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
+    """Throughput and accuracy per batch size per backend: a compare over --batch-sizes (required, or batch_sizes
+    in the config's [matrix])."""
+    run_matrix_and_report(config_path, out or RESULTS_ROOT / "sweep", force, overrides, needs_batch_sizes=True)
 
 
-def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any]) -> None:
+def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any],
+                          needs_batch_sizes: bool = False) -> None:
     from kerasmnist import compare as compare_module, records, report
     from kerasmnist.matrix import load_matrix
 
     matrix = load_matrix(config_path, overrides)
+    if needs_batch_sizes and not matrix.batch_sizes:
+        raise click.UsageError("sweep needs --batch-sizes (or batch_sizes in the config's [matrix]), e.g. 64,128,256")
     outcome = compare_module.run_matrix(matrix, out, " ".join(["kerasmnist", *sys.argv[1:]]), force=force,
                                         echo=lambda line: click.echo(line, err=True))
     counts = outcome.counts
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
     if (out / records.RESULTS_FILE).is_file():  # not when stopped before any cell finished
-        click.echo(f"report: {report.build([out], out)}")
+        click.echo(report.write([out], out).terminal_text())
     sys.exit(outcome.exit_code)
 
 
@@ -231,7 +302,7 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
     """
     from kerasmnist import report
 
-    click.echo(f"report: {report.build(list(results_dirs), out or results_dirs[0])}")
+    click.echo(report.write(list(results_dirs), out or results_dirs[0]).terminal_text())
 
 
 @cli.command()
@@ -244,7 +315,7 @@ def env(as_json: bool, out: Path | None) -> None:
 
     from kerasmnist import inventory, records
 
-    facts = inventory.collect()
+    facts = inventory.collect(echo=lambda line: click.echo(line, err=True))
     if out is not None:
         records.ensure_writable(out)
         records.replace_atomically(out / inventory.INVENTORY_FILE, json.dumps(facts, indent=2) + "\n")
@@ -279,7 +350,7 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul
     bench_module.run_bench(chosen["--backends"], chosen["--devices"], size_list, repeats, out,
                            " ".join(["kerasmnist", *sys.argv[1:]]), echo=lambda line: click.echo(line, err=True),
                            float32_matmul_precision=float32_matmul_precision)
-    click.echo(f"report: {report.build([out], out)}")
+    click.echo(report.write([out], out).terminal_text())
 
 
 @cli.command()
@@ -337,6 +408,7 @@ def summary(record: "RunRecord", path: Path) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
 
     rate, reached = record.samples_per_second, record.time_to_accuracy
+    target_epochs = reached["epochs"]
     return "\n".join([
         f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
         f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
@@ -344,8 +416,11 @@ def summary(record: "RunRecord", path: Path) -> str:
         f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
         f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
+        "inference " + (f"{record.inference_samples_per_second:,.0f} samples/s (model.predict, batch "
+                         f"{record.inference_batch_size})" if record.inference_samples_per_second else "not timed"),
         f"time to {reached['target']:.0%} validation accuracy: "
-        + (f"{reached['seconds']:.1f} s ({reached['epochs']} epochs, checked at epoch ends)"
+        + (f"{reached['seconds']:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
+           "checked at epoch ends)"
            if reached["seconds"] is not None else "not reached"),
         f"record: {path}",
     ])

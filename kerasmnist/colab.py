@@ -53,7 +53,10 @@ PARAMETERS_HEADER = '# Every knob of this notebook (the cell is tagged "paramete
 PARAMETERS = """\
 CONFIG = "colab-t4"  # a config shipped with kerasmnist (colab-t4, quick, full, ...) or the path of a .toml file
 BACKENDS = None  # e.g. "jax,torch"; None: the config's
-MODELS = None  # e.g. "ffn"; None: the config's
+# Models: built-in (cnn, ffn), the zoo (resnet, lstm, vit), or your own builder as PATH.py:FUNCTION after
+# uploading the file (Colab's Files pane, into /content), e.g. "cnn,resnet,/content/my_models.py:build".
+MODELS = None  # None: the config's
+DATASET = None  # e.g. "fashion-mnist" or your loader "/content/my_data.py:load"; None: the config's (MNIST)
 DEVICES = "gpu,cpu"
 REPEATS = None  # rounds: passes over every cell; None: the config's
 EPOCHS = 5  # the GPU cells'
@@ -100,7 +103,7 @@ def kerasmnist(*arguments):
 
 def compare(**settings):
     \"\"\"kerasmnist compare into the one results folder; a setting left at None is the config's.\"\"\"
-    settings = {"backends": BACKENDS, "models": MODELS, "repeats": REPEATS, "data_dir": DATA_DIR,
+    settings = {"backends": BACKENDS, "models": MODELS, "dataset": DATASET, "repeats": REPEATS, "data_dir": DATA_DIR,
                 "peak_matmul_size": PEAK_MATMUL_SIZE, **settings}
     flags = [str(part) for key, value in settings.items() if value is not None
              for part in ("--" + key.replace("_", "-"), value)]

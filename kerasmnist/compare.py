@@ -9,6 +9,7 @@ already done with the same configuration.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from kerasmnist import bench, environment, processes, records
+from kerasmnist import bench, environment, processes, records, timing
 from kerasmnist.config import RunConfig
 from kerasmnist.matrix import Cell, Matrix, cells
 
@@ -41,6 +42,9 @@ def train_arguments(config: RunConfig) -> list[str]:
         if key == "float32_matmul_precision":  # train's --tf32 flag
             arguments += ["--tf32"] if value == "tf32" else []
             continue
+        if key == "model_args":  # train's repeatable --model-arg KEY=VALUE, each value as a TOML scalar
+            arguments += [f"--model-arg={name}={json.dumps(item)}" for name, item in value.items()]
+            continue
         if value is None or value is False or value == "":
             continue
         if value is True:
@@ -57,7 +61,9 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
 
     `command` is the command line that asked for the matrix: each cell's entry keeps it, with this
     invocation's id and its round (one pass over the plan: the cells of one repeat, run adjacent in
-    time), which the report pairs cells by. A matrix with machine kinds runs on Slurm (kerasmnist.slurm).
+    time), which the report pairs cells by. A round new to the folder gets seeds no cell there used
+    (matrix.cells), so rounds added later never repeat an earlier round's seed. A matrix with machine
+    kinds runs on Slurm (kerasmnist.slurm).
     """
     if matrix.machines:
         from kerasmnist import slurm
@@ -66,7 +72,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     records.ensure_writable(out_dir)
     results_path = out_dir / records.RESULTS_FILE
     entries, done = done_cells(results_path, echo)
-    plan = cells(matrix)
+    plan = cells(matrix, {entry.key: entry.seed for entry in entries})
     to_run = [cell for cell in plan if force or cell.key not in done]
     outcome = Outcome()
     outcome.counts["already done"] = len(plan) - len(to_run)
@@ -85,12 +91,12 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
 
     progress = Progress(to_run, echo)
     for round_cells in rounds(to_run):
-        if matrix.target_ci and round_cells[0].repeat >= matrix.repeats and narrow_enough(
+        if matrix.target_ci and round_cells[0].repeat >= matrix.rounds and narrow_enough(
                 matrix.target_ci, round_cells[0].repeat, entries, echo):
             break
         stamp = {"command": command, "invocation": invocation, "round": f"{invocation} #{round_cells[0].repeat + 1}",
                  "target_ci": matrix.target_ci}
-        entries = run_round(round_cells, matrix.cell_timeout_seconds, out_dir, results_path,
+        entries = run_round(round_cells, matrix.cell_timeout, out_dir, results_path,
                             lambda cell: stamp, outcome, echo, progress) or entries
         if outcome.interrupted:
             break
@@ -129,13 +135,13 @@ def run_round(round_cells: list[Cell], timeout_seconds: int, out_dir: Path, resu
         except KeyboardInterrupt as stop:
             outcome.interrupted = True
             if isinstance(stop, CellInterrupted) and stop.finished:  # it finished before the stop reached it
-                _save(results_path, dataclasses.replace(stop.finished, **stamp(cell)), outcome, echo)
+                save_entry(results_path, dataclasses.replace(stop.finished, **stamp(cell)), outcome, echo)
             echo(f"{stop or 'interrupted'}: the cells finished are kept in {results_path}; "
                  "rerun the same command to run the rest")
             break
         if progress:
             progress.finished(cell, entry)
-        entries = _save(results_path, entry, outcome, echo) or entries
+        entries = save_entry(results_path, entry, outcome, echo) or entries
     return entries
 
 
@@ -149,13 +155,13 @@ class Progress:
     def start(self, cell: Cell) -> None:
         eta = _time_left(self.to_run[self.started:], self.seconds_by_kind)
         self.started += 1
-        self.echo(f"[{self.started}/{len(self.to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
+        self.echo(f"[{self.started}/{len(self.to_run)}] {cell.label}" + (f", about {duration_text(eta)} left" if eta else ""))
 
     def finished(self, cell: Cell, entry: records.CellEntry) -> None:
         self.seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
 
 
-def _save(results_path: Path, entry: records.CellEntry, outcome: Outcome,
+def save_entry(results_path: Path, entry: records.CellEntry, outcome: Outcome,
           echo: Callable[[str], None]) -> list[records.CellEntry] | None:
     """Adds a finished cell to results.jsonl and counts it; the file's entries afterwards, None if it could not."""
     try:
@@ -223,7 +229,8 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEnt
         device=cell.config.device, model=cell.config.model, status=status, reason=reason,
         log_tail=list(child.log_tail) if status != "ok" else [], wall_seconds=time.perf_counter() - started,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
-        software=environment.software(), config=cell.config.to_dict(), record=record)
+        software=environment.software(), config=cell.config.to_dict(), record=record,
+        phases=timing.cell_phases(record, child.exited_at) if record and status == "ok" else None)
     if child.interrupted is not None:
         raise CellInterrupted(str(child.interrupted) or "interrupted", entry if status == "ok" else None)
     return entry
@@ -243,5 +250,6 @@ def _time_left(remaining: list[Cell], seconds_by_kind: dict[tuple[str, ...], lis
     return sum(statistics.fmean(seconds_by_kind.get(_kind(cell), [overall])) for cell in remaining)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """Seconds as a person reads a time left: minutes past a minute and a half."""
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -99,7 +99,8 @@ SOURCES = {
 
 @dataclass
 class Splits:
-    """Images as float32 in [0, 1], shape (N, 28, 28, 1); labels as int64."""
+    """Images as float32, shape (N, H, W, C): (N, 28, 28, 1) in [0, 1] for MNIST; labels as int64 in
+    0 .. num_classes - 1."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -107,7 +108,12 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    num_classes: int
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
 
 
 def keras_home() -> Path:
@@ -119,23 +125,28 @@ def keras_home() -> Path:
 
 
 def load(dataset: str, data_dir: str | None, validation_size: int, limit_train: int | None, seed: int) -> Splits:
-    """Finds, checks and splits the dataset. Raises DataError with one line saying what to do."""
-    source = SOURCES[dataset]
+    """Finds, checks and splits the dataset: a built-in one, or a user's loader (data_reference; call this
+    only after backend.pin, since a loader may import Keras). Raises DataError with one line saying what to do."""
+    if dataset in SOURCES:
+        (x_train, y_train), (x_test, y_test), provenance = _builtin(SOURCES[dataset], data_dir)
+    else:
+        from kerasmnist import data_reference
+
+        ((x_train, y_train), (x_test, y_test)), provenance = data_reference.load(dataset)
+    splits = split(x_train, y_train, x_test, y_test, validation_size, limit_train, seed)
+    splits.provenance = provenance | {"num_classes": splits.num_classes, "train_size": len(splits.y_train),
+                                      "validation_size": len(splits.y_val), "test_size": len(splits.y_test)}
+    return splits
+
+
+def _builtin(source: DatasetSource, data_dir: str | None) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                                  tuple[np.ndarray, np.ndarray], dict[str, Any]]:
     origin, paths = _locate(source, data_dir)
     checked = [_check(source, path) for path in paths]
     (x_train, y_train), (x_test, y_test) = _read(paths)
-    splits = split(x_train, y_train, x_test, y_test, validation_size, limit_train, seed)
-    splits.provenance = {
-        "name": source.name,
-        "origin": origin,
-        "directory": str(paths[0].parent),
-        "files": checked,
-        "credit": source.credit,
-        "train_size": len(splits.y_train),
-        "validation_size": len(splits.y_val),
-        "test_size": len(splits.y_test),
-    }
-    return splits
+    return (x_train, y_train), (x_test, y_test), {"name": source.name, "origin": origin,
+                                                  "directory": str(paths[0].parent), "files": checked,
+                                                  "credit": source.credit}
 
 
 def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -154,15 +165,20 @@ def split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
                 f"after holding out {validation_size} for validation"
             )
         train_index = train_index[:limit_train]
+    if not len(train_index):
+        raise DataError("--limit-train leaves no training images")
     return Splits(
         _scale(x_train[train_index]), y_train[train_index].astype(np.int64),
         _scale(x_train[val_index]), y_train[val_index].astype(np.int64),
         _scale(x_test), y_test.astype(np.int64),
+        num_classes=int(y_train.max()) + 1,  # of every training image, not just the ones kept
     )
 
 
 def _scale(images: np.ndarray) -> np.ndarray:
-    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+    """float32 (N, H, W, C): bytes scaled to [0, 1], floats taken as they are, a channel axis added to (N, H, W)."""
+    scaled = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    return scaled[..., np.newaxis] if scaled.ndim == 3 else scaled
 
 
 def _how_to_provide(source: DatasetSource) -> str:
@@ -187,12 +203,15 @@ def _locate(source: DatasetSource, data_dir: str | None) -> tuple[str, list[Path
     explicit = data_dir or os.environ.get(source.data_dir_variable)
     if explicit:
         folder = Path(explicit)
+        named = f"data folder {folder}" + ("" if data_dir else f" (from {source.data_dir_variable})")
         if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
-            raise DataError(f"data folder {folder} is not a readable directory")
+            raise DataError(f"{named} is not a readable directory")
         found = _complete_set(folder, source)
         if found is None:
             missing = [f.name for f in source.files if not (folder / f.name).is_file()]
-            raise DataError(f"data folder {folder} lacks {', '.join(missing)}; {_how_to_provide(source)}")
+            lacks = (f"holds none of the {source.title} files" if len(missing) == len(source.files)
+                     else f"lacks {', '.join(missing)}")
+            raise DataError(f"{named} {lacks}; {_how_to_provide(source)}")
         return "data-dir", found
     cache = keras_home() / source.keras_cache_subdir
     found = _complete_set(cache, source)

@@ -17,8 +17,15 @@ class BackendUnavailable(KerasMnistError):
     exit_code = 2
 
 
+class UserCodeError(ConfigError):
+    """A user's model builder or data loader cannot be used: it is missing, fails to import, raises, or
+    returns what kerasmnist cannot train. Raised before training: no record is written."""
+
+
 class DataError(KerasMnistError):
     """The dataset is missing, corrupt, or too small for the requested split."""
+
+    exit_code = 2
 
 
 class RunFailed(KerasMnistError):

@@ -13,7 +13,7 @@ import importlib.util
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kerasmnist import backend, environment, processes
 from kerasmnist.config import BACKENDS, DEVICES
@@ -61,13 +61,15 @@ def probe(name: str, device: str) -> dict[str, Any]:
     return framework_facts(name)
 
 
-def collect() -> dict[str, Any]:
-    """Every backend's probes, each from a fresh process, plus the host."""
+def collect(echo: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Every backend's probes, each from a fresh process, plus the host; `echo` says each probe as it starts
+    (each imports a framework: seconds)."""
     backends = {}
     for name in BACKENDS:
         installed = importlib.util.find_spec(backend.FRAMEWORK_MODULES[name]) is not None
         facts: dict[str, Any] = {"installed": installed}
         for device in DEVICES:
+            echo(f"probing {name} on the {device}...")
             with tempfile.TemporaryDirectory() as folder:
                 child = processes.run_pinned(["worker", "probe", name, device], Path(folder), timeout_seconds=300)
                 if child.interrupted is not None:

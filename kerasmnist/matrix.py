@@ -1,4 +1,4 @@
-"""The comparison matrix: which cells (backend x device x model x repeat) to run, with what settings.
+"""The comparison matrix: which cells (backend x device x model x round) to run, with what settings.
 
 A matrix comes from a TOML file (a path, or the bare name of one shipped in configs/, e.g. `colab-t4`)
 and/or flags, validated like a RunConfig:
@@ -8,10 +8,10 @@ and/or flags, validated like a RunConfig:
     devices = ["cpu", "gpu"]
     models = ["cnn", "ffn"]
     implementations = ["keras", "native"]   # default: keras only
-    repeats = 3                             # rounds: passes over every cell, each repeat with seed + r
-    max_repeats = 8                         # with target_ci: add rounds up to this many ...
+    rounds = 3                              # passes over every cell (default 3; `repeats` is read as rounds)
+    max_rounds = 8                          # with target_ci: add rounds up to this many ...
     target_ci = 0.05                        # ... until every ratio's 95% interval is within ±5%
-    cell_timeout_seconds = 3600
+    cell_timeout = 3600                     # seconds (`cell_timeout_seconds` is read too)
     peak_matmul_size = 4096                 # the GFLOP/s peak each cell is set against; 0: none
 
     [run]            # any RunConfig key except backend, device, model and implementation
@@ -40,6 +40,8 @@ and/or flags, validated like a RunConfig:
 Overrides apply in order, so a later one wins where two set the same key. A variant adds a cell beside
 each cell it matches (overrides applied first), so a knob and its baseline share every round and the
 report can set one against the other with an interval.
+
+Every key is also a `kerasmnist compare` flag of the same name (rounds: --rounds), which wins over the file.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig, coerce, run_config_from
+from kerasmnist.config import (BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
+                               coerce, run_config_from, suggestion)
 from kerasmnist.errors import ConfigError
+from kerasmnist.references import Reference, is_reference
 
 CELL_AXES = ("backend", "device", "model", "implementation")
 # The configs that come with kerasmnist: the checkout's configs/, which kerasmnist/configs links to, so an
@@ -102,10 +106,10 @@ class Matrix:
     models: tuple[str, ...] = MODELS
     implementations: tuple[str, ...] = ("keras",)
     batch_sizes: tuple[int, ...] = ()  # a batch-size sweep; empty: the [run] batch_size alone
-    repeats: int = 1  # the rounds always run; with target_ci, the minimum
-    max_repeats: int | None = None  # with target_ci: the most rounds to run
+    rounds: int = 3  # the rounds always run; with target_ci, the minimum. 3: the fewest that give an interval
+    max_rounds: int | None = None  # with target_ci: the most rounds to run
     target_ci: float | None = None  # stop adding rounds once every ratio's interval is within ± this share
-    cell_timeout_seconds: int = 3600
+    cell_timeout: int = 3600  # seconds
     peak_matmul_size: int = 4096  # an N x N matrix multiply per backend and device, timed in the same run
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
     overrides: tuple[Override, ...] = ()
@@ -113,8 +117,14 @@ class Matrix:
     machines: tuple[MachineKind, ...] = ()  # Slurm machine kinds; none: the cells run on this machine
 
     @property
-    def planned_repeats(self) -> int:
-        return max(self.repeats, self.max_repeats or 0) if self.target_ci else self.repeats
+    def planned_rounds(self) -> int:
+        return max(self.rounds, self.max_rounds or 0) if self.target_ci else self.rounds
+
+
+# The keys of [matrix] (Matrix's fields less the other tables), and the older names still read as them.
+MATRIX_KEYS = ("backends", "devices", "models", "implementations", "batch_sizes", "rounds", "max_rounds", "target_ci",
+               "cell_timeout", "peak_matmul_size")
+OLD_MATRIX_KEYS = {"repeats": "rounds", "max_repeats": "max_rounds", "cell_timeout_seconds": "cell_timeout"}
 
 
 @dataclass(frozen=True)
@@ -129,56 +139,89 @@ class Cell:
 
         Only settings that differ from the defaults count, so a later kerasmnist that adds a
         setting (with a default that keeps the old behaviour) still recognises earlier cells.
+        A user's model or loader counts by its source's hash too: after an edit, the cell runs again.
         """
         defaults = RunConfig().to_dict()
         changed = {key: value for key, value in self.config.to_dict().items() if value != defaults[key]}
-        identity = json.dumps({"config": changed, "repeat": self.repeat}, sort_keys=True)
+        sources = {spec: Reference(spec, key).identity()["source_sha256"]
+                   for key, spec in (("model", self.config.model), ("dataset", self.config.dataset))
+                   if is_reference(spec)}
+        identity = json.dumps({"config": changed, "repeat": self.repeat, **({"sources": sources} if sources else {})},
+                              sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
-        return f"{self.config.backend} {self.config.device} {self.config.model} repeat {self.repeat + 1}"
+        return f"{self.config.backend} {self.config.device} {self.config.model} round {self.repeat + 1}"
 
 
-def cells(matrix: Matrix) -> list[Cell]:
+def cells(matrix: Matrix, earlier: Mapping[str, int] | None = None) -> list[Cell]:
     """Every cell, ordered to be fair to each backend.
 
-    Repeats are interleaved (all cells of repeat 1, then of repeat 2...) and the backend order
-    rotates from one repeat to the next, so no backend always runs first or last, when the
-    machine may be cooler, warmer or busier. Repeat r uses seed + r: the same seed would repeat
-    the same computation, which times the same but says nothing about accuracy's spread.
+    Rounds are interleaved (all cells of round 1, then of round 2...) and the backend order
+    rotates from one round to the next, so no backend always runs first or last, when the
+    machine may be cooler, warmer or busier. Each round has a seed of its own (seed + the round's
+    offset): the same seed would repeat the same computation, which times the same but says nothing
+    about accuracy's spread. `earlier` maps the key of each cell already in the results folder to
+    its seed; `_seed_offset` says how a round's offset is chosen against them.
     """
-    ordered = []
-    for repeat in range(matrix.planned_repeats):
-        shift = repeat % len(matrix.backends)
-        backends = matrix.backends[shift:] + matrix.backends[:shift]
-        for model in matrix.models:
-            for device in matrix.devices:
-                for backend in backends:
-                    for implementation in matrix.implementations:
-                        for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
-                            axes = {"backend": backend, "device": device, "model": model,
-                                    "implementation": implementation}
-                            for variant in (None, *(v for v in matrix.variants if v.applies_to(axes))):
-                                config = _cell_config(matrix, axes, batch_size, repeat, variant)
-                                ordered.append(Cell(config, repeat, len(ordered)))
+    ordered: list[Cell] = []
+    offset = -1
+    for repeat in range(matrix.planned_rounds):
+        offset = _seed_offset(matrix, repeat, offset + 1, earlier or {})
+        ordered += [Cell(config, repeat, len(ordered) + index)
+                    for index, config in enumerate(_round(matrix, repeat, offset))]
     return ordered
 
 
-def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, repeat: int,
+def _seed_offset(matrix: Matrix, repeat: int, first: int, earlier: Mapping[str, int]) -> int:
+    """The offset added to the seeds of round `repeat`: the first from `first` on (each round's above the
+    last's) at which either a cell of the round is already in the folder (the round is resumed: its done
+    cells keep their keys) or no cell of the folder used any of the round's seeds (a new round, with seeds
+    no earlier round used). In a fresh folder round r gets offset r, as it always did."""
+    used = set(earlier.values())
+    offset = first
+    while True:
+        configs = _round(matrix, repeat, offset)
+        if any(Cell(config, repeat, 0).key in earlier for config in configs) or \
+                used.isdisjoint(config.seed for config in configs):
+            return offset
+        offset += 1
+
+
+def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[RunConfig]:
+    """The configurations of one round's cells, in run order."""
+    shift = repeat % len(matrix.backends)
+    backends = matrix.backends[shift:] + matrix.backends[:shift]
+    configs = []
+    for model in matrix.models:
+        for device in matrix.devices:
+            for backend in backends:
+                for implementation in matrix.implementations:
+                    for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
+                        axes = {"backend": backend, "device": device, "model": model,
+                                "implementation": implementation}
+                        for variant in (None, *(v for v in matrix.variants if v.applies_to(axes))):
+                            configs.append(_cell_config(matrix, axes, batch_size, seed_offset, variant))
+    return configs
+
+
+def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, seed_offset: int,
                  variant: Override | None = None) -> RunConfig:
     settings: dict[str, Any] = {**axes, "batch_size": batch_size}
     for override in (*matrix.overrides, *([variant] if variant else [])):
         if override.applies_to(axes):
             settings.update(override.settings)
-    settings["seed"] = settings.get("seed", matrix.run.seed) + repeat
+    settings["seed"] = settings.get("seed", matrix.run.seed) + seed_offset
+    if axes["model"] != "ffn":  # [run] hidden = [...] sizes the ffn of a matrix that has other models too
+        settings["hidden"] = RunConfig.hidden
     try:
         return dataclasses.replace(matrix.run, **settings)
     except InvalidValue as error:  # a setting may suit some cells only (steps_per_execution, not under torch)
         raise InvalidValue(error.key, f"{error.problem} in cell {' '.join(axes.values())}") from None
 
 
-_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": MODELS, "implementations": IMPLEMENTATIONS}
+_MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": BUILTIN_MODELS, "implementations": IMPLEMENTATIONS}
 
 
 def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
@@ -190,23 +233,21 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     overrides = dict(overrides)
     use_slurm = overrides.pop("slurm", None)
     slurm_flags = {key[len("slurm_"):]: overrides.pop(key) for key in list(overrides) if key.startswith("slurm_")}
-    matrix_values = dict(_table(file_values, "matrix", source))
+    matrix_values = _new_names(_table(file_values, "matrix", source), source)
     run_values = dict(_table(file_values, "run", source))
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in Matrix.__dataclass_fields__:
+        if key in MATRIX_KEYS:
             matrix_values[key] = value
         else:
             run_values[key] = value
-    where = source if not any(v is not None for v in overrides.values()) else f"{source} with command-line flags"
+    flags = source != "command line" and any(value is not None for value in overrides.values())
+    where = f"{source} with command-line flags" if flags else source
 
-    unknown = sorted(set(matrix_values) - (set(Matrix.__dataclass_fields__) - {"run"}))
+    unknown = sorted(set(matrix_values) - set(MATRIX_KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]} in [matrix]; allowed: "
-                          f"backends, devices, models, implementations, batch_sizes, repeats, max_repeats, target_ci, "
-                          f"cell_timeout_seconds, "
-                          f"peak_matmul_size")
+        raise ConfigError(f"{where}: unknown key {unknown[0]} in [matrix]; allowed: {', '.join(MATRIX_KEYS)}")
     per_cell = sorted(set(run_values) & set(CELL_AXES))
     if per_cell:
         raise ConfigError(f"{where}: {per_cell[0]} cannot be set in [run]; list it in [matrix] {per_cell[0]}s")
@@ -226,14 +267,17 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         raise ConfigError(f"{where}: batch_sizes must be a list of whole numbers of at least 1 (got {batch_sizes!r})")
     lists["batch_sizes"] = tuple(dict.fromkeys(batch_sizes))
     numbers = {}
-    for key, minimum in (("repeats", 1), ("cell_timeout_seconds", 1), ("peak_matmul_size", 0)):
+    for key, minimum in (("rounds", 1), ("cell_timeout", 1), ("peak_matmul_size", 0)):
         value = matrix_values.get(key, getattr(Matrix, key))
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum} (got {value!r})")
         numbers[key] = value
-    numbers.update(_adaptive(matrix_values, numbers["repeats"], where))
+    numbers.update(_adaptive(matrix_values, numbers["rounds"], where))
     run_values.setdefault("progress", "epoch")
-    matrix = Matrix(**lists, **numbers, run=run_config_from(run_values, where),
+    # [run] is every cell's template, the model set per cell; hidden sizes sizes the ffn cells, so the template
+    # is checked as an ffn's.
+    template = {"model": "ffn", **run_values} if "hidden" in run_values else run_values
+    matrix = Matrix(**lists, **numbers, run=run_config_from(template, where, table="[run]"),
                     overrides=_overrides(file_values.get("overrides", []), source, "overrides"),
                     variants=_overrides(file_values.get("variants", []), source, "variants"))
     if use_slurm is not False:
@@ -248,6 +292,10 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         if cell.key in seen:
             raise ConfigError(f"{where}: a [[variants]] table changes nothing for cell {cell.label}, which runs already")
         seen.add(cell.key)
+        if cell.config.epochs < 2:
+            raise ConfigError(f"{where}: epochs must be at least 2 to compare (got {cell.config.epochs} for cell "
+                              f"{cell.label}): the comparison ranks steady epochs, epoch 2 on; the first "
+                              "includes compiling and warming up")
     return matrix
 
 
@@ -300,20 +348,30 @@ def _machine_kind(defaults: Mapping[str, Any], table: Mapping[str, Any], devices
     return MachineKind(name=name.strip(), devices=kind_devices, **settings)
 
 
-def _adaptive(values: Mapping[str, Any], repeats: int, where: str) -> dict[str, Any]:
-    """max_repeats and target_ci: rounds are added past `repeats` until the intervals are narrow enough."""
-    target, most = values.get("target_ci"), values.get("max_repeats")
+def _new_names(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A [matrix] table with its older key names (repeats, max_repeats, cell_timeout_seconds) read as today's."""
+    renamed = {OLD_MATRIX_KEYS.get(key, key): value for key, value in table.items()}
+    both = [old for old, new in OLD_MATRIX_KEYS.items() if old in table and new in table]
+    if both:
+        raise ConfigError(f"{source}: [matrix] sets both {OLD_MATRIX_KEYS[both[0]]} and {both[0]}, its older name; "
+                          f"keep {OLD_MATRIX_KEYS[both[0]]}")
+    return renamed
+
+
+def _adaptive(values: Mapping[str, Any], rounds: int, where: str) -> dict[str, Any]:
+    """max_rounds and target_ci: rounds are added past `rounds` until the intervals are narrow enough."""
+    target, most = values.get("target_ci"), values.get("max_rounds")
     if target is None:
         if most is not None:
-            raise ConfigError(f"{where}: max_repeats needs target_ci, the interval width to stop at (e.g. 0.05)")
+            raise ConfigError(f"{where}: max_rounds needs target_ci, the interval width to stop at (e.g. 0.05)")
         return {}
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
         raise ConfigError(f"{where}: target_ci must be a share between 0 and 1, e.g. 0.05 for ±5% (got {target!r})")
-    most = 3 * repeats if most is None else most
-    if isinstance(most, bool) or not isinstance(most, int) or most < max(repeats, 2):
-        raise ConfigError(f"{where}: max_repeats must be a whole number of at least repeats ({repeats}) and 2 "
+    most = 3 * rounds if most is None else most
+    if isinstance(most, bool) or not isinstance(most, int) or most < max(rounds, 2):
+        raise ConfigError(f"{where}: max_rounds must be a whole number of at least rounds ({rounds}) and 2 "
                           f"(got {most!r})")
-    return {"target_ci": float(target), "max_repeats": most}
+    return {"target_ci": float(target), "max_rounds": most}
 
 
 def _overrides(tables: Any, source: str, name: str) -> tuple[Override, ...]:
@@ -342,9 +400,11 @@ def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple
         value = [part.strip() for part in value.split(",")]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key} must be a non-empty list of strings (got {value!r})")
-    bad = [v for v in value if v not in allowed]
+    bad = [v for v in value if v not in allowed and not (key == "models" and is_reference(v))]
     if bad:
-        raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}")
+        raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}"
+                          + (", or PATH.py:FUNCTION or MODULE:FUNCTION" if key == "models" else "")
+                          + suggestion(bad[0], allowed))
     return tuple(dict.fromkeys(value))
 
 

@@ -24,7 +24,7 @@ from kerasmnist.backend import Pinned, peak_memory_bytes, resolved_device
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
 from kerasmnist.records import TrainingResult
-from kerasmnist.timing import EpochTimer, resolve_jit_compile, timing_figures
+from kerasmnist.timing import EpochTimer, inference_figures, resolve_jit_compile, timing_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
 DROPOUT = 0.5
@@ -80,7 +80,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
     loop = {"torch": TorchLoop, "jax": JaxLoop, "tensorflow": TensorFlowLoop}[config.backend](config, splits, pinned,
                                                                                                jit_compile)
     build_seconds = time.perf_counter() - build_started
-    reference = models.build_model(config.model, config.hidden)  # the same architecture, for its counts
+    reference, identity = models.build(config, splits.input_shape, splits.num_classes)  # the same network, counted
     if loop.parameter_count() != reference.count_params():
         raise RuntimeError(f"native {config.model} has {loop.parameter_count()} parameters, Keras's {reference.count_params()}")
 
@@ -123,6 +123,8 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         evaluate_seconds=evaluate_seconds,
         history={key: values for key, values in history.items() if values},
         peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
+        model_identity=identity,
+        **inference_figures(None, [], len(splits.y_test), config.batch_size),  # the native loops time no inference
     )
 
 

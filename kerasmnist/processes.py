@@ -4,7 +4,9 @@ Every pinned child (a training cell, a matmul benchmark, an environment probe) i
 `python -m kerasmnist COMMAND ... --out FOLDER`, started by `run_pinned` with the user's environment
 (`backend.child_environment`), and reports back one way: the JSON it wrote into FOLDER, its exit
 status, and, when it failed, the one line starting with ERROR_PREFIX that every kerasmnist command
-prints (kept in FOLDER/stderr.log).
+prints (kept in FOLDER/stderr.log). A user sees exit status 2 for every bad input; a pinned child
+exits UNAVAILABLE_EXIT instead when its backend or device is not there, so that its parent records
+the cell as skipped, and a cell with bad input (missing or corrupt data) as failed.
 
 SIGTERM and SIGHUP are handled as Ctrl-C is, and no child process is left orphaned.
 """
@@ -13,18 +15,30 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from kerasmnist import backend
-from kerasmnist.errors import BackendUnavailable
+from kerasmnist.errors import BackendUnavailable, KerasMnistError
 
 ERROR_PREFIX = "kerasmnist: error: "
 LOG_TAIL_LINES = 20
+UNAVAILABLE_EXIT = 3  # a pinned child's "cannot run here": its backend or device is not there
+PINNED_CHILD_VARIABLE = "KERASMNIST_PINNED_CHILD"  # set in every pinned child's environment
+SPAWNED_AT_VARIABLE = "KERASMNIST_SPAWNED_AT"  # when its parent started it (time.time()): where its timeline begins
+
+
+def exit_code(error: KerasMnistError) -> int:
+    """The exit status of a command that stopped with `error`."""
+    if isinstance(error, BackendUnavailable) and os.environ.get(PINNED_CHILD_VARIABLE):
+        return UNAVAILABLE_EXIT
+    return error.exit_code
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ class ChildResult:
     log_tail: tuple[str, ...]  # the last lines of its stderr
     timeout_seconds: float | None = None
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C, SIGTERM or SIGHUP reached the parent meanwhile
+    exited_at: float | None = None  # time.time() when the parent saw it end: where its timeline ends
 
     def output(self) -> dict:
         """The JSON the child wrote (its first .json file): call only when status() is ok."""
@@ -48,12 +63,13 @@ class ChildResult:
         return errors[-1] if errors else None
 
     def status(self) -> tuple[str, str | None]:
-        """"ok"; "skipped" (exit 2 with its reason: the backend or device is not there); or "failed", and why."""
+        """"ok"; "skipped" (UNAVAILABLE_EXIT with its reason: the backend or device is not there); or "failed",
+        and why."""
         if self.return_code is None:
             return "failed", f"timed out after {self.timeout_seconds:g} s"
         if self.return_code == 0 and self.written:
             return "ok", None
-        if self.return_code == BackendUnavailable.exit_code and self.error:
+        if self.return_code == UNAVAILABLE_EXIT and self.error:
             return "skipped", self.error
         if self.error:
             return "failed", self.error
@@ -75,7 +91,8 @@ def run_pinned(arguments: list[str], folder: Path, timeout_seconds: float | None
     interrupted = None
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(command, stdout=None if show_output else log, stderr=log,
-                                 env=backend.child_environment())
+                                 env=backend.child_environment() | {PINNED_CHILD_VARIABLE: "1",
+                                                                    SPAWNED_AT_VARIABLE: repr(time.time())})
         try:
             return_code = child.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
@@ -85,9 +102,10 @@ def run_pinned(arguments: list[str], folder: Path, timeout_seconds: float | None
         except KeyboardInterrupt as stop:
             stop_child(child, forward=isinstance(stop, Stopped))
             return_code, interrupted = child.returncode, stop
+    exited_at = time.time()
     log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     return ChildResult(return_code, tuple(sorted(folder.glob("*.json"))), tuple(log_tail), timeout_seconds,
-                       interrupted)
+                       interrupted, exited_at)
 
 
 class Stopped(KeyboardInterrupt):

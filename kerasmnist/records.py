@@ -15,6 +15,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import statistics
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -29,7 +31,10 @@ except ImportError:  # Windows
 
 from kerasmnist.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 4  # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags
+# 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags;
+# 5: models and data sets by reference (model identity, model_args, from_logits), inference figures; a cell
+# entry's phases, and, run on Slurm, its slurm job fields and machine_kind (all optional, None before)
+SCHEMA_VERSION = 5
 KIND = "kerasmnist.run"
 
 def _from_json(cls, data: dict[str, Any]):
@@ -62,6 +67,13 @@ class TrainingResult:
     evaluate_seconds: float
     history: dict[str, list[float]]
     peak_device_memory_bytes: int | None  # the most GPU memory held at once; None on the CPU
+    model_identity: dict[str, Any]  # what the model is: reference, source file and hash, arguments, layers
+    inference_seconds: list[float] | None  # each timed model.predict pass over the test set
+    inference_warmup_seconds: float | None  # the untimed first pass, which traces and compiles predict
+    inference_batch_size: int | None
+    inference_samples_per_second: float | None  # test images / the median pass
+    peak_host_memory_bytes: int | None = None  # the training process's peak resident memory (ru_maxrss)
+    timeline: dict[str, float | None] | None = None  # time.time() where each phase of the run ended (run.py)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,13 @@ class RunRecord:
     evaluate_seconds: float | None = None
     history: dict[str, list[float]] | None = None
     peak_device_memory_bytes: int | None = None
+    model_identity: dict[str, Any] | None = None
+    inference_seconds: list[float] | None = None
+    inference_warmup_seconds: float | None = None
+    inference_batch_size: int | None = None
+    inference_samples_per_second: float | None = None
+    peak_host_memory_bytes: int | None = None
+    timeline: dict[str, float | None] | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 
@@ -124,6 +143,11 @@ class RunRecord:
 
     def failed(self, error: str, finished_at: str, trace: str | None = None) -> RunRecord:
         return dataclasses.replace(self, status="failed", error=error, traceback=trace, finished_at=finished_at)
+
+    @property
+    def inference_median_seconds(self) -> float | None:
+        """The median model.predict pass over the test set: the time inference is ranked by."""
+        return statistics.median(self.inference_seconds) if self.inference_seconds else None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,6 +181,7 @@ class CellEntry:
     invocation: str = ""
     round: str = ""  # one pass over the plan's cells: the report pairs cells by it
     target_ci: float | None = None
+    phases: dict[str, float] | None = None  # its wall time, phase by phase (timing.cell_phases)
     schema_version: int = SCHEMA_VERSION
     kind: str = "kerasmnist.cell"
     slurm: dict[str, Any] | None = None  # run on Slurm: job_id, array_job_id, array_index, node, partition
@@ -219,25 +244,39 @@ def ensure_writable(out_dir: Path) -> None:
 def write(record: RunRecord, out_dir: Path) -> Path:
     """Writes the record under a unique name; a reader never sees a half-written file."""
     stamp = record.started_at.replace("-", "").replace(":", "").split(".")[0]
-    path = out_dir / f"{stamp}-{record.backend}-{record.device}-{record.model}-{record.run_id}.json"
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", record.model.rpartition(":")[2])  # a reference's function name
+    path = out_dir / f"{stamp}-{record.backend}-{record.device}-{model}-{record.run_id}.json"
     replace_atomically(path, json.dumps(record.to_json(), indent=2) + "\n")
     return path
 
 
 def replace_atomically(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary file and a rename: readers see old or new, never half.
-    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind."""
+    A write that fails (a full disk) leaves the old file as it was, and no temporary file behind.
+    The file keeps the mode it had; a new one gets the user's umask, as open() would give it (the
+    temporary file alone would be private to its owner, 0600, unreadable to collaborators)."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False, encoding="utf-8") as temporary:
         try:
             temporary.write(text)
             temporary.flush()
             os.fsync(temporary.fileno())
+            os.chmod(temporary.name, _mode_for(path))
         except BaseException:
             temporary.close()
             os.unlink(temporary.name)
             raise
     os.replace(temporary.name, path)
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits `path` has, or those a new file gets from the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read it is to set it: put back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def read(path: Path) -> RunRecord:
@@ -303,7 +342,10 @@ def _parse(line: str, kind: str) -> tuple[Entry | None, str | None]:
     if entry.get("schema_version") not in MIGRATIONS and entry.get("schema_version") != SCHEMA_VERSION:
         return None, (f"schema version {entry.get('schema_version')} is not one this kerasmnist reads "
                       f"(1 to {SCHEMA_VERSION}); read it with the kerasmnist that wrote it")
-    return (CellEntry if kind == CELL_KIND else BenchEntry).from_json(migrate(entry)), None
+    try:
+        return (CellEntry if kind == CELL_KIND else BenchEntry).from_json(migrate(entry)), None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a line edited by hand or from elsewhere
+        return None, f"a {kind} entry with a missing or malformed field ({type(error).__name__}: {error})"
 
 
 SUPERSEDED_FILE = "superseded.jsonl"
@@ -390,7 +432,18 @@ def _with_config(entry: dict[str, Any], version: int, added: dict[str, Any]) -> 
     return migrated
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(entry: dict[str, Any]) -> dict[str, Any]:
+    """Schema 4 knew only the built-in models, called without arguments, giving probabilities; it timed no
+    inference."""
+    migrated = _with_config(entry, 5, {"model_args": {}, "from_logits": False, "inference_batch_size": None})
+    record = migrated.get("record") if entry.get("kind") == CELL_KIND else None
+    if record:
+        migrated["record"] = record | {"model_identity": {"reference": record["model"], "kind": "builtin",
+                                                          "arguments": {}, "parameters": record.get("parameters")}}
+    return migrated
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def migrate(entry: dict[str, Any]) -> dict[str, Any]:

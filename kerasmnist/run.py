@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import os
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kerasmnist import backend, data, environment, inventory, records
+from kerasmnist import backend, data, environment, inventory, processes, records
 from kerasmnist.config import HOST_PIPELINES, RunConfig
-from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed
+from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
 
 
 def _now() -> str:
@@ -31,6 +34,17 @@ def _check_batches_split(config: RunConfig, devices: int, splits: data.Splits) -
                 "--limit-train or --validation-size so that each split's last batch divides evenly")
 
 
+def peak_host_memory_bytes() -> int | None:
+    """This process's peak resident memory so far: ru_maxrss is in kibibytes on Linux, bytes on macOS;
+    None on Windows, which has no resource module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunRecord]:
     """Runs `config` in this process and writes its record to `out_dir`.
 
@@ -38,6 +52,10 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     data) raises before training and writes nothing. A failure during training writes a
     record with status `failed` and raises RunFailed; Ctrl-C writes one and re-raises.
     """
+    # Wall-clock stamps (time.time(), comparable across processes) where each phase ends: with the parent's
+    # spawn and exit times they split a cell's wall time (timing.cell_phases).
+    spawned = os.environ.get(processes.SPAWNED_AT_VARIABLE)
+    timeline = {"spawned": float(spawned) if spawned else None, "started": time.time()}
     records.ensure_writable(out_dir)
     started_at = _now()
     pinned = backend.pin(config.backend, config.device, config.cpu_devices, config.cpu_threads,
@@ -56,6 +74,7 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
         raise BackendUnavailable(f"--input-pipeline {config.input_pipeline} needs {package}, which is not installed "
                                  "here; install it, or use --input-pipeline numpy or device")
 
+    timeline["pinned"] = time.time()
     load_started = time.perf_counter()
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)
     load_data_seconds = time.perf_counter() - load_started
@@ -68,10 +87,17 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     else:
         from kerasmnist import training
 
+    timeline["data_loaded"] = time.time()
     facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
+    if config.implementation == "native" and (splits.input_shape, splits.num_classes) != ((28, 28, 1), 10):
+        raise ConfigError(f"--implementation native is written for 28x28 greyscale images in 10 classes (got "
+                          f"{splits.input_shape} in {splits.num_classes} classes); use --implementation keras")
+    timeline["described"] = time.time()
     try:
         result = training.train_and_evaluate(config, splits, pinned)
+    except UserCodeError:  # a user's model refused before its first step: nothing was run, nothing is written
+        raise
     except KeyboardInterrupt as stop:
         records.write(record.failed(f"interrupted ({stop or 'KeyboardInterrupt'})", _now()), out_dir)
         raise
@@ -80,5 +106,7 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
                                            traceback.format_exc()), out_dir)
         raise RunFailed(f"training failed: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
                         f"(record: {path})") from error
-    record = record.finished(result, _now())
+    timeline["trained"] = time.time()
+    record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes(),
+                                                 timeline=timeline), _now())
     return records.write(record, out_dir), record

@@ -42,7 +42,20 @@ LOG_TAIL_LINES = 20
 
 def kind_key(cell: Cell, kind: str) -> str:
     """A cell's key on one machine kind: the same cell on two kinds is two results."""
-    return f"{cell.key}@{kind}"
+    return cell.key + kind_key_suffix(kind)
+
+
+def kind_key_suffix(kind: str) -> str:
+    return f"@{kind}"
+
+
+def kind_plan(matrix: Matrix, kind: MachineKind, entries: list[records.CellEntry]) -> list[Cell]:
+    """The cells of the kind's devices, seeded against the folder's entries of that kind alone (matrix.cells): a
+    round resumed keeps its seeds, a new one takes seeds no earlier round of the kind used. Each kind's rounds are
+    seeded as if it had a folder of its own, so in a fresh folder round r has the same seeds on every kind."""
+    suffix = kind_key_suffix(kind.name)
+    earlier = {entry.key.removesuffix(suffix): entry.seed for entry in entries if entry.key.endswith(suffix)}
+    return cells(dataclasses.replace(matrix, devices=kind.devices), earlier)
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class RoundJob:
                 compare.measure_peaks(self.matrix, folder, self.stamp["command"], self.stamp["invocation"], print)
             except KeyboardInterrupt:
                 return outcome.counts
-            compare.run_round(list(self.cells), self.matrix.cell_timeout_seconds, folder,
+            compare.run_round(list(self.cells), self.matrix.cell_timeout, folder,
                               folder / records.RESULTS_FILE,
                               lambda cell: {**self.stamp, "key": kind_key(cell, self.kind), "slurm": slurm,
                                             "machine_kind": self.kind},
@@ -117,7 +130,7 @@ class Driver:
         self.jobs_dir = out_dir / JOBS_DIR
         self.outcome = compare.Outcome()
         self.invocation = records.new_invocation()
-        self.plans = {kind.name: cells(dataclasses.replace(matrix, devices=kind.devices)) for kind in matrix.machines}
+        self.plans: dict[str, list[Cell]] = {}  # each kind's cells, once the earlier jobs are folded
         self.active: dict[str, Job] = {}
         self.names: set[str] = set()  # the job names of this run's submissions, submitted or being submitted
         self.submitted_rounds: set[tuple[str, int]] = set()
@@ -127,23 +140,24 @@ class Driver:
     def run(self, submitit: Any, force: bool) -> None:
         self.adopt_earlier_jobs()
         self.wait()
-        _, done = compare.done_cells(self.results_path, self.echo)
+        entries, done = compare.done_cells(self.results_path, self.echo)
+        self.plans = {kind.name: kind_plan(self.matrix, kind, entries) for kind in self.matrix.machines}
         total = sum(len(plan) for plan in self.plans.values())
         already = 0 if force else sum(kind_key(cell, kind) in done for kind, plan in self.plans.items() for cell in plan)
         self.outcome.counts["already done"] = already
         if already:
             self.echo(f"{already} of {total} cells already done in {self.results_path}; "
                       "submitting the rest (--force reruns them all)")
-        rounds = self.matrix.repeats
+        rounds = self.matrix.rounds
         while True:
             self.submit(submitit, rounds, force)
             self.wait()
-            if not self.matrix.target_ci or rounds >= self.matrix.planned_repeats:
+            if not self.matrix.target_ci or rounds >= self.matrix.planned_rounds:
                 return
             entries, _ = compare.done_cells(self.results_path, self.echo)
             if compare.narrow_enough(self.matrix.target_ci, rounds, entries, self.echo):
                 return
-            rounds = min(self.matrix.planned_repeats, rounds + max(kind.parallel for kind in self.matrix.machines))
+            rounds = min(self.matrix.planned_rounds, rounds + max(kind.parallel for kind in self.matrix.machines))
 
     def adopt_earlier_jobs(self) -> None:
         """Job folders an earlier run left unfolded: their jobs are watched if still queued, else folded now."""
@@ -228,7 +242,7 @@ class Driver:
             finished = [entry for job in jobs for entry in _entries(job.folder / records.RESULTS_FILE)]
             remaining = sum(job.cells for job in jobs) - len(finished)
             seconds = self.seconds + [entry.wall_seconds for entry in finished]
-            left = (f", about {compare._duration(statistics.fmean(seconds) * remaining / min(kind.parallel, len(jobs)))}"
+            left = (f", about {compare.duration_text(statistics.fmean(seconds) * remaining / min(kind.parallel, len(jobs)))}"
                     " left" if seconds and remaining else "")
             lines.append(f"{kind.name}: {pending} jobs pending, {len(jobs) - pending} running; "
                          f"{len(finished)} of {len(finished) + remaining} cells done{left}")
@@ -243,7 +257,7 @@ class Driver:
         plan = json.loads((job.folder / PLAN_FILE).read_text(encoding="utf-8"))
         entries = _entries(job.folder / records.RESULTS_FILE)
         for entry in entries:
-            compare._save(self.results_path, entry, self.outcome, lambda line: None)
+            compare.save_entry(self.results_path, entry, self.outcome, lambda line: None)
             self.seconds.append(entry.wall_seconds)
         bench_path = job.folder / records.BENCH_FILE
         for entry in (records.read_results(bench_path, records.BENCH_KIND)[0] if bench_path.exists() else []):
@@ -257,7 +271,7 @@ class Driver:
             why = f"Slurm job {job.job_id} ended {state}" + (f" ({reason})" if reason else "") + \
                 (f": {log_tail[-1]}" if log_tail else "")
             for cell in missing:
-                compare._save(self.results_path, _failed_entry(cell, plan, job, why, log_tail), self.outcome,
+                compare.save_entry(self.results_path, _failed_entry(cell, plan, job, why, log_tail), self.outcome,
                               lambda line: None)
             said += f"; {len(missing)} recorded failed: {why}"
         self.echo(said)

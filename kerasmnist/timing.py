@@ -69,6 +69,46 @@ def epoch_cv(epoch_seconds: list[float]) -> float | None:
     return statistics.stdev(steady) / statistics.fmean(steady)
 
 
+def inference_figures(warmup_seconds: float | None, seconds: list[float], images: int, batch_size: int
+                      ) -> dict[str, Any]:
+    """model.predict's figures from its timed passes over the test set; none for a loop that does not time them."""
+    median = statistics.median(seconds) if seconds else None
+    return {"inference_seconds": seconds or None, "inference_warmup_seconds": warmup_seconds,
+            "inference_batch_size": batch_size if seconds else None,
+            "inference_samples_per_second": images / median if median else None}
+
+
+# A cell's wall time, phase by phase: (phase, the timeline stamp it ends at). The training call between
+# "described" and "trained" is split further by the record's own durations (cell_phases).
+_STAMPED_PHASES = (("process start and imports", "started"), ("pinning the backend and device", "pinned"),
+                   ("data loading and checking", "data_loaded"), ("reading the environment", "described"))
+
+
+def cell_phases(record: Any, exited_at: float) -> dict[str, float] | None:
+    """Where a cell's wall time went, from its process's spawn to its exit, in seconds per phase; None for a
+    record with no timeline (older records, and runs started by hand). The phases add up to the span, the
+    training call's own remainder (seeding, fit's set-up and callbacks, the placement check) included."""
+    stamps = record.timeline
+    if not stamps or stamps.get("spawned") is None:
+        return None
+    phases, previous = {}, stamps["spawned"]
+    for phase, stamp in _STAMPED_PHASES:
+        phases[phase] = stamps[stamp] - previous
+        previous = stamps[stamp]
+    timed = {
+        "building and compiling the model": record.build_seconds,
+        "first epoch (tracing, compiling)": record.first_epoch_seconds,
+        "steady epochs": sum(record.epoch_seconds[1:]),
+        "validation": sum(record.validation_seconds or []),
+        "evaluation": record.evaluate_seconds,
+        "inference (warm-up and timed passes)": (record.inference_warmup_seconds or 0) + sum(record.inference_seconds or []),
+    }
+    phases |= timed
+    phases["training call, outside the timed parts"] = stamps["trained"] - stamps["described"] - sum(timed.values())
+    phases["writing the record and exiting"] = exited_at - stamps["trained"]
+    return phases
+
+
 def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops_per_sample: int,
                    val_accuracy: list[float]) -> dict[str, Any]:
     """The figures derived from the epoch clock, the same for Keras and native runs."""

@@ -28,9 +28,10 @@ from kerasmnist.backend import Pinned, import_tensorflow, peak_memory_bytes, res
 from kerasmnist.config import RunConfig
 from kerasmnist.data import Splits
 from kerasmnist.records import TrainingResult
-from kerasmnist.timing import EpochTimer, resolve_jit_compile, timing_figures
+from kerasmnist.timing import EpochTimer, inference_figures, resolve_jit_compile, timing_figures
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
+INFERENCE_PASSES = 3  # timed passes over the test set; their median is the figure
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -67,32 +68,33 @@ class EpochClock(keras.callbacks.Callback):
         self.timer.stop()
 
 
-def build_and_compile(config: RunConfig, jit_compile: bool) -> keras.Model:
-    """The model under the run's dtype policy and, with --data-parallel, replicated over every device."""
+def build_and_compile(config: RunConfig, jit_compile: bool, splits: Splits) -> tuple[keras.Model, dict[str, Any]]:
+    """The model and its identity, under the run's dtype policy and, with --data-parallel, replicated over every
+    device."""
     keras.config.set_dtype_policy(config.precision)
     if not config.data_parallel:
-        return _compiled(config, jit_compile)
+        return _compiled(config, jit_compile, splits)
     if config.backend == "jax":
         devices = keras.distribution.list_devices(config.device)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return _compiled(config, jit_compile)
+        return _compiled(config, jit_compile, splits)
     import tensorflow as tf
 
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(config.device.upper())])
     with strategy.scope():
-        return _compiled(config, jit_compile)
+        return _compiled(config, jit_compile, splits)
 
 
-def _compiled(config: RunConfig, jit_compile: bool) -> keras.Model:
-    model = models.build_model(config.model, config.hidden, config.data_format)
+def _compiled(config: RunConfig, jit_compile: bool, splits: Splits) -> tuple[keras.Model, dict[str, Any]]:
+    model, identity = models.build(config, splits.input_shape, splits.num_classes, splits.x_train[:2])
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=config.from_logits),
         metrics=["accuracy"],
         jit_compile=jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
-    return model
+    return model, identity
 
 
 def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None) -> dict[str, Any]:
@@ -145,10 +147,10 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
     jit_compile = resolve_jit_compile(config)
 
     build_started = time.perf_counter()
-    model = build_and_compile(config, jit_compile)
+    model, identity = build_and_compile(config, jit_compile, splits)
     build_seconds = time.perf_counter() - build_started
 
-    layout = config.data_format if config.model == "cnn" else "channels_last"  # the FFN flattens either way
+    layout = config.data_format if config.model == "cnn" else "channels_last"  # only the CNN has a layout option
     x_train, x_val, x_test = (models.images_in(x, layout) for x in (splits.x_train, splits.x_val, splits.x_test))
     validation = None
     if len(splits.y_val):
@@ -169,6 +171,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
     evaluate_started = time.perf_counter()
     test_loss, test_accuracy = model.evaluate(**fit_inputs(config, x_test, splits.y_test), verbose=0)
     evaluate_seconds = time.perf_counter() - evaluate_started
+    warmup_seconds, inference_seconds = time_inference(model, x_test, config.inference_batch_size or config.batch_size)
 
     curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
     return TrainingResult(
@@ -185,4 +188,21 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         evaluate_seconds=evaluate_seconds,
         history=curves,
         peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
+        model_identity=identity,
+        **inference_figures(warmup_seconds, inference_seconds, len(x_test),
+                            config.inference_batch_size or config.batch_size),
     )
+
+
+def time_inference(model: keras.Model, images: np.ndarray, batch_size: int) -> tuple[float, list[float]]:
+    """Seconds of the warm-up model.predict pass over `images` (it traces and compiles predict), and of each
+    timed pass after it. predict returns NumPy arrays, so each pass has waited for the device."""
+    started = time.perf_counter()
+    model.predict(images, batch_size=batch_size, verbose=0)
+    warmup = time.perf_counter() - started
+    seconds = []
+    for _ in range(INFERENCE_PASSES):
+        started = time.perf_counter()
+        model.predict(images, batch_size=batch_size, verbose=0)
+        seconds.append(time.perf_counter() - started)
+    return warmup, seconds

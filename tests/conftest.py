@@ -80,7 +80,10 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
             time_to_accuracy={"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
             contention=contention, profile=None, validation_seconds=[0.1, 0.1], build_seconds=0.1,
             evaluate_seconds=0.1, history={"val_accuracy": [accuracy - 0.05, accuracy]},
-            peak_device_memory_bytes=peak_memory)
+            peak_device_memory_bytes=peak_memory,
+            model_identity={"reference": config["model"], "kind": "builtin", "arguments": {}, "parameters": 1000},
+            inference_seconds=[0.5 * steady] * 3, inference_warmup_seconds=steady, inference_batch_size=128,
+            inference_samples_per_second=200 / steady)
         record = records.RunRecord.start(config, environment, "2026-11-22T10:00:00+00:00", {"train_size": 1000},
                                          0.1).finished(result, "2026-11-22T10:00:00+00:00")
     return records.CellEntry(

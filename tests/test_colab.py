@@ -99,7 +99,7 @@ def check_every_cell_runs(notebook_path: Path, tmp_path: Path, more_parameters: 
     """Runs the notebook, tiny and on the CPU, in a throwaway environment's kernel; checks what it leaves."""
     out = tmp_path / "results"
     parameters = more_parameters + (
-        f'CONFIG = "quick"\nBACKENDS = "jax"\nMODELS = "ffn"\nDEVICES = "cpu"\nREPEATS = 1\nCPU_EPOCHS = 1\n'
+        f'CONFIG = "quick"\nBACKENDS = "jax"\nMODELS = "ffn"\nDEVICES = "cpu"\nREPEATS = 1\nCPU_EPOCHS = 2\n'
         f'CPU_LIMIT_TRAIN = 500\nPEAK_MATMUL_SIZE = 64\nMATMUL_SIZES = "16,64"\n'
         f"DATA_DIR = {str(FIXTURE_DIR)!r}\nOUT = {str(out)!r}\n")
     python = throwaway_environment(tmp_path / "venv")

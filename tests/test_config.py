@@ -11,7 +11,7 @@ def test_defaults_are_valid():
 
 
 def test_command_line_values_are_coerced():
-    config = run_config_from({"backend": "jax", "hidden": "256,128", "learning_rate": 1, "limit_train": None},
+    config = run_config_from({"backend": "jax", "model": "ffn", "hidden": "256,128", "learning_rate": 1, "limit_train": None},
                              "command line")
     assert config.hidden == (256, 128)
     assert config.learning_rate == 1.0
@@ -26,7 +26,7 @@ def test_xla_flags_are_taken_for_xla_compiled_runs():
 
 
 def test_toml_values_are_coerced():
-    config = run_config_from({"hidden": [64, 32], "jit_compile": True}, "configs/x.toml")
+    config = run_config_from({"model": "ffn", "hidden": [64, 32], "jit_compile": True}, "configs/x.toml")
     assert config.hidden == (64, 32)
     assert config.jit_compile == "true"
 
@@ -39,7 +39,7 @@ def test_toml_values_are_coerced():
     ({"backend": "mxnet"}, "command line: --backend must be one of tensorflow, torch, jax (got 'mxnet')"),
     ({"device": "tpu"}, "command line: --device must be one of cpu, gpu (got 'tpu')"),
     ({"learning_rate": 0.0}, "command line: --learning-rate must be greater than 0"),
-    ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 60000"),
+    ({"limit_train": 70_000}, "command line: --limit-train must be between 1 and 50000"),
     ({"validation_size": 60_000}, "command line: --validation-size must leave training images"),
     ({"backend": "torch", "steps_per_execution": 4}, "command line: --steps-per-execution must be 1 under the torch"),
     ({"backend": "tensorflow", "input_pipeline": "device"},
@@ -73,3 +73,22 @@ def test_bad_file_values_name_the_file_and_key(values, message):
     with pytest.raises(ConfigError) as error:
         run_config_from(values, "configs/x.toml")
     assert str(error.value).startswith(message)
+
+
+def test_model_args_are_read_as_toml_scalars_and_a_reference_is_a_model():
+    config = run_config_from({"model": "my_models.py:build", "model_args": ["width=64", "rate=0.5", "deep=true",
+                                                                             "name=wide", 'tag="64"']},
+                             "command line")
+    assert config.model_args == {"width": 64, "rate": 0.5, "deep": True, "name": "wide", "tag": "64"}
+    assert run_config_from({"model": "pkg.models:build", "model_args": {"width": 8}}, "x.toml").model_args == {"width": 8}
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"model": "resnet", "hidden": [64]}, "--hidden sets the ffn's hidden layers only"),
+    ({"model": "lstm", "implementation": "native"}, "--implementation native exists for cnn and ffn only"),
+    ({"model": "m.py:build", "model_args": ["width"]}, "--model-args expected KEY=VALUE"),
+    ({"dataset": "cifar"}, "--dataset must be one of mnist, fashion-mnist, or PATH.py:FUNCTION"),
+])
+def test_model_and_dataset_settings_are_checked(values, message):
+    with pytest.raises(ConfigError, match=message):
+        run_config_from(values, "command line")

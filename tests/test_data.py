@@ -66,6 +66,28 @@ def test_wrong_file_is_named_with_the_expected_hash(tmp_path):
     assert data.SOURCES["mnist"].files[1].sha256 in message  # the published hash
 
 
+def test_a_data_path_that_is_a_file_is_bad_input(tmp_path):
+    path = tmp_path / "mnist.gz"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match=f"^data folder {path} is not a readable directory$") as error:
+        load_fixture(path)
+    assert error.value.exit_code == 2  # as for every other bad input
+
+
+def test_a_data_folder_from_the_environment_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERASMNIST_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=f"^data folder {tmp_path / 'nowhere'} \\(from KERASMNIST_DATA_DIR\\) is not"):
+        data.load("mnist", None, 1000, None, 0)
+
+
+def test_an_empty_data_folder_names_each_file_once(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_fixture(tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"data folder {tmp_path} holds none of the MNIST files; put the four MNIST files (")
+    assert all(message.count(known.name) == 1 for known in data.SOURCES["mnist"].files)
+
+
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("KERASMNIST_DATA_DIR", str(FIXTURE_DIR))
     assert data.load("mnist", None, 1000, None, 0).provenance["directory"] == str(FIXTURE_DIR)

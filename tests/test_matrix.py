@@ -8,10 +8,30 @@ from kerasmnist.matrix import SHIPPED_CONFIGS, Matrix, cells, load_matrix, matri
 CONFIGS = Path(__file__).parent.parent / "configs"
 
 
-@pytest.mark.parametrize("name", ["quick", "full", "colab-t4", "seed-ffn", "tuned", "slurm-example"])
-def test_shipped_configs_are_valid(name):
+@pytest.mark.parametrize("name", sorted(path.stem for path in CONFIGS.glob("*.toml")))
+def test_shipped_configs_are_valid_and_give_intervals(name):
     matrix = load_matrix(CONFIGS / f"{name}.toml", {})
     assert matrix.backends and matrix.models and matrix.run.progress == "epoch"
+    assert matrix.rounds >= 3  # with target_ci, the minimum
+
+
+def test_the_default_plan_runs_three_rounds():
+    assert Matrix().rounds == load_matrix(None, {}).rounds == 3
+    assert load_matrix(None, {"rounds": 5}).rounds == 5
+
+
+def test_older_key_names_are_read_as_todays(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[matrix]\nrepeats = 4\nmax_repeats = 6\ntarget_ci = 0.05\ncell_timeout_seconds = 60\n")
+    matrix = load_matrix(path, {})
+    assert (matrix.rounds, matrix.max_rounds, matrix.cell_timeout) == (4, 6, 60)
+    assert load_matrix(path, {"rounds": 2}).rounds == 2  # the flag wins over the file, whatever name it used
+
+
+def test_tf32_in_a_table_is_trains_flag():
+    assert matrix_from({"run": {"tf32": True}}, {}, "t").run.float32_matmul_precision == "tf32"
+    with pytest.raises(ConfigError, match="sets both tf32 and float32_matmul_precision"):
+        matrix_from({"run": {"tf32": True, "float32_matmul_precision": "float32"}}, {}, "t")
 
 
 def test_a_bare_name_is_a_shipped_config_from_any_folder(tmp_path, monkeypatch):
@@ -29,21 +49,26 @@ def test_an_unknown_bare_name_lists_the_shipped_configs():
 
 
 def test_flags_override_the_file():
-    matrix = load_matrix(CONFIGS / "full.toml", {"backends": "jax", "repeats": 2, "epochs": 1, "limit_train": None})
-    assert matrix.backends == ("jax",) and matrix.repeats == 2 and matrix.run.epochs == 1
+    matrix = load_matrix(CONFIGS / "full.toml", {"backends": "jax", "rounds": 2, "epochs": 2, "limit_train": None})
+    assert matrix.backends == ("jax",) and matrix.rounds == 2 and matrix.run.epochs == 2
     assert matrix.devices == ("cpu", "gpu")
 
 
 @pytest.mark.parametrize("text, message", [
     ("[matrix]\nbackend = ['jax']\n", "x.toml: unknown key backend in [matrix]"),
     ("[matrix]\nbackends = ['mxnet']\n", "x.toml: backends has 'mxnet'; allowed: tensorflow, torch, jax"),
-    ("[matrix]\nrepeats = 0\n", "x.toml: repeats must be a whole number of at least 1 (got 0)"),
-    ("[matrix]\nrepeats = 'two'\n", "x.toml: repeats must be a whole number of at least 1 (got 'two')"),
+    ("[matrix]\nrounds = 0\n", "x.toml: rounds must be a whole number of at least 1 (got 0)"),
+    ("[matrix]\nrepeats = 'two'\n", "x.toml: rounds must be a whole number of at least 1 (got 'two')"),
+    ("[matrix]\nrounds = 3\nrepeats = 3\n", "x.toml: [matrix] sets both rounds and repeats, its older name"),
     ("[matrix]\ndevices = []\n", "x.toml: devices must be a non-empty list of strings"),
     ("[run]\nepochs = 0\n", "x.toml: epochs must be at least 1 (got 0)"),
     ("[run]\nepochs = '5'\n", "x.toml: epochs expected a whole number (got '5')"),
     ("[run]\nmodel = 'cnn'\n", "x.toml: model cannot be set in [run]; list it in [matrix] models"),
-    ("[run]\nwarmup = 1\n", "x.toml: unknown key warmup; allowed:"),
+    ("[run]\nwarmup = 1\n", "x.toml: unknown key warmup in [run]; allowed:"),
+    ("[run]\nepochs = 1\n", "x.toml: epochs must be at least 2 to compare (got 1 for cell tensorflow cpu cnn round 1)"),
+    ("[matrix]\nbackends = ['tensorflow', 'pytorch']\n",
+     "x.toml: backends has 'pytorch'; allowed: tensorflow, torch, jax; did you mean 'torch'?"),
+    ("[run]\ntf32 = 'yes'\n", "x.toml: tf32 expected true or false (got 'yes')"),
     ("[runs]\nepochs = 1\n", "x.toml: unknown table [runs]; allowed: [matrix], [run]"),
     ("[run\nepochs = 1\n", "x.toml: not valid TOML"),
 ])
@@ -61,7 +86,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_cells_interleave_repeats_and_rotate_the_backend_order():
-    matrix = matrix_from({"matrix": {"models": ["ffn"], "repeats": 3}}, {}, "t")
+    matrix = matrix_from({"matrix": {"models": ["ffn"]}}, {}, "t")  # 3 rounds by default
     order = [(c.repeat, c.config.backend) for c in cells(matrix)]
     assert order == [
         (0, "tensorflow"), (0, "torch"), (0, "jax"),
@@ -72,10 +97,31 @@ def test_cells_interleave_repeats_and_rotate_the_backend_order():
     assert [c.config.seed for c in cells(matrix)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
+def seeds_by_round(planned):
+    return [sorted({c.config.seed for c in planned if c.repeat == r}) for r in sorted({c.repeat for c in planned})]
+
+
+def test_a_round_new_to_the_folder_takes_seeds_no_earlier_round_used():
+    """Rounds of another command in the folder (here: the same rows, the data folder spelt another way, so
+    other keys) hold seeds 0 and 1: this plan's rounds take 2, 3, 4, and its earlier cells keep theirs."""
+    earlier = {c.key: c.config.seed for c in cells(matrix_from({"matrix": {"rounds": 2},
+                                                                 "run": {"data_dir": "data/"}}, {}, "t"))}
+    plan = matrix_from({"matrix": {"rounds": 3}, "run": {"data_dir": "data"}}, {}, "t")
+    fresh = cells(plan, earlier)
+    assert seeds_by_round(fresh) == [[2], [3], [4]]
+    half_done = {c.key: c.config.seed for c in fresh[:8]} | earlier  # interrupted in its second round
+    resumed = cells(plan, half_done)
+    assert [c.key for c in resumed] == [c.key for c in fresh]  # a rerun finds its done cells
+    with_more = cells(matrix_from({"matrix": {"rounds": 4}, "run": {"data_dir": "data"}}, {}, "t"),
+                      {c.key: c.config.seed for c in fresh} | earlier)
+    assert seeds_by_round(with_more) == [[2], [3], [4], [5]]
+    assert seeds_by_round(cells(plan)) == [[0], [1], [2]]  # a fresh folder: seed + round, as before
+
+
 def test_cell_keys_identify_configuration_and_repeat():
-    keys = [c.key for c in cells(Matrix(repeats=2))]
+    keys = [c.key for c in cells(Matrix(rounds=2))]
     assert len(set(keys)) == len(keys)
-    assert keys == [c.key for c in cells(Matrix(repeats=2))]
+    assert keys == [c.key for c in cells(Matrix(rounds=2))]
     assert set(keys).isdisjoint(c.key for c in cells(matrix_from({"run": {"epochs": 4}}, {}, "t")))
 
 
@@ -86,15 +132,15 @@ def test_cell_keys_ignore_settings_left_at_their_defaults():
 
 
 def test_implementations_are_an_axis_of_the_matrix():
-    matrix = matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "implementations": ["keras", "native"]}},
-                         {}, "t")
+    matrix = matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "implementations": ["keras", "native"],
+                                     "rounds": 1}}, {}, "t")
     assert [c.config.implementation for c in cells(matrix)] == ["keras", "native"]
     with pytest.raises(ConfigError, match="implementation cannot be set in \\[run\\]"):
         matrix_from({"run": {"implementation": "native"}}, {}, "t")
 
 
 def test_batch_sizes_are_an_axis_of_the_matrix():
-    matrix = load_matrix(None, {"backends": "jax", "models": "ffn", "batch_sizes": "64,128,256"})
+    matrix = load_matrix(None, {"backends": "jax", "models": "ffn", "batch_sizes": "64,128,256", "rounds": 1})
     assert [c.config.batch_size for c in cells(matrix)] == [64, 128, 256]
     with pytest.raises(ConfigError, match="batch_sizes must be a list of whole numbers of at least 1"):
         load_matrix(None, {"batch_sizes": "64,0"})
@@ -134,7 +180,7 @@ def test_bad_overrides_name_the_table_and_key(overrides, message):
 
 def test_variants_add_rows_beside_their_baseline_in_every_round():
     matrix = matrix_from({
-        "matrix": {"backends": ["torch"], "implementations": ["keras", "native"], "repeats": 2},
+        "matrix": {"backends": ["torch"], "implementations": ["keras", "native"], "rounds": 2},
         "variants": [{"implementations": ["keras"], "jit_compile": "true"},
                      {"models": ["cnn"], "implementations": ["keras"], "data_format": "channels_first"},
                      {"input_pipeline": "device"}],
@@ -154,7 +200,7 @@ def test_variants_add_rows_beside_their_baseline_in_every_round():
 
 
 @pytest.mark.parametrize("variants, message", [
-    ([{"jit_compile": "auto"}], "t: a [[variants]] table changes nothing for cell tensorflow cpu cnn repeat 1"),
+    ([{"jit_compile": "auto"}], "t: a [[variants]] table changes nothing for cell tensorflow cpu cnn round 1"),
     ([{"models": ["mlp"], "epochs": 1}], "t [[variants]] 1: models has 'mlp'; allowed: cnn, ffn"),
     ([{"backends": ["torch"], "steps_per_execution": 4}], "t: steps_per_execution must be 1 under the torch backend"),
 ])

@@ -38,7 +38,7 @@ def test_jax_native_device_input_trains_the_same_batches_as_numpy_input(keras_ja
 
     rng = np.random.default_rng(0)
     images, labels = rng.random((10, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 10)
-    splits = Splits(images, labels, images[:2], labels[:2], images[:2], labels[:2])
+    splits = Splits(images, labels, images[:2], labels[:2], images[:2], labels[:2], num_classes=10)
     orders = [rng.permutation(10) for _ in range(2)]
     results = {}
     for pipeline in ("numpy", "device"):

@@ -184,6 +184,32 @@ def test_a_crash_before_the_rename_leaves_the_old_file_whole(tmp_path, monkeypat
     assert (tmp_path / records.RESULTS_FILE).read_text() == before
 
 
+@pytest.fixture
+def umask():
+    """Sets the process's umask for one test, and puts it back."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_new_results_file_gets_the_mode_the_umask_gives(tmp_path, monkeypatch, umask, mask, mode):
+    umask(mask)
+    stub(monkeypatch)
+    compare.run_matrix(matrix("jax"), tmp_path, "first", echo=lambda line: None)
+    assert (tmp_path / records.RESULTS_FILE).stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_a_replaced_file_keeps_its_mode(tmp_path, umask, mode):
+    umask(0o077)  # a private umask must not make a shared file private
+    path = tmp_path / "report.md"
+    path.write_text("old")
+    path.chmod(mode)
+    records.replace_atomically(path, "new")
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == mode
+
+
 def training_children(out):
     """The pids of `kerasmnist train` processes writing into `out`."""
     found = []

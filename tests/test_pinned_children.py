@@ -140,10 +140,11 @@ def test_data_parallel_refuses_a_last_batch_that_does_not_split(tmp_path, split_
     assert not records_in(tmp_path)
 
 
-def test_a_cpu_run_records_its_float32_policy_and_no_gpu_memory(tmp_path):
+def test_a_cpu_run_records_its_float32_policy_its_host_memory_and_no_gpu_memory(tmp_path):
     result = run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--epochs", "1", "--tf32",
                      "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     (record,) = records_in(tmp_path)
     assert record["config"]["float32_matmul_precision"] == "tf32"
     assert "peak_device_memory_bytes" in record and record["peak_device_memory_bytes"] is None
+    assert record["peak_host_memory_bytes"] > 100 * 2**20  # bytes: Python with JAX and Keras loaded takes more

@@ -7,9 +7,10 @@ import re
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import fake_entry
-from kerasmnist import records, report
+from kerasmnist import cli, records, report
 from kerasmnist.errors import DataError
 from kerasmnist.matrix import cells, matrix_from
 
@@ -47,7 +48,7 @@ def test_report_has_tables_plots_csv_and_problem_cells(tmp_path):
     assert "| jax | cpu | 3 ok | 3 |" in text and "| fastest | – | ok |" in text
     assert "| torch | gpu | 0 ok, 3 skipped | 0 | – |" in text
     assert "| jax | gpu | 2 ok, 1 failed | 2 |" in text
-    assert "- Fastest on cpu (Test CPU, 2 cores (laptop)): **jax**" in text
+    assert "- cnn on cpu: **jax** is the fastest" in text
     assert "Against it: tensorflow 2.00× [1.92–2.09] slower, 3 rounds" in text
     assert "| tensorflow | gpu | 3 ok | 3 |" in text and "| 10.0× [10.0–10.0] | ok |" in text
     assert "| torch gpu cnn repeat 1 | skipped | backend torch sees no CUDA GPU |" in text
@@ -109,8 +110,8 @@ def test_report_of_a_folder_without_results(tmp_path):
 
 def test_runs_that_computed_different_things_get_rows_of_their_own(tmp_path):
     """Two commands with different epoch counts into one folder: two rows, and the header says what they share."""
-    two = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"]}, "run": {"epochs": 2}}, {}, "t"))
-    three = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"]}, "run": {"epochs": 3}}, {}, "t"))
+    two = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}, "run": {"epochs": 2}}, {}, "t"))
+    three = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}, "run": {"epochs": 3}}, {}, "t"))
     entries = [fake_entry(c, steady=1.0, invocation="first") for c in two] + \
               [fake_entry(c, steady=1.5, invocation="second") for c in three]
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
@@ -220,7 +221,7 @@ def test_each_setting_is_set_against_the_same_row_without_it(tmp_path):
             "| jax default threads, no XLA flags | 2.00× [2.00–2.00] | 4 | faster |") in text
     assert "| jax 1 CPU threads, no XLA flags | 1 CPU threads | jax default threads, no XLA flags | 0.50× [0.50–0.50] | 4 | slower |" in text
     assert re.search(r"\| XLA --xla_cpu_prefer_vector_width=512 \| jax default threads, no XLA flags \| 1\.00× "
-                     r"\[0\.97–1\.02\] \| 4 \| tied; ", text)
+                     r"\[0\.97–1\.02\] \| 4 \| tied within the noise \(", text)
 
 
 @pytest.mark.slow
@@ -234,11 +235,11 @@ def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(t
     folder = write_results(tmp_path, entries)
     write_lines(folder / records.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
-    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 (25%) |" in text
-    assert "| torch | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # no peak measured for torch
+    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 (25%) |" in text
+    assert "| torch | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 |" in text  # no peak measured for torch
     write_lines(folder / records.BENCH_FILE, [dataclasses.replace(peak, invocation="an earlier command")])
     text = report.build([folder], folder).read_text()
-    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 |" in text  # a peak from another run is not used
+    assert "| jax | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 |" in text  # a peak from another run is not used
     peak.rows[1]["gflops_per_second"] = 0.5
     write_lines(folder / records.BENCH_FILE, [peak])
     text = report.build([folder], folder).read_text()
@@ -248,7 +249,7 @@ def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(t
 def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
     from kerasmnist.profiling import OWNERS
 
-    profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"]}, "run": {"profile": True}}, {}, "t"))
+    profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}, "run": {"profile": True}}, {}, "t"))
     entries = [fake_entry(cell) for cell in matrix_cells()] + [fake_entry(cell) for cell in profiled]
     entries[-1] = dataclasses.replace(entries[-1], record=dataclasses.replace(entries[-1].record, profile={
         "tool": "cProfile", "epochs": [2], "profiled_seconds": 4.0,
@@ -258,8 +259,9 @@ def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
     text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
     assert "| torch profiled | cpu | 4.00 | 50% | 25% | 12% | 12% | `keras/src/layers/layer.py:872 __call__` 0.50 |" in text
     assert "| torch | cpu | 1 ok |" in text and "| torch profiled | cpu | 1 ok |" in text
-    assert "torch profiled | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 0.6 | 95.00% | 98%: 3.0 s, epoch 2 | – |" in text
-    fastest_line = next(line for line in text.splitlines() if "was fastest in a single shared round" in line)
+    assert "torch profiled | cpu | 1 ok | 1 | 1.00 | 2.00 | 1,000 | 200 | 0.6 | 95.00% | 98%: 3.0 s, epoch 2 | – |" in text
+    fastest_line = next(line for line in text.splitlines() if line.startswith("- ffn on cpu: ")
+                        and "ran fastest in a single round: no order is decided" in line)
     assert "torch profiled" not in fastest_line  # its times are inflated
 
 
@@ -282,3 +284,63 @@ def test_a_schema_1_results_file_is_read_through_the_migration(tmp_path):
     assert all(e.record.config == e.config for e in entries if e.record)
     text = report.build([tmp_path], tmp_path).read_text()
     assert "Ignored lines" not in text and "runs share a seed: spread understated" in text
+
+
+def matmul_entry(rows, backend="jax"):
+    return records.BenchEntry(
+        benchmark="matmul", backend=backend, device="cpu", status="ok", reason=None, resolved_device="cpu",
+        host={"cpu_model": "Test CPU", "logical_cores": 2, "hostname": "laptop"}, invocation="test",
+        started_at="2026-11-22T09:59:00+00:00",
+        rows=[{"operation": "scalar multiply", "size": 0, "median_seconds": 1e-5, "gflops_per_second": None}, *rows])
+
+
+def test_a_matmul_report_with_every_size_refused_has_a_note_and_no_plot(tmp_path):
+    """`bench matmul --sizes 100000` on a small machine: the size is refused, and the report still builds."""
+    refused = {"operation": "matmul", "size": 100000,
+               "error": "100000x100000 needs 111.8 GiB for two float32 operands and the product; the cpu has 7.0 GiB free"}
+    tmp_path.mkdir(exist_ok=True)
+    write_lines(tmp_path / records.BENCH_FILE, [matmul_entry([refused])])
+    result = CliRunner().invoke(cli.cli, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report.md").read_text()
+    assert "| jax | cpu | 10 µs | not run: 100000x100000 needs 111.8 GiB" in text
+    assert "No matrix size could be measured" in text and not (tmp_path / "matmul_seconds.png").exists()
+    write_lines(tmp_path / records.BENCH_FILE, [matmul_entry([refused, {
+        "operation": "matmul", "size": 1024, "median_seconds": 0.01, "gflops_per_second": 214.7}])])
+    text = report.build([tmp_path], tmp_path).read_text()
+    assert "No matrix size could be measured" not in text and (tmp_path / "matmul_seconds.png").stat().st_size > 0
+
+
+def test_report_lists_the_lines_it_ignored_and_says_so_in_the_terminal(tmp_path):
+    folder = write_results(tmp_path, [fake_entry(cell) for cell in matrix_cells()])
+    path = folder / records.RESULTS_FILE
+    malformed = {"kind": records.CELL_KIND, "schema_version": records.SCHEMA_VERSION}  # of the kind, but no fields
+    path.write_text(path.read_text() + "not json\n" + json.dumps(malformed) + "\n")
+    result = CliRunner().invoke(cli.cli, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "2 unreadable results lines ignored (listed in the report, under Ignored lines)" in result.output
+    assert result.output.splitlines()[-1] == f"full report: {folder / 'report.md'}"
+    text = (folder / "report.md").read_text()
+    assert "## Ignored lines" in text and "results.jsonl:7: not valid JSON (a truncated or corrupt line)" in text
+    assert re.search(r"results\.jsonl:8: a kerasmnist\.cell entry with a missing or malformed field \(ValueError: ", text)
+    assert "6 cells: 6 ok" in text
+
+
+def test_a_ratio_decided_but_wider_than_the_target_is_said_to_stand(tmp_path):
+    """With --target-ci: a 2x gap with a wide interval keeps its order; only the precision target was missed."""
+    matrix = matrix_from({"matrix": {"backends": ["torch", "jax"], "models": ["ffn"], "repeats": 4}}, {}, "t")
+    wobble = [1.0, 1.3, 0.85, 1.15]  # torch's own noise, not shared with jax: a wide interval around 2
+    entries = [dataclasses.replace(fake_entry(cell, steady=2.0 * wobble[cell.repeat] if cell.config.backend == "torch"
+                                              else 1.0), target_ci=0.05) for cell in cells(matrix)]
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    assert ("The order stands; only the ±5% precision target (compare --target-ci) was missed: the interval excludes 1 "
+            "but is wider than the target:") in text
+    assert "- torch on cpu, vs fastest: 2." in text and "with the order undecided" not in text
+
+
+def test_every_plot_draws_a_backend_in_one_colour():
+    from kerasmnist.report.plots import BACKEND_COLOURS, line_styles
+
+    styles = line_styles(["torch", "jax", "torch", "torch"])
+    assert [colour for colour, _ in styles] == [BACKEND_COLOURS[b] for b in ("torch", "jax", "torch", "torch")]
+    assert len({marker for colour, marker in styles if colour == BACKEND_COLOURS["torch"]}) == 3

@@ -4,6 +4,7 @@ not answer. Their cells are tiny: the FFN under torch, 2 epochs of 1,000 images.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_DIR, error_line, run_cli
+from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
 from kerasmnist import backend, records, slurm
 from kerasmnist.errors import ConfigError
 from kerasmnist.matrix import matrix_from
@@ -42,9 +43,9 @@ def cluster():
                     ".ci/slurm.sh start brings one up")
 
 
-def write_config(folder: Path, machines: list[dict], repeats: int = 1, batch_sizes: tuple[int, ...] = (), **slurm_keys):
+def write_config(folder: Path, machines: list[dict], rounds: int = 1, batch_sizes: tuple[int, ...] = (), **slurm_keys):
     """A tiny matrix: the FFN under torch on the CPU, each cell 2 epochs of 1,000 images; jobs share the node."""
-    lines = ["[matrix]", 'backends = ["torch"]', 'models = ["ffn"]', f"repeats = {repeats}", "peak_matmul_size = 0",
+    lines = ["[matrix]", 'backends = ["torch"]', 'models = ["ffn"]', f"rounds = {rounds}", "peak_matmul_size = 0",
              *([f"batch_sizes = {list(batch_sizes)}"] if batch_sizes else []),
              "[run]", "epochs = 2", "limit_train = 1000", "validation_size = 200", 'progress = "none"',
              f'data_dir = "{FIXTURE_DIR}"',
@@ -94,7 +95,7 @@ TWO_KINDS = [{"name": "one", "partition": "main"}, {"name": "two", "partition": 
 @pytest.fixture(scope="module")
 def two_kinds_two_rounds(cluster, tmp_path_factory):
     folder = tmp_path_factory.mktemp("two-kinds")
-    result = run_cli("compare", "--config", str(write_config(folder, TWO_KINDS, repeats=2, parallel=2)),
+    result = run_cli("compare", "--config", str(write_config(folder, TWO_KINDS, rounds=2, parallel=2)),
                      "--out", str(folder / "out"))
     return result, folder / "out"
 
@@ -156,7 +157,7 @@ def test_a_job_cancelled_mid_cell_keeps_its_finished_cells_and_a_rerun_runs_only
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_sigint_to_the_driver_cancels_its_jobs_and_loses_nothing_finished(cluster, tmp_path):
-    config = write_config(tmp_path, [{"name": "one", "partition": "main"}], repeats=2, batch_sizes=(64, 128),
+    config = write_config(tmp_path, [{"name": "one", "partition": "main"}], rounds=2, batch_sizes=(64, 128),
                           parallel=1)
     out = tmp_path / "out"
     driver = start_compare(config, out)
@@ -226,3 +227,53 @@ def test_bad_slurm_tables_are_refused_with_one_line(tables, message):
     with pytest.raises(ConfigError) as refused:
         matrix_from(tables, {}, "t")
     assert message in str(refused.value)
+
+
+def kind_plan(kind_name: str, entries: list[records.CellEntry], rounds: int = 2, seed: int = 0):
+    """A kind's plan of a two-kind matrix (the FFN under torch), seeded against `entries`."""
+    matrix = matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": rounds}, "run": {"seed": seed},
+                          "machines": [{"name": "one"}, {"name": "two"}]}, {}, "t")
+    return slurm.kind_plan(matrix, next(kind for kind in matrix.machines if kind.name == kind_name), entries)
+
+
+def ran_on(kind_name: str, plan) -> list[records.CellEntry]:
+    return [dataclasses.replace(fake_entry(cell), key=slurm.kind_key(cell, kind_name), machine_kind=kind_name)
+            for cell in plan]
+
+
+def seeds(plan) -> list[int]:
+    return [cell.config.seed for cell in plan]
+
+
+def test_a_kinds_new_rounds_take_seeds_its_earlier_rounds_did_not_use():
+    earlier = ran_on("one", kind_plan("one", [], rounds=1, seed=1))  # kind one ran a round with seed 1
+    assert seeds(kind_plan("one", earlier)) == [0, 2]  # seed 0 is new to it; 1 is taken, so 2
+    assert seeds(kind_plan("two", earlier)) == [0, 1]  # kind two has no entries: as in a fresh folder
+    assert seeds(kind_plan("one", [])) == seeds(kind_plan("two", [])) == [0, 1]  # fresh: alike on every kind
+
+
+def test_a_kinds_resumed_rounds_keep_their_seeds_and_keys():
+    earlier = ran_on("one", kind_plan("one", [], seed=1))
+    plan = kind_plan("one", earlier[:1], rounds=3, seed=1)  # round 1 came home; rounds 2 and 3 did not
+    assert seeds(plan) == [1, 2, 3]
+    assert slurm.kind_key(plan[0], "one") == earlier[0].key  # so a rerun counts it done
+
+
+def test_folding_a_job_brings_its_entries_home_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(slurm, "_final_state", lambda job_id: ("COMPLETED", None))
+    matrix = matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}}, {"slurm": True}, "t")
+    (kind,) = matrix.machines
+    (cell,) = slurm.kind_plan(matrix, kind, [])
+    job = slurm.Job("7_0", "kerasmnist-slurm-test", kind.name, tmp_path / slurm.JOBS_DIR / "7_0", 1)
+    entry = dataclasses.replace(fake_entry(cell), key=slurm.kind_key(cell, kind.name), machine_kind=kind.name,
+                                phases={"process start and imports": 0.5, "steady epochs": 0.25},
+                                slurm={"job_id": "7_0", "array_job_id": "7", "array_index": 0, "node": "n1",
+                                       "partition": "main"})
+    job.folder.mkdir(parents=True)
+    records.add_result(job.folder / records.RESULTS_FILE, entry)
+    records.replace_atomically(job.folder / slurm.PLAN_FILE, json.dumps(
+        {"name": job.name, "kind": kind.name, "job_id": job.job_id, "stamp": {},
+         "cells": [{"key": entry.key, "order": 0, "repeat": 0, "config": entry.config}]}))
+    slurm.Driver(matrix, tmp_path, "cmd", lambda line: None).fold(job, record_missing=True)
+    assert saved(tmp_path) == [entry]  # phases and the Slurm fields included
+    assert (job.folder / slurm.FOLDED_FILE).exists()

@@ -12,13 +12,13 @@ from typing import Any
 
 from kerasmnist.config import RunConfig
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
-from kerasmnist.report.stats import LineFit, Ratio, cv, fit_line, ratio, undecided_advice
+from kerasmnist.report.stats import UNSTABLE_CV, LineFit, Ratio, cv, fit_line, ratio, undecided_advice
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
-# A row is unstable past these: its steady epochs or its repeats vary by more than 10%, or other
+# A row is unstable past these: its steady epochs or its rounds vary by more than UNSTABLE_CV, or other
 # processes used more than a quarter of the machine's CPU time, or the hypervisor stole over 5% of it.
-UNSTABLE_CV, BUSY_SHARE, STEAL_SHARE = 0.10, 0.25, 0.05
+BUSY_SHARE, STEAL_SHARE = 0.25, 0.05
 
 
 def ranked(row: Row) -> bool:
@@ -33,27 +33,22 @@ class Standing:
     versus_fastest: Ratio | None  # this row's steady time over the fastest's, per round; None for the fastest
 
 
-def standings(rows: list[Row]) -> dict[int, Standing]:
-    """id(row) -> its standing, for every ranked row."""
+def standings(rows: list[Row], seconds: str = "steady_epoch_seconds") -> dict[int, Standing]:
+    """id(row) -> its standing by the record figure `seconds` (a time: lower is faster), for every ranked row of
+    a computation where some row has that figure."""
     by_computation: dict[tuple, list[Row]] = {}
     for row in filter(ranked, rows):
         by_computation.setdefault(row.computation(), []).append(row)
     result = {}
     for group in by_computation.values():
-        fastest = min(group, key=lambda row: row.median("steady_epoch_seconds") or float("inf"))
+        timed = [row for row in group if row.median(seconds) is not None]
+        if not timed:
+            continue  # no row has the figure (one epoch has no steady epochs): none is fastest
+        fastest = min(timed, key=lambda row: row.median(seconds))
         for row in group:
-            versus = None if row is fastest else ratio(row.by_round("steady_epoch_seconds"),
-                                                       fastest.by_round("steady_epoch_seconds"))
+            versus = None if row is fastest else ratio(row.by_round(seconds), fastest.by_round(seconds))
             result[id(row)] = Standing(fastest, versus)
     return result
-
-
-def comparable_groups(rows: list[Row]) -> list[list[Row]]:
-    """Ranked rows that computed the same thing, in the rows' order, for the "fastest" lines."""
-    groups: dict[tuple, list[Row]] = {}
-    for row in filter(ranked, rows):
-        groups.setdefault(row.computation(), []).append(row)
-    return [group for group in groups.values() if len(group) > 1]
 
 
 def gpu_speedup(row: Row, rows: list[Row]) -> Ratio | None:
@@ -266,6 +261,7 @@ class StepCost:
     device: str
     points: list[tuple[int, float]]  # (batch size, seconds per step) for every ok run
     fit: LineFit | None  # seconds per step = fixed + per_sample × batch size
+    backend: str
 
     def medians(self) -> dict[int, float]:
         """Batch size -> the median seconds per step of its runs, in order of batch size."""
@@ -289,5 +285,6 @@ def step_costs(model_rows: list[Row]) -> list[StepCost]:
     costs = []
     for (_, _, name, device), line in sweeps([row for row in model_rows if ranked(row)]).items():
         points = [(size, seconds) for size, row in line for seconds in seconds_per_step(row)]
-        costs.append(StepCost(name, device, points, fit_line([float(s) for s, _ in points], [t for _, t in points])))
+        costs.append(StepCost(name, device, points, fit_line([float(s) for s, _ in points], [t for _, t in points]),
+                              line[0][1].backend))
     return costs

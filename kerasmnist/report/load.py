@@ -15,11 +15,16 @@ from typing import Any
 
 from kerasmnist import records
 from kerasmnist.records import BenchEntry, CellEntry, RunRecord
-from kerasmnist.config import BACKENDS, DEVICES, IMPLEMENTATIONS, MODELS
+from kerasmnist.config import BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS
 from kerasmnist.errors import DataError
 
 # Settings that change neither what a run computes nor how it is timed.
 NOT_IDENTITY = ("progress", "data_dir", "seed")
+# What a run's record adds to its config's identity: the source of a user's model and data, which a config's
+# reference (`my_models.py:build`) does not pin down. None for the built-ins, and for a cell that wrote no record.
+SOURCE_KEYS = ("model_source", "data_source")
+# The settings that say which model a row trained: one report section per model identity.
+MODEL_KEYS = ("model", "model_args", "model_source")
 # Settings a row's name shows whenever they are not at their default, even when its whole section shares them.
 ALWAYS_NAMED = ("float32_matmul_precision",)
 # Settings that change how Keras runs the same computation: rows that differ only in these (and in the
@@ -83,11 +88,27 @@ def software_of(entry: CellEntry) -> str:
 
 
 def identity_of(entry: CellEntry) -> tuple[tuple[str, Any], ...]:
-    """The settings that make a row: the config less NOT_IDENTITY, with jit_compile as resolved."""
+    """The settings that make a row: the config less NOT_IDENTITY, with jit_compile as resolved and the
+    sources of a user's model and data (an edited file makes a new row; two files sharing a name, two rows)."""
     config = {key: value for key, value in entry.config.items() if key not in NOT_IDENTITY}
     config["hidden"] = tuple(config.get("hidden", ())) if config.get("model") == "ffn" else ()  # the CNN ignores it
+    config["model_args"] = tuple(sorted(config.get("model_args", {}).items()))
     config["jit_compile_resolved"] = entry.record.jit_compile if entry.record else None
+    config["model_source"], config["data_source"] = _sources(entry.record)
     return tuple(sorted(config.items()))
+
+
+def _sources(record: RunRecord | None) -> tuple[tuple | None, tuple | None]:
+    """(path, SHA-256) of a user's model source; (loader path, loader SHA-256, the arrays' SHA-256s) of a
+    user's data."""
+    if record is None:
+        return None, None
+    model = record.model_identity or {}
+    data = record.data or {}
+    loader = data.get("loader")
+    return ((model["path"], model["source_sha256"]) if model.get("source_sha256") else None,
+            (loader["path"], loader["source_sha256"], *(array["sha256"] for array in data["arrays"].values()))
+            if loader else None)
 
 
 @dataclass
@@ -121,6 +142,36 @@ class Row:
     @property
     def model(self) -> str:
         return self.settings["model"]
+
+    @property
+    def model_key(self) -> tuple:
+        """Which model the row trained: its report section."""
+        return tuple(self.settings.get(key) for key in MODEL_KEYS)
+
+    @property
+    def model_identity(self) -> dict[str, Any]:
+        """What its records say the model is (reference, source, arguments, parameters, layers)."""
+        return next((run.model_identity for run in self.runs if run.model_identity), {"reference": self.model})
+
+    @property
+    def model_title(self) -> str:
+        """A built-in's name; a user's function name and arguments, as `build_unet(width=64)`."""
+        if self.model in BUILTIN_MODELS:
+            return self.model
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.settings.get("model_args", ()))
+        return f"{self.model.rpartition(':')[2]}({arguments})"
+
+    @property
+    def model_header(self) -> str:
+        """A user's model's file, the first 12 characters of its source's SHA-256, parameters and layers."""
+        identity = self.model_identity
+        parts = [f"`{identity.get('module') or identity['path']}`, source SHA-256 {identity['source_sha256'][:12]}"
+                 if identity.get("source_sha256") else ""]
+        if identity.get("parameters"):
+            parts.append(f"{identity['parameters']:,} parameters")
+        if identity.get("layers"):
+            parts.append("layers: " + ", ".join(f"{name} ×{count}" for name, count in identity["layers"].items()))
+        return ", ".join(part for part in parts if part)
 
     @property
     def native(self) -> bool:
@@ -176,7 +227,8 @@ def group(cells: list[CellEntry]) -> list[Row]:
     _attach_unresolved(rows)
 
     def rank(row: Row) -> tuple:
-        return (row.machine, row.software, MODELS.index(row.model), DEVICES.index(row.device),
+        built_in = BUILTIN_MODELS.index(row.model) if row.model in BUILTIN_MODELS else len(BUILTIN_MODELS)
+        return (row.machine, row.software, built_in, repr(row.model_key), DEVICES.index(row.device),
                 BACKENDS.index(row.backend), IMPLEMENTATIONS.index(row.settings.get("implementation", "keras")),
                 row.settings.get("batch_size", 0), repr(sorted(row.settings.items())))
 
@@ -186,14 +238,15 @@ def group(cells: list[CellEntry]) -> list[Row]:
 
 
 def _attach_unresolved(rows: dict[tuple, Row]) -> None:
-    """A failed or skipped cell has no record to say how jit_compile resolved: it joins the one row
-    that differs from it only in that, where there is exactly one."""
+    """A failed or skipped cell has no record to say how jit_compile resolved, or what source a user's model
+    had: it joins the one row that differs from it only in those, where there is exactly one."""
+    unrecorded = ("jit_compile_resolved", *SOURCE_KEYS)
     for key, row in list(rows.items()):
         if row.entries or row.settings.get("jit_compile_resolved") is not None:
             continue
-        bare = {k: v for k, v in row.settings.items() if k != "jit_compile_resolved"}
+        bare = {k: v for k, v in row.settings.items() if k not in unrecorded}
         twins = [other for other_key, other in rows.items() if other is not row and other_key[:2] == key[:2]
-                 and {k: v for k, v in other.settings.items() if k != "jit_compile_resolved"} == bare]
+                 and {k: v for k, v in other.settings.items() if k not in unrecorded} == bare]
         if len(twins) == 1:
             twins[0].others += row.others
             del rows[key]
@@ -207,16 +260,21 @@ def section_settings(rows: list[Row]) -> tuple[dict[str, Any], list[str]]:
     return shared, [key for key in keys if key not in shared]
 
 
+def model_sections(rows: list[Row]) -> list[list[Row]]:
+    """The rows of each model identity, in the order the rows come: one report section each."""
+    sections: dict[tuple, list[Row]] = {}
+    for row in rows:
+        sections.setdefault(row.model_key, []).append(row)
+    return list(sections.values())
+
+
 def name_rows(rows: list[Row]) -> None:
     """Each row's name: its backend and the settings that differ within its model's section."""
-    for model in MODELS:
-        section = [row for row in rows if row.model == model]
-        if not section:
-            continue
+    for section in model_sections(rows):
         _, differing = section_settings(section)
         for row in section:
             row.name_parts = {key: describe(key, row.settings.get(key)) for key in dict.fromkeys([*differing, *ALWAYS_NAMED])
-                              if key not in ("backend", "device", "model", "jit_compile_resolved")}
+                              if key not in ("backend", "device", *MODEL_KEYS, "jit_compile_resolved", *SOURCE_KEYS)}
 
 
 def sweeps(rows: list[Row]) -> dict[tuple[str, str, str, str], list[tuple[int, Row]]]:
@@ -255,6 +313,8 @@ def describe(key: str, value: Any) -> str:
         "dataset": lambda: str(value),
         "target_accuracy": lambda: "" if value is None else f"target {value:.0%}",
         "cpu_devices": lambda: "" if value == 1 else f"over {value} CPU devices",
+        "from_logits": lambda: "from logits" if value else "",
+        "inference_batch_size": lambda: "" if value is None else f"inference batch {value}",
         "float32_matmul_precision": lambda: {"float32": "", None: "", "tf32": "TF32"}.get(value,
                                                                                           f"float32 as the {value}"),
     }

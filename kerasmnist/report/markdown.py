@@ -7,12 +7,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasmnist.config import BACKENDS, DEVICES, MODELS
-from kerasmnist.report import analysis
+from kerasmnist.config import BACKENDS, DEVICES
+from kerasmnist.report import analysis, headline
 from kerasmnist.records import BenchEntry, CellEntry
-from kerasmnist.report.load import Results, Row, describe, host_label, host_of, latest_bench, section_settings, sweeps
-from kerasmnist.report.plots import PLOTS
-from kerasmnist.report.stats import CONFIDENCE, order_text, undecided_advice
+from kerasmnist.report.load import (MODEL_KEYS, SOURCE_KEYS, Results, Row, describe, host_label, host_of, latest_bench,
+                                    model_sections, section_settings, sweeps)
+from kerasmnist.report.plots import HEADLINE_PLOT, PLOTS
+from kerasmnist.report.stats import CONFIDENCE, UNSTABLE_CV, order_text, verdict
 
 METHOD = (
     "How to read the numbers. A *round* is one pass of a compare command over its cells, each cell a fresh "
@@ -21,15 +22,17 @@ METHOD = (
     "epochs 2 and later of a run, then the median (min–max) over its runs. Every ratio (*vs fastest*, *GPU "
     "speed-up*, Keras / native) is computed per round from the two cells of that round, and its "
     f"{CONFIDENCE:.0%} interval [low–high] is Student's t on the rounds' log ratios (scipy.stats.t): with 2 to 6 "
-    "rounds a bootstrap cannot reach its tails. An order is stated only where the interval excludes 1; otherwise "
-    "the rows are called tied within the noise, with about how many more rounds would likely decide it. Rows are "
+    "rounds a bootstrap cannot reach its tails. An order is stated only where the interval excludes 1; where it "
+    "spans 1 the rows are called tied within the noise, with about how many more rounds would likely decide it. "
+    "With one round there is no interval and nothing is decided: *undecided*, with about how many rounds would "
+    f"decide it if each row's rounds varied by {UNSTABLE_CV:.0%}, the most a row called stable may. Rows are "
     "ranked only against rows that computed the same thing (same data, epochs, batch size, precision and model "
     "settings) on the same machine and device; profiled rows are never ranked. *GFLOP/s* counts the Conv2D and "
     "Dense layers' training FLOPs (the first weighted layer computes no input gradient); in brackets, its share of "
     "the best measured GEMM rate of this backend on this device (the fastest of several matrix sizes and repeats, "
     "timed by the same compare command), not given for mixed precision. *Time to accuracy* is checked at epoch "
     "ends, so its resolution is one epoch and it includes the compile epoch. *Stability* flags a row whose steady "
-    f"epochs or runs vary by more than {analysis.UNSTABLE_CV:.0%}, or whose runs shared the machine with other "
+    f"epochs or runs vary by more than {UNSTABLE_CV:.0%}, or whose runs shared the machine with other "
     f"processes using over {analysis.BUSY_SHARE:.0%} of its CPU time or {analysis.STEAL_SHARE:.0%} steal."
 )
 
@@ -44,6 +47,11 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
         f"{len({e.round for e in cells})} rounds. Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"by `kerasmnist report {' '.join(str(d) for d in results_dirs)}` from the results below.",
         "",
+        *headline.markdown_table(headline.headlines(rows)),
+        *(headline.markdown_table(headline.headlines(rows, headline.INFERENCE), "Which backend infers fastest")
+          if any(row.values(headline.INFERENCE.seconds) for row in rows) else []),
+        *([f"Every row's throughput relative to the fastest: [{HEADLINE_PLOT}]({HEADLINE_PLOT}).", ""]
+          if HEADLINE_PLOT in plotted else []),
         "Made by (in the order they ran):",
         "",
         *[f"    {command}" for command in commands_in_order(cells, bench)],
@@ -57,10 +65,8 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
         METHOD,
     ]
     standings, peaks = analysis.standings(rows), analysis.peak_rates(bench)
-    for model in MODELS:
-        model_rows = [row for row in rows if row.model == model]
-        if model_rows:
-            lines += model_section(model, model_rows, rows, standings, peaks)
+    for model_rows in model_sections(rows):
+        lines += model_section(model_rows, rows, standings, peaks)
     lines += matmul_section(bench)
     lines += ["", "## Plots", ""]
     lines += [f"![{PLOTS[name]}]({name})" for name in plotted] or ["No finished cells to plot."]
@@ -82,11 +88,11 @@ def commands_in_order(cells: list[CellEntry], bench: list[BenchEntry]) -> list[s
         + [(e.started_at, e.command) for e in bench if e.command])))
 
 
-def model_section(model: str, model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
+def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
                   peaks: dict) -> list[str]:
     shared, _ = section_settings(model_rows)
     header = ", ".join(part for key, value in shared.items()
-                       if key not in ("backend", "device", "model", "jit_compile_resolved")
+                       if key not in ("backend", "device", "jit_compile_resolved", *MODEL_KEYS, *SOURCE_KEYS)
                        and (part := describe(key, value)))
     several_machines = len({(row.machine, row.software) for row in rows}) > 1
 
@@ -97,15 +103,17 @@ def model_section(model: str, model_rows: list[Row], rows: list[Row], standings:
     # Peak GPU memory only where a GPU ran: the counters do not cover the CPU.
     with_memory = any(row.values("peak_device_memory_bytes") for row in model_rows)
     columns = ["machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
-               "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
+               "inference samples/s", "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
                "GPU speed-up [95%]", "stability", *(["peak GPU memory"] if with_memory else [])]
-    lines = ["", f"## Model `{model}`", "", f"All rows: {header}." if header else "", "",
+    title = model_rows[0].model_title
+    lines = ["", f"## Model `{title}`", "", *([f"{model_rows[0].model_header}.", ""] if model_rows[0].model_header
+                                             else []), f"All rows: {header}." if header else "", "",
              line(*columns), line(*["---"] * len(columns))]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
                           str(len({e.round for e in row.entries})), _spread(row.steady),
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
-                          gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
+                          _rate(row.median("inference_samples_per_second")), gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
                           *([memory_text(row)] if with_memory else [])))
     lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),
@@ -134,9 +142,15 @@ def short_of_target(model_rows: list[Row]) -> list[str]:
     wide = analysis.wide_ratios(model_rows, target)
     if not wide:
         return ["", f"Every ratio above reached the ±{target:.0%} target (compare --target-ci)."]
-    return ["", f"Stopped short of the ±{target:.0%} target (compare --target-ci; add rounds with --max-repeats):",
-            "", *[f"- {row.name} on {row.device}, {what}: {found.text()}, {found.rounds} rounds"
-                  for row, what, found in wide]]
+    lines = []
+    for ordered, heading in ((True, f"The order stands; only the ±{target:.0%} precision target (compare --target-ci) "
+                                    "was missed: the interval excludes 1 but is wider than the target"),
+                             (False, f"Stopped short of the ±{target:.0%} target with the order undecided "
+                                     "(compare --target-ci; add rounds with --max-repeats)")):
+        listed = [f"- {row.name} on {row.device}, {what}: {found.text()}, {found.rounds} rounds"
+                  for row, what, found in wide if found.excludes(1.0) == ordered]
+        lines += ["", f"{heading}:", "", *listed] if listed else []
+    return lines
 
 
 def machine_label(row: Row, rows: list[Row]) -> str:
@@ -221,26 +235,14 @@ def stability_text(row: Row) -> str:
 def fastest_lines(model_rows: list[Row]) -> list[str]:
     """For each set of rows that computed the same thing: the fastest, and each other row's ratio to it."""
     lines = []
-    for group in analysis.comparable_groups(model_rows):
-        standings = analysis.standings(group)
-        fastest = standings[id(group[0])].fastest
-        others = sorted(((standings[id(row)].versus_fastest, row) for row in group
-                         if row is not fastest and standings[id(row)].versus_fastest),
-                        key=lambda item: item[0].estimate)
-        tied = [row for versus, row in others if not versus.excludes(1.0)]
-        where = f"{fastest.device} ({fastest.machine})"
-        if not any(versus.has_interval for versus, _ in others):
-            head = (f"- On {where}, **{fastest.name}** was fastest in a single shared round: no interval, so no "
-                    "order is stated")
-        elif tied:
-            head = (f"- No single fastest on {where}: **{fastest.name}** is tied within the noise with "
-                    + ", ".join(f"**{row.name}**" for row in tied))
-        else:
-            head = f"- Fastest on {where}: **{fastest.name}**"
-        accuracy = f" (test accuracy {accuracy_text(fastest)})"
-        details = "; ".join(f"{row.name} {order_text(versus)} (test accuracy {accuracy_text(row)})"
-                            for versus, row in others)
-        lines.append(head + accuracy + (f". Against it: {details}." if details else "."))
+    for found in headline.headlines(model_rows):
+        if len(found.contenders) + len(found.unranked) == 0:
+            continue  # a single row: nothing to rank
+        accuracy = f" (test accuracy {accuracy_text(found.fastest)})" if found.fastest else ""
+        details = "; ".join([*(f"{c.name} {order_text(c.versus_fastest)} (test accuracy {accuracy_text(c.row)})"
+                               for c in found.contenders),
+                             *(f"{headline.contender_name(row)}: {why}" for row, why in found.unranked)])
+        lines.append(f"- {found.label}: {found.fastest_text(mark='**')}{accuracy}. Against it: {details}.")
     return lines
 
 
@@ -270,10 +272,9 @@ def knob_effect_lines(model_rows: list[Row]) -> list[str]:
              "| --- | --- | --- | --- | --- | --- |"]
     for effect in effects:
         speedup = effect.speedup
-        verdict = (("faster" if speedup.estimate > 1 else "slower") if speedup.excludes(1.0)
-                   else f"tied; {undecided_advice(speedup)}")
         lines.append(f"| {effect.row.name} | {describe(effect.knob, effect.row.settings[effect.knob])} "
-                     f"| {effect.without.name} | {speedup.text()} | {speedup.rounds} | {verdict} |")
+                     f"| {effect.without.name} | {speedup.text()} | {speedup.rounds} "
+                     f"| {verdict(speedup, above='faster', below='slower')} |")
     return lines
 
 
@@ -339,6 +340,9 @@ def matmul_section(bench_entries: list[BenchEntry]) -> list[str]:
         device = entry.device if entry.resolved_device == "cpu" else f"{entry.device} ({entry.resolved_device})"
         lines.append(f"| {entry.backend} | {device} "
                      f"| {_seconds(scalar['median_seconds'])} | " + " | ".join(cells) + " |")
+    if not any("error" not in row for e in measured for row in e.rows if row["operation"] == "matmul"):
+        lines.append("- No matrix size could be measured (each was refused or failed, as the table says), "
+                     "so there is no matmul plot.")
     for backend in BACKENDS:
         pair = {e.device: e for e in measured if e.backend == backend}
         if {"cpu", "gpu"} <= set(pair):

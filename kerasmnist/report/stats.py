@@ -23,6 +23,13 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 MOST_ROUNDS_WORTH_SUGGESTING = 50
+# The most a row's figures may vary (steady epochs within a run, or runs over rounds) for the report to call
+# it stable (analysis.instability).
+UNSTABLE_CV = 0.10
+# With one round the rounds' spread is unknown: how many rounds would decide a ratio is then estimated as if
+# each of its two rows varied over rounds as much as a stable row may, independently of the other.
+ASSUMED_LOG_SD = math.sqrt(2) * math.log1p(UNSTABLE_CV)
+TIED = "tied within the noise"  # only ever said of an interval that spans 1
 
 
 @dataclass(frozen=True)
@@ -43,16 +50,21 @@ class Ratio:
         """Whether the interval lies wholly above or below `value` (an order can be stated)."""
         return self.has_interval and (self.low > value or self.high < value)
 
+    def inverse(self) -> Ratio:
+        """The same comparison the other way round (B over A): a time ratio as a throughput ratio."""
+        return Ratio(1 / self.estimate, self.high and 1 / self.high, self.low and 1 / self.low, self.rounds,
+                     self.log_sd)
+
     def rounds_to_decide(self, value: float = 1.0) -> int | None:
         """About how many rounds in all would make the interval exclude `value`, if the estimate and the
-        spread stay as they are; None when no plausible number would (the difference is below the noise)."""
-        if self.log_sd is None:
-            return None
+        spread stay as they are (with one round, the spread a stable row may have: ASSUMED_LOG_SD); None
+        when no plausible number would (the difference is below the noise)."""
+        log_sd = ASSUMED_LOG_SD if self.log_sd is None else self.log_sd
         difference = abs(math.log(self.estimate / value))
-        if self.log_sd == 0:
+        if log_sd == 0:
             return self.rounds if difference else None
         for rounds in range(2, MOST_ROUNDS_WORTH_SUGGESTING + 1):
-            if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * self.log_sd / math.sqrt(rounds) < difference:
+            if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * log_sd / math.sqrt(rounds) < difference:
                 return rounds
         return None
 
@@ -94,21 +106,42 @@ def cv(values: list[float]) -> float | None:
     return statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else None
 
 
-def order_text(ratio_of_slower: Ratio, what: str = "slower") -> str:
-    """'1.90× slower [1.7–2.1], 4 rounds' when the interval excludes a tie, else the tie and what would decide it."""
-    rounds = f"{ratio_of_slower.rounds} round{'s' if ratio_of_slower.rounds != 1 else ''}"
-    if ratio_of_slower.excludes(1.0):
-        return f"{ratio_of_slower.text()} {what}, {rounds}"
-    return f"tied within the noise: {ratio_of_slower.text()}, {rounds}; {undecided_advice(ratio_of_slower)}"
+def verdict(found: Ratio, above: str = "slower", below: str = "faster") -> str:
+    """What a ratio of A over B lets the report say of A: `above` or `below` where its interval excludes 1;
+    tied within the noise where its interval spans 1; undecided where it has no interval (one round), which
+    is no claim of a tie. A tie and an undecided ratio say what would decide them."""
+    if found.excludes(1.0):
+        return above if found.estimate > 1 else below
+    if not found.has_interval:
+        return f"undecided: {_rounds(found.rounds)}, no interval ({undecided_advice(found)})"
+    return f"{TIED} ({undecided_advice(found)})"
+
+
+def order_text(ratio_of_slower: Ratio) -> str:
+    """'1.90× [1.7–2.1] slower, 4 rounds' when the interval excludes a tie; else the tie, or the lack of an
+    interval, and what would decide it."""
+    found, rounds = ratio_of_slower, _rounds(ratio_of_slower.rounds)
+    if found.excludes(1.0):
+        return f"{found.text()} {verdict(found)}, {rounds}"
+    if not found.has_interval:
+        return f"{found.estimate:.2f}× {verdict(found)}"
+    return f"{found.text()} {TIED}, {rounds} ({undecided_advice(found)})"
+
+
+def _rounds(count: int) -> str:
+    return f"{count} round{'s' if count != 1 else ''}"
 
 
 def undecided_advice(found: Ratio, value: float = 1.0) -> str:
-    """What would decide a ratio whose interval does not exclude `value`."""
+    """What would decide a ratio whose interval does not exclude `value` (or that has no interval)."""
     needed = found.rounds_to_decide(value)
-    if not found.has_interval:
-        return "run 2 or more rounds for an interval"
+    if needed is None and found.has_interval:
+        return f"the difference is below this machine's noise: more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds"
     if needed is None:
-        return f"the difference is below this machine's noise (more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds)"
+        return (f"more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds would be needed at the {UNSTABLE_CV:.0%} spread a "
+                "stable row may have")
+    if not found.has_interval:
+        return f"about {needed} rounds would decide it"
     more = max(needed - found.rounds, 1)
     return f"about {more} more round{'s' if more > 1 else ''} would likely decide it"
 

@@ -1,0 +1,201 @@
+"""The report's headline: which backend for which model.
+
+For each model and device (and machine, and computation where a section holds several, such as a batch
+sweep's sizes): the fastest row by training throughput, and every other row's steady epoch time over the
+fastest's, paired by round (analysis.standings), with its 95% interval and its verdict (stats.verdict):
+slower or faster where the interval excludes 1, tied within the noise where it spans 1, undecided where
+there is no interval. The same headline is a markdown table at the top of report.md, plain text at the
+end of `kerasmnist compare` and `kerasmnist report`, and a plot (plots.write_headline_plot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from kerasmnist.report import analysis
+from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
+from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, verdict
+
+# What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
+HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """What a headline ranks rows by: a time in their records (lower is faster)."""
+
+    seconds: str  # the RunRecord figure
+    throughput: str  # what a faster time means, as the headline says it
+    time: str  # the figure, as the headline says it
+    missing: str  # why a finished row may lack it
+
+
+TRAINING = Ranked("steady_epoch_seconds", "training throughput", "steady epoch time", "it needs 2 or more epochs")
+INFERENCE = Ranked("inference_median_seconds", "inference throughput", "model.predict time over the test set",
+                   "the native loops and older records time no inference")
+
+
+def section_of(row: Row) -> Hashable:
+    """Which model a row trained: its headline section. This is the one place the headline's sections are
+    chosen (with section_title, how a section is named)."""
+    return row.model_key
+
+
+def section_title(row: Row) -> str:
+    """How the headline names a row's section."""
+    return row.model_title
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A row that ran the group's computation, set against its fastest row."""
+
+    row: Row
+    versus_fastest: Ratio  # its steady epoch time over the fastest's, per round; above 1: slower
+
+    @property
+    def name(self) -> str:
+        return contender_name(self.row)
+
+    @property
+    def throughput(self) -> Ratio:
+        """Its training throughput relative to the fastest's: below 1, slower."""
+        return self.versus_fastest.inverse()
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.versus_fastest)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One model on one device: which row trained fastest, and how every other row compares with it."""
+
+    section: str  # its section's title (section_title)
+    device: str
+    detail: str  # what tells it apart from its section's other groups on that device (machine, settings), or ""
+    fastest: Row | None  # None where no row has the ranked time (every run had a single epoch, say)
+    contenders: list[Contender]  # in order of their ratio to the fastest
+    unranked: list[tuple[Row, str]]  # rows with no ratio to the fastest, and why
+    ranked: Ranked = TRAINING
+
+    @property
+    def label(self) -> str:
+        """'cnn on cpu', with its detail in brackets where it has one."""
+        return f"{self.section} on {self.device}" + (f" ({self.detail})" if self.detail else "")
+
+    @property
+    def decided(self) -> bool:
+        """Whether the fastest is faster than every other row by an interval that excludes 1."""
+        return bool(self.contenders) and all(c.versus_fastest.excludes(1.0) and c.versus_fastest.estimate > 1
+                                             for c in self.contenders)
+
+    def fastest_text(self, mark: str = "") -> str:
+        """Which row was fastest and how sure that is; `mark` goes either side of its name (markdown's **)."""
+        if self.fastest is None:
+            return f"no fastest: no row has a {self.ranked.time} ({self.ranked.missing})"
+        name = f"{mark}{contender_name(self.fastest)}{mark}"
+        if not self.contenders:
+            return f"only {name} has a {self.ranked.time} here: nothing to compare it with"
+        if self.decided:
+            return f"{name} is the fastest"
+        if not any(c.versus_fastest.has_interval for c in self.contenders):
+            return f"{name} ran fastest in a single round: no order is decided"
+        return f"{name} ran fastest, but not every order is decided"
+
+
+def contender_name(row: Row) -> str:
+    """The row's backend and the settings that say how it ran (the rest is its group's computation)."""
+    return row.name_without(*(key for key in row.settings if key not in HOW_IT_RAN))
+
+
+def headlines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Headline]:
+    """Per section: every group of rows that computed the same thing (profiled rows aside), in the rows' order,
+    ranked by `ranked`."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        if not row.profiled:  # rows with no finished run too: the headline says why they are missing
+            groups.setdefault((section_of(row), row.computation()), []).append(row)
+    found = []
+    for group, detail in zip(groups.values(), _details(list(groups.values()))):
+        standing_of = analysis.standings(group, ranked.seconds)  # one computation: one fastest, or none
+        fastest = next(iter(standing_of.values())).fastest if standing_of else None
+        contenders, unranked = [], []
+        for row in group:
+            versus = standing_of[id(row)].versus_fastest if id(row) in standing_of else None
+            if versus:
+                contenders.append(Contender(row, versus))
+            elif row is not fastest:
+                unranked.append((row, why_unranked(row, ranked)))
+        found.append(Headline(section_title(group[0]), group[0].device, detail, fastest,
+                              sorted(contenders, key=lambda c: c.versus_fastest.estimate), unranked, ranked))
+    return found
+
+
+def why_unranked(row: Row, ranked: Ranked = TRAINING) -> str:
+    """Why a row that is not the fastest has no ratio to it."""
+    if not row.entries:
+        last = row.others[-1]
+        return f"no finished run ({last.status}" + (f": {last.reason})" if last.reason else ")")
+    if row.median(ranked.seconds) is None:
+        return f"no {ranked.time} ({ranked.missing})"
+    return "no round shared with the fastest"
+
+
+def _details(groups: list[list[Row]]) -> list[str]:
+    """The machine and the settings that tell apart several groups of one section and device."""
+    by_place: dict[tuple, list[Row]] = {}
+    for group in groups:
+        by_place.setdefault((section_of(group[0]), group[0].device), []).append(group[0])
+    details = []
+    for group in groups:
+        first = group[0]
+        alike = by_place[(section_of(first), first.device)]
+        _, differing = section_settings(alike)
+        parts = [describe(key, first.settings.get(key)) for key in differing if key not in HOW_IT_RAN + ("backend",)]
+        machines = {(row.machine, row.software) for row in alike}
+        if len(machines) > 1:
+            several_versions = len({software for machine, software in machines if machine == first.machine}) > 1
+            parts.insert(0, first.machine + (f"; {first.software}" if several_versions else ""))
+        details.append(", ".join(part for part in parts if part))
+    return details
+
+
+TITLE = "Which backend for which model"
+
+
+def explanation(ranked: Ranked) -> str:
+    return (f"by {ranked.throughput}; each ratio is a row's {ranked.time} over the fastest's, paired by round, "
+            f"with its {CONFIDENCE:.0%} interval (above 1: slower)")
+
+
+def render_text(found: list[Headline]) -> list[str]:
+    """The headline as plain-text lines, for a terminal, a log or a notebook cell (no colours, no table);
+    none without a headline."""
+    lines = [f"{TITLE}, {explanation(found[0].ranked)}.", ""] if found else []
+    for headline in found:
+        lines.append(f"{headline.label}: {headline.fastest_text()}")
+        width = max((len(c.name) for c in headline.contenders), default=0)
+        lines += [f"    {c.name:<{width}}  {order_text(c.versus_fastest)}" for c in headline.contenders]
+        lines += [f"    {contender_name(row)}: {why}" for row, why in headline.unranked]
+    return [*lines, *([""] if lines else [])]
+
+
+def markdown_table(found: list[Headline], title: str = TITLE) -> list[str]:
+    """The headline as a report.md table: a line per row set against its group's fastest."""
+    if not found:
+        return []
+    ranked = found[0].ranked
+    lines = [f"## {title}", "", f"By {explanation(ranked)[3:]}. Each model's section below has the figures.", "",
+             f"| model and device | fastest | other row | {ranked.time} vs fastest [{CONFIDENCE:.0%}] | rounds | "
+             "verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    for headline in found:
+        against = [(c.name, c.versus_fastest.text(), str(c.versus_fastest.rounds), c.verdict)
+                   for c in headline.contenders]
+        against += [(contender_name(row), "–", "–", why) for row, why in headline.unranked]
+        # The group's model and fastest on its first line only: the lines under it read as its members.
+        lines += [f"| {headline.label if first else ''} | {headline.fastest_text(mark='**') if first else ''} "
+                  f"| {' | '.join(cells)} |" for first, cells in zip([True, *[False] * len(against)],
+                                                                      against or [("–",) * 4])]
+    return [*lines, ""]

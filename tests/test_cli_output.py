@@ -1,0 +1,35 @@
+"""What the commands print on the way: env says what it probes; train's summary reads as English."""
+
+import dataclasses
+
+from click.testing import CliRunner
+
+from conftest import fake_entry
+from kerasmnist import cli, processes, run
+from kerasmnist.matrix import Matrix, cells
+
+
+def test_env_says_what_it_probes_as_it_goes(monkeypatch):
+    probed = []
+
+    def fake_probe(arguments, folder, timeout_seconds=None, show_output=False):
+        probed.append(tuple(arguments[2:4]))
+        return processes.ChildResult(processes.UNAVAILABLE_EXIT, (), ("kerasmnist: error: not here",))
+
+    monkeypatch.setattr(processes, "run_pinned", fake_probe)
+    result = CliRunner().invoke(cli.cli, ["env"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if line.startswith("probing")]
+    assert said == [f"probing {backend} on the {device}..." for backend, device in probed] and len(said) == 6
+    assert "tensorflow: no: not here" in result.stdout
+
+
+def test_peak_host_memory_is_in_bytes():
+    assert run.peak_host_memory_bytes() > 2**20  # this Python with pytest loaded: megabytes, not kibibytes
+
+
+def test_the_summary_says_1_epoch():
+    record = fake_entry(cells(Matrix())[0]).record
+    reached = dataclasses.replace(record, time_to_accuracy=record.time_to_accuracy | {"epochs": 1})
+    assert "(1 epoch, checked at epoch ends)" in cli.summary(reached, "x.json")
+    assert "(2 epochs, checked at epoch ends)" in cli.summary(record, "x.json")

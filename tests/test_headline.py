@@ -1,0 +1,184 @@
+"""The headline, "which backend for which model", on synthetic rounds with a known answer."""
+
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+from conftest import fake_entry
+from kerasmnist import records, report
+from kerasmnist.matrix import cells, matrix_from
+from kerasmnist.report import analysis, headline, load, markdown
+from kerasmnist.report.plots import HEADLINE_PLOT
+
+
+def plan(rounds, models=("ffn",), backends=("tensorflow", "torch", "jax"), epochs=5):
+    return cells(matrix_from({"matrix": {"backends": list(backends), "models": list(models), "repeats": rounds},
+                              "run": {"epochs": epochs}}, {}, "t"))
+
+
+def timed(steady_of, rounds, seed=0, **plan_options):
+    """Cells whose steady time is steady_of[backend] times a drift shared by each round and 2% noise of their own."""
+    rng = np.random.default_rng(seed)
+    drift = rng.uniform(0.8, 1.25, rounds)  # the machine slows and speeds up from one round to the next
+    return [fake_entry(cell, steady=steady_of[cell.config.backend] * drift[cell.repeat] * rng.lognormal(0, 0.02))
+            for cell in plan(rounds, **plan_options)]
+
+
+def without_steady_figures(entry):
+    """The entry as a one-epoch run records it: no steady epochs, so no steady time and no samples/s."""
+    return dataclasses.replace(entry, record=dataclasses.replace(
+        entry.record, epoch_seconds=entry.record.epoch_seconds[:1], steady_epoch_seconds=None, samples_per_second=None))
+
+
+def built(tmp_path, entries):
+    (tmp_path / records.RESULTS_FILE).write_text("".join(json.dumps(e.to_json()) + "\n" for e in entries))
+    return report.write([tmp_path], tmp_path)
+
+
+def outside_the_method(text):
+    """report.md less its method paragraph, which explains what "tied within the noise" means."""
+    assert markdown.METHOD in text
+    return text.replace(markdown.METHOD, "")
+
+
+def test_a_backend_twice_as_fast_over_four_rounds_is_the_fastest_and_the_other_is_decided_slower(tmp_path):
+    result = built(tmp_path, timed({"jax": 1.0, "torch": 2.0}, 4, backends=("torch", "jax")))
+    [found] = result.headlines
+    assert (found.section, found.device, found.label) == ("ffn", "cpu", "ffn on cpu")
+    assert found.fastest.backend == "jax" and found.decided and not found.unranked
+    [torch] = found.contenders
+    assert torch.row.backend == "torch" and torch.versus_fastest.rounds == 4
+    assert torch.versus_fastest.low < 2.0 < torch.versus_fastest.high and torch.versus_fastest.low > 1.5
+    assert torch.verdict == "slower"
+    assert math.isclose(torch.throughput.estimate, 1 / torch.versus_fastest.estimate)
+    text = result.terminal_text()
+    assert "ffn on cpu: jax is the fastest" in text
+    assert re.search(r"^    torch  2\.\d\d× \[\d\.\d\d–\d\.\d\d\] slower, 4 rounds$", text, re.MULTILINE), text
+    assert text.splitlines()[-1] == f"full report: {tmp_path / 'report.md'}"
+    assert "\x1b[" not in text  # no colours: it reads the same in a log and a notebook cell
+    report_text = result.path.read_text()
+    assert re.search(r"\| ffn on cpu \| \*\*jax\*\* is the fastest \| torch \| 2\.\d\d× \[[\d.–]+\] \| 4 \| slower \|",
+                     report_text)
+    assert report_text.index("## Which backend for which model") < report_text.index("## Model `ffn`")
+    assert (tmp_path / HEADLINE_PLOT).stat().st_size > 0 and f"]({HEADLINE_PLOT})" in report_text
+
+
+def test_a_backend_as_fast_as_the_fastest_is_tied_and_one_twice_as_slow_is_slower(tmp_path):
+    result = built(tmp_path, timed({"jax": 1.0, "tensorflow": 1.0, "torch": 2.0}, 4))
+    [found] = result.headlines
+    verdicts = {c.row.backend: c.verdict for c in found.contenders}
+    assert found.fastest.backend in ("jax", "tensorflow") and not found.decided
+    other = ({"jax", "tensorflow"} - {found.fastest.backend}).pop()
+    assert verdicts["torch"] == "slower" and verdicts[other].startswith("tied within the noise (")
+    assert "ran fastest, but not every order is decided" in result.terminal_text()
+
+
+def test_one_round_is_undecided_never_tied(tmp_path):
+    result = built(tmp_path, timed({"jax": 1.0, "tensorflow": 3.19, "torch": 1.01}, 1))
+    [found] = result.headlines
+    assert not found.decided and all(not c.versus_fastest.has_interval for c in found.contenders)
+    verdicts = {c.row.backend: c.verdict for c in found.contenders}
+    # A 3.19x gap would be decided by a few rounds; a 1% gap by none worth running.
+    assert re.fullmatch(r"undecided: 1 round, no interval \(about [23] rounds would decide it\)", verdicts["tensorflow"])
+    assert verdicts["torch"].startswith("undecided: 1 round, no interval (more than 50 rounds")
+    text = result.terminal_text()
+    assert "ran fastest in a single round: no order is decided" in text
+    assert "tied" not in text and "tied" not in outside_the_method(result.path.read_text())
+
+
+def test_no_fastest_is_named_from_missing_figures(tmp_path):
+    """One epoch: no run has a steady epoch time, so no row is fastest (none was 'fastest' by falling back to
+    the first row)."""
+    entries = [without_steady_figures(entry) for entry in timed({"jax": 1.0, "tensorflow": 2.0, "torch": 3.0}, 2)]
+    rows = load.group(entries)
+    assert analysis.standings(rows) == {}
+    result = built(tmp_path, entries)
+    [found] = result.headlines
+    assert found.fastest is None and not found.contenders
+    assert [why for _, why in found.unranked] == ["no steady epoch time (it needs 2 or more epochs)"] * 3
+    text = result.path.read_text().split("## Which backend infers fastest")[0]  # one epoch still times inference
+    assert "is the fastest" not in text and "ran fastest" not in text and "| fastest | – |" not in text
+    assert "ffn on cpu: no fastest: no row has a steady epoch time" in result.terminal_text()
+
+
+def test_a_row_without_a_steady_figure_is_listed_but_never_fastest(tmp_path):
+    entries = timed({"jax": 1.0, "tensorflow": 2.0}, 3, backends=("tensorflow", "jax"))
+    entries = [without_steady_figures(e) if e.backend == "jax" else e for e in entries]  # jax would be fastest
+    [found] = built(tmp_path, entries).headlines
+    assert found.fastest.backend == "tensorflow" and not found.contenders
+    assert [(row.backend, why) for row, why in found.unranked] == [
+        ("jax", "no steady epoch time (it needs 2 or more epochs)")]
+
+
+def test_each_model_and_device_gets_its_own_headline_and_a_skipped_backend_says_why(tmp_path):
+    entries = timed({"jax": 1.0, "torch": 2.0}, 3, models=("cnn", "ffn"), backends=("torch", "jax"))
+    entries = [dataclasses.replace(e, status="skipped", reason="backend torch sees no CUDA GPU", record=None)
+               if e.backend == "torch" and e.model == "cnn" else e for e in entries]
+    found = built(tmp_path, entries).headlines
+    assert [h.label for h in found] == ["cnn on cpu", "ffn on cpu"]
+    assert [(row.backend, why) for row, why in found[0].unranked] == [
+        ("torch", "no finished run (skipped: backend torch sees no CUDA GPU)")]
+    assert found[1].decided
+
+
+def test_the_sections_are_chosen_in_one_place(monkeypatch):
+    """Switching headline.section_of regroups the headline (here: the FFN's hidden sizes as two models) and
+    section_title names the sections."""
+    matrix = {"matrix": {"backends": ["torch", "jax"], "models": ["ffn"], "repeats": 3},
+              "variants": [{"hidden": [256]}]}
+    rng = np.random.default_rng(5)
+    entries = [fake_entry(cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * rng.lognormal(0, 0.02))
+               for cell in cells(matrix_from(matrix, {}, "t"))]
+    rows = load.group(entries)
+    assert [h.label for h in headline.headlines(rows)] == ["ffn on cpu (hidden 128)", "ffn on cpu (hidden 256)"]
+    monkeypatch.setattr(headline, "section_of", lambda row: (row.model, row.settings["hidden"]))
+    monkeypatch.setattr(headline, "section_title", lambda row: f"ffn {row.settings['hidden']}")
+    assert [h.label for h in headline.headlines(rows)] == ["ffn (128,) on cpu", "ffn (256,) on cpu"]
+
+
+def test_groups_of_one_section_and_device_are_told_apart_by_what_they_computed(tmp_path):
+    """A batch sweep: each batch size is its own computation, ranked on its own."""
+    matrix = matrix_from({"matrix": {"backends": ["torch", "jax"], "models": ["ffn"], "batch_sizes": [64, 256],
+                                     "repeats": 3}}, {}, "t")
+    rng = np.random.default_rng(4)
+    entries = [fake_entry(cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * 64 / cell.config.batch_size
+                          * rng.lognormal(0, 0.02)) for cell in cells(matrix)]
+    found = built(tmp_path, entries).headlines
+    assert [h.label for h in found] == ["ffn on cpu (batch 64)", "ffn on cpu (batch 256)"]
+    assert all(h.fastest.backend == "jax" and h.decided for h in found)
+
+
+def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, monkeypatch):
+    """`kerasmnist compare` (cells stubbed: no training) prints the headline, then where the full report is."""
+    from click.testing import CliRunner
+
+    from kerasmnist import cli, compare
+
+    rng = np.random.default_rng(6)
+    monkeypatch.setattr(compare, "run_cell", lambda cell, timeout_seconds, out_dir: fake_entry(
+        cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * rng.lognormal(0, 0.02)))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.cli, ["compare", "--backends", "torch,jax", "--models", "ffn", "--repeats", "3",
+                                          "--peak-matmul-size", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[-1] == f"full report: {out / 'report.md'}"
+    assert "ffn on cpu: jax is the fastest" in lines
+    assert any(re.fullmatch(r"    torch  2\.\d\d× \[[\d.–]+\] slower, 3 rounds", line) for line in lines), lines
+
+
+def test_inference_is_ranked_by_its_own_paired_times(tmp_path):
+    """Training and inference can disagree: here torch trains slower but predicts faster than jax."""
+    entries = timed({"jax": 1.0, "torch": 2.0}, 4, backends=("torch", "jax"))
+    entries = [dataclasses.replace(entry, record=dataclasses.replace(
+        entry.record, inference_seconds=[entry.record.steady_epoch_seconds * (0.1 if entry.backend == "torch" else 0.5)]
+        * 3)) for entry in entries]
+    rows = load.group(entries)
+    [training], [inference] = headline.headlines(rows), headline.headlines(rows, headline.INFERENCE)
+    assert training.fastest.backend == "jax" and inference.fastest.backend == "torch" and inference.decided
+    [jax] = inference.contenders
+    assert jax.versus_fastest.low < 2.5 < jax.versus_fastest.high and jax.verdict == "slower"
+    text = built(tmp_path, entries).path.read_text()
+    assert "## Which backend infers fastest" in text and "model.predict time over the test set vs fastest" in text
