@@ -116,7 +116,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         parameters=reference.count_params(),
         test_accuracy=test_accuracy,
         test_loss=test_loss,
-        **timing_figures(config, timer, len(splits.y_train), models.training_flops_per_sample(reference),
+        **timing_figures(config, timer, len(splits.y_train), models.count_training_flops(reference, splits.input_shape),
                          history["val_accuracy"]),
         validation_seconds=validation_seconds,
         build_seconds=build_seconds,

@@ -57,7 +57,8 @@ class TrainingResult:
     first_epoch_seconds: float
     steady_epoch_seconds: float | None  # None with a single epoch
     samples_per_second: float | None
-    training_flops_per_sample: int
+    training_flops_per_sample: int | None  # None where a layer's cost is unknown (a user's custom layer)
+    flops_unknown_layers: list[str]  # the layers the FLOP count does not know, by class
     achieved_gflops_per_second: float | None
     time_to_accuracy: dict[str, Any]
     contention: dict[str, Any]
@@ -106,6 +107,7 @@ class RunRecord:
     steady_epoch_seconds: float | None = None
     samples_per_second: float | None = None
     training_flops_per_sample: int | None = None
+    flops_unknown_layers: list[str] | None = None
     achieved_gflops_per_second: float | None = None
     time_to_accuracy: dict[str, Any] | None = None
     contention: dict[str, Any] | None = None

@@ -109,8 +109,9 @@ def cell_phases(record: Any, exited_at: float) -> dict[str, float] | None:
     return phases
 
 
-def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops_per_sample: int,
+def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops: Any,
                    val_accuracy: list[float]) -> dict[str, Any]:
+    """`flops` is the model's models.flops.FlopCount: no GFLOP/s where it is unknown."""
     """The figures derived from the epoch clock, the same for Keras and native runs."""
     epoch_seconds = timer.epoch_seconds
     steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
@@ -120,8 +121,10 @@ def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops_
         "first_epoch_seconds": epoch_seconds[0],
         "steady_epoch_seconds": steady,
         "samples_per_second": samples_per_second,
-        "training_flops_per_sample": flops_per_sample,
-        "achieved_gflops_per_second": flops_per_sample * samples_per_second / 1e9 if samples_per_second else None,
+        "training_flops_per_sample": flops.per_sample,
+        "flops_unknown_layers": list(flops.unknown_layers),
+        "achieved_gflops_per_second": flops.per_sample * samples_per_second / 1e9
+        if samples_per_second and flops.per_sample else None,
         "time_to_accuracy": time_to_accuracy(val_accuracy, epoch_seconds, config.resolved_target_accuracy),
         "contention": timer.contention.summary(epoch_cv(epoch_seconds)),
         "profile": timer.profiler.summary(),

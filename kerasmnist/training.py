@@ -181,7 +181,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         parameters=model.count_params(),
         test_accuracy=float(test_accuracy),
         test_loss=float(test_loss),
-        **timing_figures(config, clock.timer, len(splits.y_train), models.training_flops_per_sample(model),
+        **timing_figures(config, clock.timer, len(splits.y_train), models.count_training_flops(model, x_train.shape[1:]),
                          curves.get("val_accuracy", [])),
         validation_seconds=clock.validation_seconds,
         build_seconds=build_seconds,

@@ -61,10 +61,16 @@ def full_data_dir() -> Path:
 
 
 def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", reason=None, invocation="test",
-               contention=None, peak_memory=None):
+               contention=None, peak_memory=None, epoch_seconds=None):
     """A results.jsonl entry as the runner writes it, with made-up figures, for runner and report tests.
-    Its round is the cell's repeat in `invocation`, as compare numbers them."""
+    Its round is the cell's repeat in `invocation`, as compare numbers them. Given `epoch_seconds`, the
+    steady figure is their median after the first, as a run computes it."""
+    import statistics
+
     from kerasmnist import records
+
+    epoch_seconds = epoch_seconds or [steady * 2, steady]
+    steady = statistics.median(epoch_seconds[1:])
 
     config = cell.config.to_dict()
     host = {"cpu_model": "Test CPU", "logical_cores": 2, "memory_bytes": 2**33, "hostname": hostname}
@@ -74,8 +80,9 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
                        "packages": {"keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"}}
         result = records.TrainingResult(
             resolved_device=config["device"], device_count=1, jit_compile=config["backend"] == "jax", parameters=1000,
-            test_accuracy=accuracy, test_loss=0.1, epoch_seconds=[steady * 2, steady], first_epoch_seconds=steady * 2,
+            test_accuracy=accuracy, test_loss=0.1, epoch_seconds=epoch_seconds, first_epoch_seconds=epoch_seconds[0],
             steady_epoch_seconds=steady, samples_per_second=1000 / steady, training_flops_per_sample=600_000,
+            flops_unknown_layers=[],
             achieved_gflops_per_second=600_000 * (1000 / steady) / 1e9,
             time_to_accuracy={"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
             contention=contention, profile=None, validation_seconds=[0.1, 0.1], build_seconds=0.1,

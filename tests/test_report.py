@@ -13,6 +13,7 @@ from conftest import fake_entry
 from kerasmnist import cli, records, report
 from kerasmnist.errors import DataError
 from kerasmnist.matrix import cells, matrix_from
+from kerasmnist.report import speeds
 
 
 def write_lines(path, entries):
@@ -139,6 +140,32 @@ def test_a_row_is_flagged_unstable_when_its_epochs_or_the_machine_were_noisy(tmp
     assert "| unstable: epoch CV up to 14%; other processes used up to 40% of the CPUs |" in text
     assert text.count("| ok |") == 4 and text.count("1 row is marked unstable") == 2
 
+
+def test_a_row_at_two_speeds_is_flagged_with_each_speed_and_its_share(tmp_path):
+    """TensorFlow's CNN epochs toggle between 1.3 s and 2.1 s within each run (6 fast, 3 slow of 9 steady
+    epochs); torch and JAX run at one speed; the FFN runs have a single steady epoch each."""
+    toggling = [2.5, 1.30, 1.31, 2.10, 2.12, 1.29, 1.30, 1.32, 2.11, 1.30]
+    steady = [2.5] + [1.0 + 0.01 * (i % 3) for i in range(9)]
+    entries = []
+    for cell in matrix_cells(repeats=3):
+        drift = 1 + 0.01 * cell.repeat
+        if cell.config.model == "ffn":
+            entries.append(fake_entry(cell))
+        else:
+            times = toggling if cell.config.backend == "tensorflow" else steady
+            entries.append(fake_entry(cell, epoch_seconds=[t * drift for t in times]))
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    cnn, ffn = text.split("## Model `ffn`")
+    tensorflow = next(line for line in cnn.splitlines() if line.startswith("| tensorflow | cpu |"))
+    assert "**steady epochs at two speeds: 1.31 s (67% of 27 epochs), 2.13 s (33%)**; each run's median" in tensorflow
+    assert not any("speeds" in line for line in cnn.splitlines() if line.startswith(("| torch |", "| jax |")))
+    assert "1 row runs at several speeds" in cnn and "- tensorflow on cpu: steady epochs at two speeds:" in cnn
+    assert "use each run's median steady epoch" in text  # the report says which figure its ratios use
+    assert f"Fewer than {speeds.MIN_STEADY_EPOCHS} steady epochs" not in cnn
+    assert "so the figure may be one speed's: tensorflow on cpu (1), torch on cpu (1), jax on cpu (1)" in ffn
+    speeds_column = {line["backend"] + " " + line["model"]: line["speeds"]
+                     for line in csv.DictReader(io.StringIO((tmp_path / "rows.csv").read_text()))}
+    assert speeds_column["tensorflow cnn"].startswith("steady epochs at two speeds") and not speeds_column["torch cnn"]
 
 def test_batch_size_sweep_says_where_doubling_stops_paying(tmp_path):
     matrix = matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "batch_sizes": [64, 128, 256, 512]}}, {}, "t")
@@ -344,3 +371,13 @@ def test_every_plot_draws_a_backend_in_one_colour():
     styles = line_styles(["torch", "jax", "torch", "torch"])
     assert [colour for colour, _ in styles] == [BACKEND_COLOURS[b] for b in ("torch", "jax", "torch", "torch")]
     assert len({marker for colour, marker in styles if colour == BACKEND_COLOURS["torch"]}) == 3
+
+
+def test_gflops_are_unknown_where_the_count_does_not_know_a_layer(tmp_path):
+    plan = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}}, {}, "t"))
+    entry = fake_entry(plan[0])
+    entry = dataclasses.replace(entry, record=dataclasses.replace(
+        entry.record, training_flops_per_sample=None, achieved_gflops_per_second=None, flops_unknown_layers=["Squash"]))
+    (tmp_path / "results.jsonl").write_text(json.dumps(entry.to_json()) + "\n")
+    text = report.build([tmp_path], tmp_path).read_text()
+    assert "unknown (Squash)" in text

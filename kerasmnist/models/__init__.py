@@ -2,6 +2,7 @@
 MODULE:FUNCTION) to an uncompiled keras.Model and its identity.
 
     builtin.py   cnn and ffn, the seed models
+    zoo.py       resnet, lstm, vit: the layer families where backends differ (BatchNorm, LSTM, attention)
     flops.py     training FLOPs per sample per layer family, or unknown
 
 Import this package only after `backend.pin`: it imports Keras, which fixes the backend for the process.
@@ -17,14 +18,14 @@ import numpy as np
 
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import UserCodeError
-from kerasmnist.models import builtin
+from kerasmnist.models import builtin, zoo
 from kerasmnist.models.builtin import images_in
-from kerasmnist.models.flops import training_flops_per_sample
+from kerasmnist.models.flops import count_training_flops
 from kerasmnist.references import Reference
 
-__all__ = ["build", "images_in", "training_flops_per_sample"]
+__all__ = ["build", "count_training_flops", "images_in"]
 
-BUILDERS = {"cnn": builtin.build_cnn, "ffn": builtin.build_ffn}
+BUILDERS = {"cnn": builtin.build_cnn, "ffn": builtin.build_ffn, **zoo.BUILDERS}
 
 
 def build(config: RunConfig, input_shape: tuple[int, ...], num_classes: int,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kerasmnist.config import RunConfig
+from kerasmnist.report import speeds
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
 from kerasmnist.report.stats import UNSTABLE_CV, LineFit, Ratio, cv, fit_line, ratio, undecided_advice
 
@@ -222,6 +223,39 @@ def instability(row: Row) -> list[str]:
     if steal and max(steal) > STEAL_SHARE:
         reasons.append(f"steal up to {max(steal):.0%}")
     return reasons
+
+
+@dataclass(frozen=True)
+class RowSpeeds:
+    """The speeds of a row's steady epochs (its runs pooled) and of its runs' steady figures."""
+
+    epochs: speeds.Speeds
+    runs: speeds.Speeds
+
+    @property
+    def several(self) -> bool:
+        return self.epochs.several or self.runs.several
+
+    def text(self) -> str:
+        """What was found, each view that found several speeds: 'steady epochs at two speeds: ...'."""
+        found = [f"{what} at {view.text(unit)}" for what, unit, view in
+                 (("steady epochs", "epochs", self.epochs), ("runs", "runs", self.runs)) if view.several]
+        return "; ".join(found)
+
+
+def steady_epochs(row: Row) -> list[float]:
+    """Every ok run's epochs after its first (the compile epoch), in run order."""
+    return [seconds for run in row.runs for seconds in (run.epoch_seconds or [])[1:]]
+
+
+def row_speeds(row: Row) -> RowSpeeds:
+    return RowSpeeds(speeds.detect(steady_epochs(row)), speeds.detect(row.steady))
+
+
+def fewest_steady_epochs(row: Row) -> int | None:
+    """The fewest steady epochs of any ok run, where that is under speeds.MIN_STEADY_EPOCHS; else None."""
+    counts = [max(len(run.epoch_seconds or []) - 1, 0) for run in row.runs]
+    return min(counts) if counts and min(counts) < speeds.MIN_STEADY_EPOCHS else None
 
 
 def _contention(row: Row) -> list[dict[str, Any]]:

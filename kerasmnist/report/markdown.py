@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasmnist.config import BACKENDS, DEVICES
-from kerasmnist.report import analysis, headline
+from kerasmnist.report import analysis, headline, speeds
 from kerasmnist.records import BenchEntry, CellEntry
 from kerasmnist.report.load import (MODEL_KEYS, SOURCE_KEYS, Results, Row, describe, host_label, host_of, latest_bench,
                                     model_sections, section_settings, sweeps)
@@ -33,7 +33,17 @@ METHOD = (
     "timed by the same compare command), not given for mixed precision. *Time to accuracy* is checked at epoch "
     "ends, so its resolution is one epoch and it includes the compile epoch. *Stability* flags a row whose steady "
     f"epochs or runs vary by more than {UNSTABLE_CV:.0%}, or whose runs shared the machine with other "
-    f"processes using over {analysis.BUSY_SHARE:.0%} of its CPU time or {analysis.STEAL_SHARE:.0%} steal."
+    f"processes using over {analysis.BUSY_SHARE:.0%} of its CPU time or {analysis.STEAL_SHARE:.0%} steal. "
+    "*Speeds*: a row's steady epochs (its runs pooled), and its runs' steady figures, are fitted with Gaussian "
+    f"mixtures of 1 to {speeds.MAX_SPEEDS} speeds on log times (scikit-learn), the number chosen by BIC; a further "
+    f"speed counts only if it lowers the BIC by {speeds.MIN_BIC_GAIN:g} or more, its median is "
+    f"{speeds.MIN_SEPARATION:g}× from its neighbour's, the two are apart by Ashman's D ≥ {speeds.MIN_ASHMAN_D:g}, "
+    f"and it holds at least {speeds.MIN_POINTS_PER_SPEED} times and {speeds.MIN_SHARE:.0%} of them. A row at "
+    "several speeds shows each speed's median and share instead of one figure. Its steady figure and every ratio "
+    "still use each run's median steady epoch: with an odd count of at least "
+    f"{speeds.MIN_STEADY_EPOCHS} steady epochs that is an epoch of the speed that held most of that run, and the "
+    "run-to-run flips between speeds widen the intervals as they should. Rows whose runs had fewer steady epochs "
+    "are named: their figure may be one speed's."
 )
 
 
@@ -111,7 +121,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
              line(*columns), line(*["---"] * len(columns))]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
-                          str(len({e.round for e in row.entries})), _spread(row.steady),
+                          str(len({e.round for e in row.entries})), steady_text(row),
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
                           _rate(row.median("inference_samples_per_second")), gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
@@ -119,6 +129,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
     lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),
               *short_of_target(model_rows),
               *sweep_verdicts(model_rows), *step_cost_lines(model_rows), *where_the_time_goes(model_rows)]
+    lines += several_speeds_lines(model_rows) + few_steady_epochs_lines(model_rows)
     unstable = [row for row in model_rows if analysis.instability(row)]
     if unstable:
         lines += ["", f"{len(unstable)} row{' is' if len(unstable) == 1 else 's are'} marked unstable: their times "
@@ -179,6 +190,9 @@ def _rate(value: float | None) -> str:
 
 def gflops_text(row: Row, peaks: dict) -> str:
     achieved = row.median("achieved_gflops_per_second")
+    unknown = sorted({layer for run in row.runs for layer in run.flops_unknown_layers or []})
+    if unknown:  # a FLOP count that leaves layers out would be a wrong number, not a low one
+        return f"unknown ({', '.join(unknown)})"
     if achieved is None:
         return "–"
     shares = analysis.share_of_peak(row, peaks)
@@ -223,6 +237,38 @@ def versus_fastest_text(row: Row, standings: dict[int, analysis.Standing]) -> st
 def speedup_text(row: Row, rows: list[Row]) -> str:
     gain = analysis.gpu_speedup(row, rows)
     return gain.text(1) if gain else "–"
+
+
+def steady_text(row: Row) -> str:
+    """The runs' steady figures; for a row at several speeds, the speeds first, so no single figure hides them."""
+    found = analysis.row_speeds(row)
+    if not found.several:
+        return _spread(row.steady)
+    return f"**{found.text()}**; each run's median: {_spread(row.steady)}"
+
+
+def several_speeds_lines(model_rows: list[Row]) -> list[str]:
+    """The rows whose epochs or runs fall into several speeds, and which figure their ratios use."""
+    found = [(row, speeds_found) for row in model_rows if row.entries
+             and (speeds_found := analysis.row_speeds(row)).several]
+    if not found:
+        return []
+    return ["", f"{len(found)} row{' runs' if len(found) == 1 else 's run'} at several speeds: one steady figure "
+                "would hide them. Their ratios use each run's median steady epoch (see *Speeds* above), so runs that "
+                "flip between speeds widen the intervals rather than hide in them.", "",
+            *[f"- {row.name} on {row.device}: {speeds_found.text()}." for row, speeds_found in found]]
+
+
+def few_steady_epochs_lines(model_rows: list[Row]) -> list[str]:
+    """The rows whose runs had too few steady epochs for their median to show a second speed."""
+    few = [(row, fewest) for row in model_rows if row.entries
+           and (fewest := analysis.fewest_steady_epochs(row)) is not None]
+    if not few:
+        return []
+    return ["", f"Fewer than {speeds.MIN_STEADY_EPOCHS} steady epochs in a run (the fewest in brackets), so the "
+                "figure may be one speed's: "
+            + ", ".join(f"{row.name} on {row.device} ({fewest})" for row, fewest in few)
+            + f". Run at least {speeds.MIN_STEADY_EPOCHS + 1} epochs (`--epochs`) for a figure that shows both."]
 
 
 def stability_text(row: Row) -> str:

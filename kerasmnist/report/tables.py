@@ -20,7 +20,7 @@ CELL_COLUMNS = (
 ROW_COLUMNS = (
     "machine", "software", "model", "backend", "device", "row", "ok_runs", "rounds", "steady_median",
     "steady_ci_low", "steady_ci_high", "samples_per_second_median", "test_accuracy_mean", "test_accuracy_sd",
-    "unstable", "settings",
+    "unstable", "speeds", "settings",
 )
 
 
@@ -66,6 +66,7 @@ def rows_csv(rows: list[Row]) -> str:
             "test_accuracy_mean": statistics.fmean(accuracy) if accuracy else None,
             "test_accuracy_sd": statistics.stdev(accuracy) if len(accuracy) > 1 else None,
             "unstable": "; ".join(analysis.instability(row)),
+            "speeds": analysis.row_speeds(row).text(),
             "settings": "; ".join(f"{key}={value}" for key, value in sorted(row.settings.items())),
         })
     return _csv(ROW_COLUMNS, lines)
