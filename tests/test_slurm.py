@@ -112,6 +112,8 @@ def test_a_two_kind_two_round_matrix_comes_home_and_the_report_has_both_kinds(tw
     assert len({entry.round for entry in entries}) == 4  # a round is one kind's pass: kinds never pair
     report = (out / "report.md").read_text()
     assert "Slurm machine kind one" in report and "Slurm machine kind two" in report
+    assert "## Across machines" in report and "unpaired runs" in report
+    assert all(entry.phases for entry in entries)  # each cell's phases, as the node's run_cell recorded them
     assert all((folder / slurm.FOLDED_FILE).exists() for folder in (out / slurm.JOBS_DIR).glob("*_*"))
 
     rerun = run_cli("compare", "--config", str(out.parent / "cluster.toml"), "--out", str(out))

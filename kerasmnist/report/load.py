@@ -213,9 +213,14 @@ class Row:
         return sum(seeds.count(seed) > 1 for seed in seeds)
 
     def computation(self) -> tuple:
-        """What the row computed, less how it ran it: rows with the same computation may be ranked."""
-        return (self.machine, self.software, self.device, *((key, value) for key, value in self.settings.items()
-                if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device")))
+        """What the row computed on its machine and device, less how it ran it: rows with the same computation
+        may be ranked."""
+        return (self.machine, self.software, self.device, *self.computation_anywhere())
+
+    def computation_anywhere(self) -> tuple:
+        """What the row computed, less how, where and on which device it ran it."""
+        return tuple((key, value) for key, value in self.settings.items()
+                     if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device"))
 
 
 def group(cells: list[CellEntry]) -> list[Row]:
