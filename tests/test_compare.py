@@ -206,7 +206,8 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     # Each cell's GFLOP/s as a share of the 256 x 256 matmul rate its backend reached in this run.
     peaks = records.read_results(out / "bench.jsonl", "kerasmnist.bench")[0]
     assert sorted((e.backend, e.status) for e in peaks) == [("jax", "ok"), ("tensorflow", "ok"), ("torch", "ok")]
-    assert re.search(r"\| jax \| cpu \| 1 ok \| 1 \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
+    # samples/s, inference samples/s, then GFLOP/s with its share of the peak
+    assert re.search(r"\| jax \| cpu \| 1 ok \| 1 \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
     contention = entries[0].record.contention
     assert 0 < contention["own_cpu_seconds"] <= contention["wall_seconds"] * contention["logical_cores"] + 0.1
     assert contention["other_cpu_seconds"] >= 0 and contention["load_average_start"] >= 0
