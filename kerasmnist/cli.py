@@ -104,6 +104,7 @@ RUN_SETTINGS = (
              type=int),
     _setting("validation_size", "Training images held out for validation.", type=int),
     _setting("limit_train", "Train on only the first N of the remaining training images.", "all", type=int),
+    _setting("limit_test", "Evaluate, and time inference, on only the first N test images.", "all", type=int),
     _setting("data_dir", "Folder with the four IDX .gz files or mnist.npz.",
              "$KERASMNIST_DATA_DIR, then Keras's cache, then a download"),
     _setting("jit_compile", "XLA (TensorFlow, JAX) or torch.compile (torch); auto: what Keras uses on the pinned "

@@ -61,12 +61,13 @@ DEVICES = "gpu,cpu"
 REPEATS = None  # rounds: passes over every cell; None: the config's
 EPOCHS = 5  # the GPU cells'
 LIMIT_TRAIN = None  # the GPU cells' training images; None: all 50,000
-# Colab's runtime has 2 vCPUs (one physical core), where the CPU cells at full size (50,000 images, 5 epochs,
-# 2 rounds) would take about half an hour: a CNN epoch takes 9 to 35 s per backend even on 2 whole cores. So
-# the CPU cells train 2 epochs (the first compiles, the second is the steady one) on 10,000 images, minutes in
-# all, and GPU cells of that size run beside them, so that the GPU speed-up compares like with like.
-CPU_EPOCHS = 2
-CPU_LIMIT_TRAIN = 10_000
+# Colab's runtime has 2 vCPUs (one physical core), where the CPU cells at full size (50,000 images, 8 epochs,
+# 3 rounds) would take over an hour: a CNN epoch takes 9 to 35 s per backend even on 2 whole cores. So the
+# CPU cells train 8 epochs (the first compiles; 7 steady ones, the fewest whose median is one speed's) on
+# 2,500 images, minutes in all, and GPU cells of that size run beside them, so that the GPU speed-up
+# compares like with like.
+CPU_EPOCHS = 8
+CPU_LIMIT_TRAIN = 2_500
 MIXED_PRECISION = True  # also a float16 pass on the GPU's tensor cores
 PEAK_MATMUL_SIZE = 4096  # each compare times N x N matmuls up to this N: the peak its GFLOP/s are set against
 MATMUL_SIZES = "1,16,128,1024,4096,10000"  # bench matmul: from which size the GPU wins

@@ -75,6 +75,7 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     plan = cells(matrix, {entry.key: entry.seed for entry in entries})
     to_run = [cell for cell in plan if force or cell.key not in done]
     outcome = Outcome()
+    note_few_steady_epochs(plan, echo)
     outcome.counts["already done"] = len(plan) - len(to_run)
     if outcome.counts["already done"]:
         echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
@@ -101,6 +102,14 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         if outcome.interrupted:
             break
     return outcome
+
+
+def note_few_steady_epochs(plan: list[Cell], echo: Callable[[str], None]) -> None:
+    """Says so where a cell of the plan will have too few steady epochs for its median to be one speed's."""
+    fewest = min((cell.config.epochs - 1 for cell in plan), default=timing.MIN_STEADY_EPOCHS)
+    if fewest < timing.MIN_STEADY_EPOCHS:
+        echo(f"note: some cells have {fewest} steady epochs; a median needs {timing.MIN_STEADY_EPOCHS} to be one "
+             f"speed's (--epochs {timing.MIN_STEADY_EPOCHS + 1} or more), and the report will say so")
 
 
 def done_cells(results_path: Path, echo: Callable[[str], None]) -> tuple[list[records.CellEntry], set[str]]:

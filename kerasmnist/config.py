@@ -55,6 +55,7 @@ class RunConfig:
     seed: int = 0
     validation_size: int = 10_000
     limit_train: int | None = None  # use only the first N training images
+    limit_test: int | None = None  # evaluate and time inference on only the first N test images
     data_dir: str | None = None  # None: KERASMNIST_DATA_DIR, Keras's cache, then download
     jit_compile: str = "auto"  # auto: XLA where Keras would use it on the pinned device
     steps_per_execution: int = 1  # Keras runs this many batches per call of its compiled train function
@@ -105,8 +106,9 @@ class RunConfig:
             raise InvalidValue("limit_train", f"must be between 1 and {most}: the {MNIST_TRAIN_IMAGES} training images "
                                               f"less the {self.validation_size} held out for validation "
                                               f"(got {self.limit_train})")
-        if self.limit_train is not None and self.limit_train < 1:
-            raise InvalidValue("limit_train", f"must be at least 1 (got {self.limit_train})")
+        for key in ("limit_train", "limit_test"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise InvalidValue(key, f"must be at least 1 (got {getattr(self, key)})")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise InvalidValue("cpu_threads", f"must be at least 1 (got {self.cpu_threads})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:

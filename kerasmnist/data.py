@@ -124,7 +124,8 @@ def keras_home() -> Path:
     return base / ".keras"
 
 
-def load(dataset: str, data_dir: str | None, validation_size: int, limit_train: int | None, seed: int) -> Splits:
+def load(dataset: str, data_dir: str | None, validation_size: int, limit_train: int | None, seed: int,
+         limit_test: int | None = None) -> Splits:
     """Finds, checks and splits the dataset: a built-in one, or a user's loader (data_reference; call this
     only after backend.pin, since a loader may import Keras). Raises DataError with one line saying what to do."""
     if dataset in SOURCES:
@@ -133,6 +134,10 @@ def load(dataset: str, data_dir: str | None, validation_size: int, limit_train: 
         from kerasmnist import data_reference
 
         ((x_train, y_train), (x_test, y_test)), provenance = data_reference.load(dataset)
+    if limit_test is not None:
+        if limit_test > len(y_test):
+            raise DataError(f"--limit-test {limit_test} is larger than the {len(y_test)} test images")
+        x_test, y_test = x_test[:limit_test], y_test[:limit_test]
     splits = split(x_train, y_train, x_test, y_test, validation_size, limit_train, seed)
     splits.provenance = provenance | {"num_classes": splits.num_classes, "train_size": len(splits.y_train),
                                       "validation_size": len(splits.y_val), "test_size": len(splits.y_test)}

@@ -76,7 +76,8 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
 
     timeline["pinned"] = time.time()
     load_started = time.perf_counter()
-    splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed)
+    splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed,
+                       config.limit_test)
     load_data_seconds = time.perf_counter() - load_started
     if config.data_parallel and config.backend == "jax":
         _check_batches_split(config, pinned.device_count, splits)

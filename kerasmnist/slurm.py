@@ -142,6 +142,7 @@ class Driver:
         self.wait()
         entries, done = compare.done_cells(self.results_path, self.echo)
         self.plans = {kind.name: kind_plan(self.matrix, kind, entries) for kind in self.matrix.machines}
+        compare.note_few_steady_epochs([cell for plan in self.plans.values() for cell in plan], self.echo)
         total = sum(len(plan) for plan in self.plans.values())
         already = 0 if force else sum(kind_key(cell, kind) in done for kind, plan in self.plans.items() for cell in plan)
         self.outcome.counts["already done"] = already

@@ -15,6 +15,13 @@ from kerasmnist.contention import ContentionMeter
 from kerasmnist.profiling import StepProfiler
 
 
+# Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
+# (an even one takes the mean of the two middle epochs, which with two speeds may be neither), and longer
+# than the longest run at one speed seen so far (4 epochs) with room for a longer one. Reasoning and
+# evidence in reports/tf-two-speeds/README.md.
+MIN_STEADY_EPOCHS = 7
+
+
 class EpochTimer:
     """Wall time of each epoch's training steps, with the profiler and the contention meter running
     over exactly the same spans. The caller synchronises the device before start() and stop()."""

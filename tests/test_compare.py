@@ -269,3 +269,11 @@ def test_a_cells_phases_add_up_to_its_wall_time(tmp_path):
     assert entry.wall_seconds - 1.0 < sum(phases.values()) <= entry.wall_seconds
     assert phases["steady epochs"] == pytest.approx(sum(entry.record.epoch_seconds[1:]))
     assert phases["process start and imports"] > 0 and phases["writing the record and exiting"] > 0
+
+
+def test_a_plan_with_too_few_steady_epochs_is_noted_once_and_one_with_enough_is_not():
+    said = []
+    compare.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 3}}, {}, "t")), said.append)
+    compare.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 8}}, {}, "t")), said.append)
+    assert said == ["note: some cells have 2 steady epochs; a median needs 7 to be one speed's (--epochs 8 or more), "
+                    "and the report will say so"]

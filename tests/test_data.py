@@ -155,3 +155,10 @@ def test_failed_download_says_how_to_provide_the_data(tmp_path):
     assert result.returncode == 1
     assert "MNIST is not available offline and downloading mnist.npz failed" in line
     assert "pass --data-dir FOLDER or set KERASMNIST_DATA_DIR=FOLDER" in line
+
+
+def test_limit_test_keeps_the_first_test_images_and_refuses_more_than_there_are():
+    splits = data.load("mnist", str(FIXTURE_DIR), 1000, None, 0, limit_test=200)
+    assert len(splits.y_test) == 200 and splits.provenance["test_size"] == 200
+    with pytest.raises(DataError, match="--limit-test 5000 is larger than the 1000 test images"):
+        data.load("mnist", str(FIXTURE_DIR), 1000, None, 0, limit_test=5000)

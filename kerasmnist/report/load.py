@@ -314,6 +314,7 @@ def describe(key: str, value: Any) -> str:
         "cpu_threads": lambda: "default threads" if value is None else f"{value} CPU threads",
         "xla_flags": lambda: f"XLA {value}" if value else "no XLA flags",
         "limit_train": lambda: "all training images" if value is None else f"first {value:,} training images",
+        "limit_test": lambda: "all test images" if value is None else f"first {value:,} test images",
         "validation_size": lambda: f"{value:,} held out for validation",
         "dataset": lambda: str(value),
         "target_accuracy": lambda: "" if value is None else f"target {value:.0%}",

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kerasmnist import timing
+
 MAX_SPEEDS = 3
 MIN_BIC_GAIN = 10.0
 MIN_SEPARATION = 1.2
@@ -45,11 +47,7 @@ MIN_ASHMAN_D = 2.0
 # Timings are not repeatable below about 1% from one epoch to the next: the floor on each component's
 # log-space variance, so that identical figures (rounded logs, synthetic entries) make no zero-width speed.
 LOG_VARIANCE_FLOOR = 0.01 ** 2
-# Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
-# (an even one takes the mean of the two middle epochs, which with two speeds may be neither), and longer
-# than the longest run at one speed seen so far (4 epochs) with room for a longer one. Reasoning and
-# evidence in reports/tf-two-speeds/README.md.
-MIN_STEADY_EPOCHS = 7
+MIN_STEADY_EPOCHS = timing.MIN_STEADY_EPOCHS
 
 
 @dataclass(frozen=True)
