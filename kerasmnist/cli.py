@@ -220,7 +220,11 @@ def matrix_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
                      help=f"Folder for results.jsonl and the report.  [default: {default_out}]"),
         click.option("--force", is_flag=True, help="Rerun cells that are already done."),
     )
+    return _all_of(options)
 
+
+def _all_of(options: tuple[Callable[..., Any], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One decorator applying `options` in order, as if written one above the other."""
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
             command = option(command)
@@ -228,9 +232,33 @@ def matrix_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
     return decorate
 
 
+# compare's Slurm options, each a [slurm] key too (matrix.SLURM_KEYS).
+slurm_options = _all_of((
+    click.option("--slurm/--no-slurm", "slurm", default=None,
+                 help="Run on a Slurm cluster, each round of each machine kind one job; --no-slurm runs a config "
+                      "with [slurm] or [[machines]] here.  [default: Slurm when the config has either]"),
+    click.option("--slurm-partition", default=None, help="Slurm partition ([slurm] partition)."),
+    click.option("--slurm-constraint", default=None, help="Slurm node features, e.g. a100 ([slurm] constraint)."),
+    click.option("--slurm-gres", default=None, help="Generic resources per job, e.g. gpu:1 ([slurm] gres)."),
+    click.option("--slurm-time-minutes", type=int, default=None,
+                 help="Time limit of each job, one round ([slurm] time_minutes).  [default: the partition's]"),
+    click.option("--slurm-cpus-per-task", type=int, default=None, help="CPUs per job ([slurm] cpus_per_task)."),
+    click.option("--slurm-mem-gb", type=float, default=None, help="Memory per job in GB ([slurm] mem_gb)."),
+    click.option("--slurm-setup", multiple=True, default=None,
+                 help="A shell line run on the node before kerasmnist, e.g. 'module load cuda'; repeatable "
+                      "([slurm] setup)."),
+    click.option("--slurm-parallel", type=int, default=None,
+                 help="Rounds of one machine kind running at once ([slurm] parallel).  [default: 4]"),
+    click.option("--slurm-exclusive/--slurm-shared", "slurm_exclusive", default=None,
+                 help="Whole nodes to each job, or share them with others ([slurm] exclusive).  "
+                      "[default: exclusive]"),
+))
+
+
 @cli.command()
 @matrix_options(f"{RESULTS_ROOT}/CONFIG-NAME in this folder, or {RESULTS_ROOT}/compare")
 @run_settings(from_config=True)
+@slurm_options
 def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
     """Run the backend x device x model matrix, one fresh process per cell, then write the report."""
     run_matrix_and_report(config_path, out or RESULTS_ROOT / (config_path.stem if config_path else "compare"),

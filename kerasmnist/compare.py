@@ -62,21 +62,20 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     `command` is the command line that asked for the matrix: each cell's entry keeps it, with this
     invocation's id and its round (one pass over the plan: the cells of one repeat, run adjacent in
     time), which the report pairs cells by. A round new to the folder gets seeds no cell there used
-    (matrix.cells), so rounds added later never repeat an earlier round's seed.
+    (matrix.cells), so rounds added later never repeat an earlier round's seed. A matrix with machine
+    kinds runs on Slurm (kerasmnist.slurm).
     """
+    if matrix.machines:
+        from kerasmnist import slurm
+
+        return slurm.run_matrix(matrix, out_dir, command, force, echo)
     records.ensure_writable(out_dir)
     results_path = out_dir / records.RESULTS_FILE
-    entries, ignored = records.read_results(results_path) if results_path.exists() else ([], [])
-    for line in ignored:
-        echo(f"ignored {line}")
-    done = {entry.key for entry in entries if entry.status == "ok"}
+    entries, done = done_cells(results_path, echo)
     plan = cells(matrix, {entry.key: entry.seed for entry in entries})
     to_run = [cell for cell in plan if force or cell.key not in done]
     outcome = Outcome()
-    fewest = min((cell.config.epochs - 1 for cell in plan), default=timing.MIN_STEADY_EPOCHS)
-    if fewest < timing.MIN_STEADY_EPOCHS:
-        echo(f"note: some cells have {fewest} steady epochs; a median needs {timing.MIN_STEADY_EPOCHS} to be one "
-             f"speed's (--epochs {timing.MIN_STEADY_EPOCHS + 1} or more), and the report will say so")
+    note_few_steady_epochs(plan, echo)
     outcome.counts["already done"] = len(plan) - len(to_run)
     if outcome.counts["already done"]:
         echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
@@ -91,29 +90,87 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
         echo("interrupted while measuring the matmul peak; rerun the same command to go on")
         return outcome
 
-    seconds_by_kind: dict[tuple[str, ...], list[float]] = {}
-    for index, cell in enumerate(to_run):
-        if _narrow_enough(matrix, cell, to_run[index - 1] if index else None, entries, echo):
+    progress = Progress(to_run, echo)
+    for round_cells in rounds(to_run):
+        if matrix.target_ci and round_cells[0].repeat >= matrix.rounds and narrow_enough(
+                matrix.target_ci, round_cells[0].repeat, entries, echo):
             break
-        eta = _time_left(to_run[index:], seconds_by_kind)
-        echo(f"[{index + 1}/{len(to_run)}] {cell.label}" + (f", about {_duration(eta)} left" if eta else ""))
-        stamp = {"command": command, "invocation": invocation, "round": f"{invocation} #{cell.repeat + 1}",
+        stamp = {"command": command, "invocation": invocation, "round": f"{invocation} #{round_cells[0].repeat + 1}",
                  "target_ci": matrix.target_ci}
-        try:
-            entry = dataclasses.replace(run_cell(cell, matrix.cell_timeout, out_dir), **stamp)
-        except KeyboardInterrupt as stop:
-            outcome.interrupted = True
-            if isinstance(stop, CellInterrupted) and stop.finished:  # it finished before the stop reached it
-                _save(results_path, dataclasses.replace(stop.finished, **stamp), outcome, echo)
-            echo(f"{stop or 'interrupted'}: the cells finished are kept in {results_path}; "
-                 "rerun the same command to run the rest")
+        entries = run_round(round_cells, matrix.cell_timeout, out_dir, results_path,
+                            lambda cell: stamp, outcome, echo, progress) or entries
+        if outcome.interrupted:
             break
-        seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
-        entries = _save(results_path, entry, outcome, echo) or entries
     return outcome
 
 
-def _save(results_path: Path, entry: records.CellEntry, outcome: Outcome,
+def note_few_steady_epochs(plan: list[Cell], echo: Callable[[str], None]) -> None:
+    """Says so where a cell of the plan will have too few steady epochs for its median to be one speed's."""
+    fewest = min((cell.config.epochs - 1 for cell in plan), default=timing.MIN_STEADY_EPOCHS)
+    if fewest < timing.MIN_STEADY_EPOCHS:
+        echo(f"note: some cells have {fewest} steady epochs; a median needs {timing.MIN_STEADY_EPOCHS} to be one "
+             f"speed's (--epochs {timing.MIN_STEADY_EPOCHS + 1} or more), and the report will say so")
+
+
+def done_cells(results_path: Path, echo: Callable[[str], None]) -> tuple[list[records.CellEntry], set[str]]:
+    """The entries of a results file, and the keys of its cells that finished ok."""
+    entries, ignored = records.read_results(results_path) if results_path.exists() else ([], [])
+    for line in ignored:
+        echo(f"ignored {line}")
+    return entries, {entry.key for entry in entries if entry.status == "ok"}
+
+
+def rounds(plan: list[Cell]) -> list[list[Cell]]:
+    """The plan's cells grouped by round (repeat), in run order."""
+    grouped: dict[int, list[Cell]] = {}
+    for cell in plan:
+        grouped.setdefault(cell.repeat, []).append(cell)
+    return list(grouped.values())
+
+
+def run_round(round_cells: list[Cell], timeout_seconds: int, out_dir: Path, results_path: Path,
+              stamp: Callable[[Cell], dict], outcome: Outcome, echo: Callable[[str], None],
+              progress: Progress | None = None) -> list[records.CellEntry] | None:
+    """Runs a round's cells one after another, each in its own pinned process, adding each finished cell's
+    entry (with its `stamp`) to `results_path` at once: the one way a round runs, here or on a Slurm node.
+    Ctrl-C, SIGTERM or SIGHUP end the round (outcome.interrupted), keeping what finished. Returns the results
+    file's entries after the last cell saved (None if none was)."""
+    entries = None
+    for cell in round_cells:
+        if progress:
+            progress.start(cell)
+        try:
+            entry = dataclasses.replace(run_cell(cell, timeout_seconds, out_dir), **stamp(cell))
+        except KeyboardInterrupt as stop:
+            outcome.interrupted = True
+            if isinstance(stop, CellInterrupted) and stop.finished:  # it finished before the stop reached it
+                save_entry(results_path, dataclasses.replace(stop.finished, **stamp(cell)), outcome, echo)
+            echo(f"{stop or 'interrupted'}: the cells finished are kept in {results_path}; "
+                 "rerun the same command to run the rest")
+            break
+        if progress:
+            progress.finished(cell, entry)
+        entries = save_entry(results_path, entry, outcome, echo) or entries
+    return entries
+
+
+class Progress:
+    """Says which cell starts, numbered, with the time the remaining cells should take."""
+
+    def __init__(self, to_run: list[Cell], echo: Callable[[str], None]) -> None:
+        self.to_run, self.echo, self.started = to_run, echo, 0
+        self.seconds_by_kind: dict[tuple[str, ...], list[float]] = {}
+
+    def start(self, cell: Cell) -> None:
+        eta = _time_left(self.to_run[self.started:], self.seconds_by_kind)
+        self.started += 1
+        self.echo(f"[{self.started}/{len(self.to_run)}] {cell.label}" + (f", about {duration_text(eta)} left" if eta else ""))
+
+    def finished(self, cell: Cell, entry: records.CellEntry) -> None:
+        self.seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)
+
+
+def save_entry(results_path: Path, entry: records.CellEntry, outcome: Outcome,
           echo: Callable[[str], None]) -> list[records.CellEntry] | None:
     """Adds a finished cell to results.jsonl and counts it; the file's entries afterwards, None if it could not."""
     try:
@@ -136,20 +193,18 @@ class CellInterrupted(KeyboardInterrupt):
         self.finished = finished
 
 
-def _narrow_enough(matrix: Matrix, cell: Cell, previous: Cell | None, entries: list[records.CellEntry],
-                   echo: Callable[[str], None]) -> bool:
-    """At the start of each round past the minimum (--target-ci): whether every ratio the report would
-    state already has a 95% interval within the target, so the remaining rounds can be left out."""
-    if not matrix.target_ci or cell.repeat < matrix.rounds or (previous and previous.repeat == cell.repeat):
-        return False
+def narrow_enough(target_ci: float, rounds_done: int, entries: list[records.CellEntry],
+                  echo: Callable[[str], None]) -> bool:
+    """Past the minimum rounds (--target-ci): whether every ratio the report would state already has a 95%
+    interval within the target, so the remaining rounds can be left out."""
     from kerasmnist.report import analysis, load
 
-    wide = analysis.wide_ratios(load.group(entries), matrix.target_ci)
+    wide = analysis.wide_ratios(load.group(entries), target_ci)
     if wide:
-        echo(f"after {cell.repeat} rounds, {len(wide)} ratios are wider than ±{matrix.target_ci:.0%} "
+        echo(f"after {rounds_done} rounds, {len(wide)} ratios are wider than ±{target_ci:.0%} "
              f"(e.g. {wide[0][0].name} {wide[0][0].device} {wide[0][1]} {wide[0][2].text()}): another round")
         return False
-    echo(f"after {cell.repeat} rounds every ratio's 95% interval is within ±{matrix.target_ci:.0%}: done")
+    echo(f"after {rounds_done} rounds every ratio's 95% interval is within ±{target_ci:.0%}: done")
     return True
 
 
@@ -204,5 +259,6 @@ def _time_left(remaining: list[Cell], seconds_by_kind: dict[tuple[str, ...], lis
     return sum(statistics.fmean(seconds_by_kind.get(_kind(cell), [overall])) for cell in remaining)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """Seconds as a person reads a time left: minutes past a minute and a half."""
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

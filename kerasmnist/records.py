@@ -32,7 +32,8 @@ except ImportError:  # Windows
 from kerasmnist.errors import ConfigError, DataError
 
 # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags;
-# 5: models and data sets by reference (model identity, model_args, from_logits), inference figures
+# 5: models and data sets by reference (model identity, model_args, from_logits), inference figures; a cell
+# entry's phases, and, run on Slurm, its slurm job fields and machine_kind (all optional, None before)
 SCHEMA_VERSION = 5
 KIND = "kerasmnist.run"
 
@@ -185,6 +186,8 @@ class CellEntry:
     phases: dict[str, float] | None = None  # its wall time, phase by phase (timing.cell_phases)
     schema_version: int = SCHEMA_VERSION
     kind: str = "kerasmnist.cell"
+    slurm: dict[str, Any] | None = None  # run on Slurm: job_id, array_job_id, array_index, node, partition
+    machine_kind: str | None = None  # the Slurm machine kind ([[machines]] name) it ran on
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "skipped", "failed"):

@@ -206,7 +206,8 @@ def test_real_matrix_end_to_end_across_all_backends(tmp_path):
     # Each cell's GFLOP/s as a share of the 256 x 256 matmul rate its backend reached in this run.
     peaks = records.read_results(out / "bench.jsonl", "kerasmnist.bench")[0]
     assert sorted((e.backend, e.status) for e in peaks) == [("jax", "ok"), ("tensorflow", "ok"), ("torch", "ok")]
-    assert re.search(r"\| jax \| cpu \| 1 ok \| 1 \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
+    # samples/s, inference samples/s, then GFLOP/s with its share of the peak
+    assert re.search(r"\| jax \| cpu \| 1 ok \| 1 \| [^|]+ \| [^|]+ \| [\d,]+ \| [\d,]+ \| [\d.]+ \(\d+%\) \|", report), report
     contention = entries[0].record.contention
     assert 0 < contention["own_cpu_seconds"] <= contention["wall_seconds"] * contention["logical_cores"] + 0.1
     assert contention["other_cpu_seconds"] >= 0 and contention["load_average_start"] >= 0
@@ -268,3 +269,11 @@ def test_a_cells_phases_add_up_to_its_wall_time(tmp_path):
     assert entry.wall_seconds - 1.0 < sum(phases.values()) <= entry.wall_seconds
     assert phases["steady epochs"] == pytest.approx(sum(entry.record.epoch_seconds[1:]))
     assert phases["process start and imports"] > 0 and phases["writing the record and exiting"] > 0
+
+
+def test_a_plan_with_too_few_steady_epochs_is_noted_once_and_one_with_enough_is_not():
+    said = []
+    compare.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 3}}, {}, "t")), said.append)
+    compare.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 8}}, {}, "t")), said.append)
+    assert said == ["note: some cells have 2 steady epochs; a median needs 7 to be one speed's (--epochs 8 or more), "
+                    "and the report will say so"]

@@ -182,3 +182,36 @@ def test_inference_is_ranked_by_its_own_paired_times(tmp_path):
     assert jax.versus_fastest.low < 2.5 < jax.versus_fastest.high and jax.verdict == "slower"
     text = built(tmp_path, entries).path.read_text()
     assert "## Which backend infers fastest" in text and "model.predict time over the test set vs fastest" in text
+
+
+def on_two_kinds(rounds=3):
+    """Slurm kind "one" runs jax at 1 s and torch at 2 s a steady epoch; kind "two" everything twice as fast."""
+    return [dataclasses.replace(fake_entry(cell, steady=scale * {"jax": 1.0, "torch": 2.0}[cell.config.backend],
+                                           invocation=kind), machine_kind=kind)
+            for kind, scale in (("one", 1.0), ("two", 0.5)) for cell in plan(rounds, backends=("torch", "jax"))]
+
+
+def test_across_machines_pairs_only_the_fastests_machine_and_gives_other_machines_the_ratio_of_medians():
+    [group] = headline.across_machines(load.group(on_two_kinds()))
+    assert (group.section, group.fastest.backend, group.fastest.machine) == ("ffn", "jax", "Slurm machine kind two")
+    by_place = {(other.row.backend, other.row.machine): other for other in group.others}
+    same_kind = by_place[("torch", "Slurm machine kind two")]
+    assert (same_kind.versus_fastest.estimate, same_kind.versus_fastest.rounds) == (2.0, 3)  # paired by round
+    assert same_kind.versus_fastest.has_interval
+    for backend, ratio_of_medians in (("jax", 2.0), ("torch", 4.0)):  # kind one never shared a round with two
+        other = by_place[(backend, "Slurm machine kind one")]
+        assert other.versus_fastest is None and math.isclose(other.median_ratio, ratio_of_medians)
+
+
+def test_report_md_says_cross_machine_ratios_come_from_unpaired_runs(tmp_path):
+    built(tmp_path, on_two_kinds())
+    table = (tmp_path / "report.md").read_text().split("## Across machines")[1].split("\n## ")[0]
+    assert "never share a round, so a ratio across machines comes from unpaired runs" in table
+    assert "| torch | Slurm machine kind one | cpu | 4.00× | unpaired runs: the ratio of the medians, no interval |" \
+        in table
+    assert "| torch | Slurm machine kind two | cpu | 2.00× [2.00–2.00] | paired, slower |" in table
+
+
+def test_one_machine_has_no_cross_machine_table():
+    assert headline.cross_machine_table(load.group(timed({"jax": 1.0, "torch": 2.0}, 3, backends=("torch", "jax")))) \
+        == []

@@ -6,6 +6,10 @@ fastest's, paired by round (analysis.standings), with its 95% interval and its v
 slower or faster where the interval excludes 1, tied within the noise where it spans 1, undecided where
 there is no interval. The same headline is a markdown table at the top of report.md, plain text at the
 end of `kerasmnist compare` and `kerasmnist report`, and a plot (plots.write_headline_plot).
+
+Where several machines (hosts, Slurm machine kinds) ran a model's computation, report.md also sets every
+(backend, machine, device) row against the fastest of all (across_machines): paired by round on the fastest's
+machine, and across machines, which never share a round, as the ratio of medians of unpaired runs, said so.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 from kerasmnist.report import analysis
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
-from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, verdict
+from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, ratio, verdict
 
 # What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
 HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
@@ -152,14 +156,92 @@ def _details(groups: list[list[Row]]) -> list[str]:
     for group in groups:
         first = group[0]
         alike = by_place[(section_of(first), first.device)]
-        _, differing = section_settings(alike)
-        parts = [describe(key, first.settings.get(key)) for key in differing if key not in HOW_IT_RAN + ("backend",)]
+        parts = _what_differs(first, alike)
         machines = {(row.machine, row.software) for row in alike}
         if len(machines) > 1:
             several_versions = len({software for machine, software in machines if machine == first.machine}) > 1
             parts.insert(0, first.machine + (f"; {first.software}" if several_versions else ""))
         details.append(", ".join(part for part in parts if part))
     return details
+
+
+def _what_differs(row: Row, alike: list[Row]) -> list[str]:
+    """What `row` computed unlike the others of `alike`: the settings among them that differ, less how and on
+    which device each ran."""
+    _, differing = section_settings(alike)
+    return [part for key in differing if key not in (*HOW_IT_RAN, "backend", "device")
+            and (part := describe(key, row.settings.get(key)))]
+
+
+@dataclass(frozen=True)
+class AcrossMachines:
+    """A row set against the fastest row of its model's computation on any machine and device."""
+
+    row: Row
+    versus_fastest: Ratio | None  # its time over the fastest's, paired by round: only on the fastest's machine
+    median_ratio: float  # its median time over the fastest's; where versus_fastest is None, from unpaired runs
+
+
+@dataclass(frozen=True)
+class MachinesGroup:
+    """The rows of one model's computation run on several machines, against the fastest of them."""
+
+    section: str  # its section's title (section_title)
+    detail: str  # what tells it apart from its section's other groups (batch size, say), or ""
+    fastest: Row
+    others: list[AcrossMachines]  # by their median ratio, fastest first
+
+
+def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[MachinesGroup]:
+    """Per model, each computation that more than one machine ran: every (backend, machine, device) row with
+    the ranked time against the fastest. Rounds pair only rows of one machine: a row on the fastest's machine
+    has a paired ratio with its interval, a row of another machine only the ratio of the medians."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in filter(analysis.ranked, rows):
+        if row.median(ranked.seconds) is not None:
+            groups.setdefault((section_of(row), row.computation_anywhere()), []).append(row)
+    several = [group for group in groups.values() if len({(row.machine, row.software) for row in group}) > 1]
+    found = []
+    for group in several:
+        fastest = min(group, key=lambda row: row.median(ranked.seconds))
+        alike = [other[0] for other in several if section_of(other[0]) == section_of(group[0])]
+        others = [AcrossMachines(row, ratio(row.by_round(ranked.seconds), fastest.by_round(ranked.seconds))
+                                 if (row.machine, row.software) == (fastest.machine, fastest.software) else None,
+                                 row.median(ranked.seconds) / fastest.median(ranked.seconds))
+                  for row in group if row is not fastest]
+        found.append(MachinesGroup(section_title(fastest), ", ".join(_what_differs(fastest, alike)), fastest,
+                                   sorted(others, key=lambda other: other.median_ratio)))
+    return found
+
+
+UNPAIRED = "unpaired runs: the ratio of the medians, no interval"
+
+
+def cross_machine_table(rows: list[Row], ranked: Ranked = TRAINING) -> list[str]:
+    """report.md's table of each model across machines (none where every computation ran on one machine)."""
+    found = across_machines(rows, ranked)
+    if not found:
+        return []
+    lines = ["## Across machines", "",
+             f"Per model, every backend, machine and device against the fastest by {ranked.throughput}. Rows on the "
+             f"fastest's machine ran in its rounds: their ratio is paired by round, with its {CONFIDENCE:.0%} "
+             "interval. Rows of different machines never share a round, so a ratio across machines comes from "
+             f"unpaired runs: it is the ratio of the two rows' median {ranked.time}s, with no interval, and no order "
+             "is decided from it.", "",
+             f"| model | fastest | other row | machine | device | {ranked.time} vs fastest | from |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for group in found:
+        fastest = group.fastest
+        label = group.section + (f" ({group.detail})" if group.detail else "")
+        for first, other in zip([True, *[False] * len(group.others)], group.others):
+            versus = other.versus_fastest
+            lines.append(
+                f"| {label if first else ''} "
+                f"| {f'**{contender_name(fastest)}**, {fastest.machine}, {fastest.device}' if first else ''} "
+                f"| {contender_name(other.row)} | {other.row.machine} | {other.row.device} "
+                f"| {versus.text() if versus else f'{other.median_ratio:.2f}×'} "
+                f"| {f'paired, {verdict(versus)}' if versus else UNPAIRED} |")
+    return [*lines, ""]
 
 
 TITLE = "Which backend for which model"

@@ -65,7 +65,9 @@ def latest_bench(bench: list[BenchEntry]) -> list[BenchEntry]:
 
 
 def host_of(entry: CellEntry | BenchEntry) -> str:
-    return host_label(entry.host)
+    """The machine: a Slurm machine kind (whichever of its nodes ran a round), else the host."""
+    kind = getattr(entry, "machine_kind", None)  # a BenchEntry has none
+    return f"Slurm machine kind {kind}" if kind else host_label(entry.host)
 
 
 def host_label(host: dict[str, Any] | None) -> str:
@@ -211,9 +213,14 @@ class Row:
         return sum(seeds.count(seed) > 1 for seed in seeds)
 
     def computation(self) -> tuple:
-        """What the row computed, less how it ran it: rows with the same computation may be ranked."""
-        return (self.machine, self.software, self.device, *((key, value) for key, value in self.settings.items()
-                if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device")))
+        """What the row computed on its machine and device, less how it ran it: rows with the same computation
+        may be ranked."""
+        return (self.machine, self.software, self.device, *self.computation_anywhere())
+
+    def computation_anywhere(self) -> tuple:
+        """What the row computed, less how, where and on which device it ran it."""
+        return tuple((key, value) for key, value in self.settings.items()
+                     if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device"))
 
 
 def group(cells: list[CellEntry]) -> list[Row]:

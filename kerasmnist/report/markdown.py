@@ -58,6 +58,7 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
         f"by `kerasmnist report {' '.join(str(d) for d in results_dirs)}` from the results below.",
         "",
         *headline.markdown_table(headline.headlines(rows)),
+        *headline.cross_machine_table(rows),
         *(headline.markdown_table(headline.headlines(rows, headline.INFERENCE), "Which backend infers fastest")
           if any(row.values(headline.INFERENCE.seconds) for row in rows) else []),
         *([f"Every row's throughput relative to the fastest: [{HEADLINE_PLOT}]({HEADLINE_PLOT}).", ""]
