@@ -110,6 +110,8 @@ RUN_SETTINGS = (
     _setting("jit_compile", "XLA (TensorFlow, JAX) or torch.compile (torch); auto: what Keras uses on the pinned "
                             "device.", metavar=_choices(config_module.JIT_COMPILE)),
     _setting("steps_per_execution", "Batches Keras runs per call of its compiled train function.", type=int),
+    _setting("fit_steps_per_epoch", "Tell fit the epoch's step count, so that Keras makes one data iterator per "
+                                    "epoch instead of two (the same batches).", is_flag=True),
     _setting("progress", "Keras's progress bar, one line per epoch, or nothing.",
              metavar=_choices(config_module.PROGRESS)),
     _setting("precision", "Keras dtype policy (mixed: float16/bfloat16 compute).",

@@ -59,6 +59,10 @@ class RunConfig:
     data_dir: str | None = None  # None: KERASMNIST_DATA_DIR, Keras's cache, then download
     jit_compile: str = "auto"  # auto: XLA where Keras would use it on the pinned device
     steps_per_execution: int = 1  # Keras runs this many batches per call of its compiled train function
+    # fit is told the epoch's step count (steps_per_epoch): Keras then keeps the data iterator it makes at each
+    # epoch's end for the next epoch, instead of making (and throwing away) a second one per epoch
+    # (keras/src/trainers/epoch_iterator.py, lines 110-126). The same batches, fewer iterators.
+    fit_steps_per_epoch: bool = False
     progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
     precision: str = "float32"  # a Keras dtype policy
     data_format: str = "channels_last"  # the CNN's image layout; the same network either way
@@ -118,12 +122,13 @@ class RunConfig:
         if self.inference_batch_size is not None and self.inference_batch_size < 1:
             raise InvalidValue("inference_batch_size", f"must be at least 1 (got {self.inference_batch_size})")
         if self.implementation == "native" and (self.precision != "float32" or self.data_parallel
-                                                 or self.steps_per_execution != 1
+                                                 or self.steps_per_execution != 1 or self.fit_steps_per_epoch
                                                  or self.data_format != "channels_last"
                                                  or self.input_pipeline in HOST_PIPELINES):
             raise InvalidValue("implementation", "native runs float32 on one device only, a batch per step, in "
                                                  "each framework's own layout, from NumPy arrays or device tensors "
                                                  "(no --precision, --data-parallel, --steps-per-execution, "
+                                                 "--fit-steps-per-epoch, "
                                                  "--data-format, or a tf.data or torch.utils.data pipeline)")
         if self.steps_per_execution > 1 and self.backend == "torch":
             raise InvalidValue("steps_per_execution", f"must be 1 under the torch backend, where Keras runs one "

@@ -16,6 +16,7 @@ Timing rules:
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -160,6 +161,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
     history = model.fit(
         **fit_inputs(config, x_train, splits.y_train, shuffle_seed=config.seed),
         epochs=config.epochs,
+        steps_per_epoch=math.ceil(len(splits.y_train) / config.batch_size) if config.fit_steps_per_epoch else None,
         validation_data=validation,
         callbacks=[clock],
         verbose=_VERBOSITY[config.progress],

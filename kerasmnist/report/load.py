@@ -29,7 +29,7 @@ MODEL_KEYS = ("model", "model_args", "model_source")
 ALWAYS_NAMED = ("float32_matmul_precision",)
 # Settings that change how Keras runs the same computation: rows that differ only in these (and in the
 # backend or implementation) computed the same thing and may be ranked against each other.
-EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "data_format", "input_pipeline", "cpu_threads", "xla_flags")
+EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "fit_steps_per_epoch", "data_format", "input_pipeline", "cpu_threads", "xla_flags")
 
 
 @dataclass(frozen=True)
@@ -309,6 +309,7 @@ def describe(key: str, value: Any) -> str:
         "precision": lambda: str(value),
         "jit_compile": lambda: "" if value == "auto" else f"jit_compile={value}",
         "steps_per_execution": lambda: "" if value == 1 else f"steps_per_execution={value}",
+        "fit_steps_per_epoch": lambda: "steps_per_epoch given" if value else "",
         "data_format": lambda: "" if value == "channels_last" else str(value),
         "input_pipeline": lambda: f"input {value}",
         "cpu_threads": lambda: "default threads" if value is None else f"{value} CPU threads",

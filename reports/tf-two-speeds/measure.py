@@ -212,6 +212,8 @@ def main() -> None:
     parser.add_argument("--input-pipeline", default="numpy")
     parser.add_argument("--jit-compile", default="auto")
     parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--fit-steps-per-epoch", action="store_true",
+                        help="tell fit the epoch's step count (one data iterator per epoch instead of two)")
     parser.add_argument("--autotune", default="on", choices=["on", "off"])
     parser.add_argument("--inter-op", type=int, default=None, help="tf.config.threading inter-op threads")
     parser.add_argument("--intra-op", type=int, default=None, help="tf.config.threading intra-op threads")
@@ -224,7 +226,8 @@ def main() -> None:
     config = RunConfig(backend="tensorflow", device="cpu", model=args.model, epochs=args.epochs,
                        limit_train=args.limit_train, validation_size=args.validation_size, data_dir=args.data_dir,
                        implementation=args.implementation, input_pipeline=args.input_pipeline,
-                       jit_compile=args.jit_compile, steps_per_execution=args.steps_per_execution, progress="none")
+                       jit_compile=args.jit_compile, steps_per_execution=args.steps_per_execution,
+                       fit_steps_per_epoch=args.fit_steps_per_epoch, progress="none")
     # Pinned here first, as run_and_record pins (a second pin of the same backend changes nothing), so that the
     # threading settings come before TensorFlow's runtime starts and the sampler can wrap the trainers.
     backend.pin(config.backend, config.device)
