@@ -107,9 +107,9 @@ def _find_spec(dotted: str) -> importlib.machinery.ModuleSpec | None:
     """The module's spec, found package by package without running any package's __init__."""
     search = [str(Path.cwd()), *sys.path]
     spec = None
-    for depth, part in enumerate(dotted.split(".")):
-        name = ".".join(dotted.split(".")[:depth + 1])
-        spec = importlib.machinery.PathFinder.find_spec(name, search)
+    parts = dotted.split(".")
+    for depth in range(1, len(parts) + 1):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]), search)
         if spec is None:
             return None
         search = list(spec.submodule_search_locations or [])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import QUICK_ARGS, error_line, records_in, run_cli
+from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
 from kerasmnist import bench, records, report
 from kerasmnist.inventory import render
 
@@ -112,3 +112,15 @@ def test_float16_on_a_cpu_runs_with_a_note(tmp_path):
     assert "kerasmnist: note: float16 on a CPU is emulated" in result.stderr
     (record,) = records_in(tmp_path)
     assert record["config"]["precision"] == "mixed_float16"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_users_model_and_data_train_data_parallel(tmp_path, backend):
+    user = FIXTURE_DIR.parent / "user"
+    result = run_cli("train", "--backend", backend, "--model", f"{user / 'models.py'}:build_bn_convnet",
+                     "--dataset", f"{user / 'data.py'}:load_synthetic", "--validation-size", "200", "--epochs", "2",
+                     "--progress", "none", "--data-parallel", "--cpu-devices", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (record,) = records_in(tmp_path)
+    assert record["device_count"] == 2 and record["model_identity"]["function"] == "build_bn_convnet"

@@ -381,3 +381,14 @@ def test_gflops_are_unknown_where_the_count_does_not_know_a_layer(tmp_path):
     (tmp_path / "results.jsonl").write_text(json.dumps(entry.to_json()) + "\n")
     text = report.build([tmp_path], tmp_path).read_text()
     assert "unknown (Squash)" in text
+
+
+def test_each_compare_says_what_share_of_its_wall_time_went_to_training_steps(tmp_path):
+    plan = cells(matrix_from({"matrix": {"backends": ["jax", "torch"], "models": ["ffn"], "rounds": 1}}, {}, "t"))
+    phases = {"process start and imports": 1.0, "first epoch (tracing, compiling)": 2.0, "steady epochs": 5.0,
+              "evaluation": 2.0}
+    entries = [dataclasses.replace(fake_entry(cell), wall_seconds=10.0, phases=phases) for cell in plan]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(e.to_json()) + "\n" for e in entries))
+    text = report.build([tmp_path], tmp_path).read_text()
+    assert "## Where each compare's time went" in text
+    assert "| test | 2 | 20 s | 70% | 10% | 20% | 50% | 20% |" in text  # training steps: (2 + 5) / 10

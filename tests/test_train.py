@@ -130,3 +130,16 @@ def test_tf_data_input_without_tensorflow_is_refused_before_anything_runs(tmp_pa
     with pytest.raises(BackendUnavailable, match="--input-pipeline tf.data needs tensorflow, which is not installed"):
         run.run_and_record(config, tmp_path)
     assert records_in(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_telling_fit_the_steps_per_epoch_trains_the_same_epochs(tmp_path, backend):
+    """--fit-steps-per-epoch changes how many data iterators Keras makes, not what an epoch is: every epoch
+    still sees every training image once (the last, partial batch included) and the model learns as well."""
+    result = run_cli("train", "--backend", backend, "--model", "ffn", "--fit-steps-per-epoch", *QUICK_ARGS,
+                     "--limit-train", "1000", "--batch-size", "96", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (record,) = records_in(tmp_path)
+    assert record["config"]["fit_steps_per_epoch"] and len(record["epoch_seconds"]) == 3
+    assert record["test_accuracy"] >= 0.75 and "ran out of data" not in result.stderr

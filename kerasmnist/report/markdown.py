@@ -83,6 +83,7 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
     lines += [f"![{PLOTS[name]}]({name})" for name in plotted] or ["No finished cells to plot."]
     if cells and "gpu_speedup.png" not in plotted:
         lines += ["", "No row has both CPU and GPU results here, so there is no GPU speed-up plot."]
+    lines += wall_time_section(cells)
     lines += problems_section(cells, bench)
     if results.ignored:
         lines += ["", "## Ignored lines", "", *[f"- {line}" for line in results.ignored]]
@@ -115,7 +116,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
     with_memory = any(row.values("peak_device_memory_bytes") for row in model_rows)
     columns = ["machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
                "inference samples/s", "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
-               "GPU speed-up [95%]", "stability", *(["peak GPU memory"] if with_memory else [])]
+               "GPU speed-up [95%]", "stability", "peak host memory", *(["peak GPU memory"] if with_memory else [])]
     title = model_rows[0].model_title
     lines = ["", f"## Model `{title}`", "", *([f"{model_rows[0].model_header}.", ""] if model_rows[0].model_header
                                              else []), f"All rows: {header}." if header else "", "",
@@ -126,7 +127,8 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
                           _spread(row.values("first_epoch_seconds")), _rate(row.median("samples_per_second")),
                           _rate(row.median("inference_samples_per_second")), gflops_text(row, peaks), accuracy_text(row), time_to_accuracy_text(row),
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
-                          *([memory_text(row)] if with_memory else [])))
+                          memory_text(row, "peak_host_memory_bytes"),
+                          *([memory_text(row, "peak_device_memory_bytes")] if with_memory else [])))
     lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),
               *short_of_target(model_rows),
               *sweep_verdicts(model_rows), *step_cost_lines(model_rows), *where_the_time_goes(model_rows)]
@@ -139,9 +141,10 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
     return lines
 
 
-def memory_text(row: Row) -> str:
-    """The most GPU memory any run of the row held at once (the framework's own counter)."""
-    peaks = row.values("peak_device_memory_bytes")
+def memory_text(row: Row, key: str) -> str:
+    """The most memory any run of the row held at once: GPU memory by the framework's own counter, host memory
+    as the training process's peak resident set."""
+    peaks = row.values(key)
     return f"{max(peaks) / 2**20:,.0f} MiB" if peaks else "n/a"
 
 
@@ -322,6 +325,31 @@ def knob_effect_lines(model_rows: list[Row]) -> list[str]:
         lines.append(f"| {effect.row.name} | {describe(effect.knob, effect.row.settings[effect.knob])} "
                      f"| {effect.without.name} | {speedup.text()} | {speedup.rounds} "
                      f"| {verdict(speedup, above='faster', below='slower')} |")
+    return lines
+
+
+def wall_time_section(cells: list[CellEntry]) -> list[str]:
+    """Per compare command: its cells' wall time, and the share of it each phase took (timing.cell_phases),
+    training steps (the first and the steady epochs) first."""
+    by_command: dict[str, list[CellEntry]] = {}
+    for entry in cells:
+        if entry.phases:
+            by_command.setdefault(entry.invocation, []).append(entry)
+    if not by_command:
+        return []
+    phases = list(dict.fromkeys(phase for entries in by_command.values() for e in entries for phase in e.phases))
+    lines = ["", "## Where each compare's time went", "",
+             "Each cell's wall time, from starting its process to its exit, split into phases; the share of the "
+             "cells' wall time in each, per compare command (its invocation id). *Training steps* are the first "
+             "and the steady epochs.", "",
+             "| compare | cells | cells' wall time | training steps | " + " | ".join(phases) + " |",
+             "| --- " * (4 + len(phases)) + "|"]
+    for invocation, entries in by_command.items():
+        wall = sum(e.wall_seconds for e in entries)
+        spent = {phase: sum(e.phases.get(phase, 0) for e in entries) for phase in phases}
+        training = spent.get("first epoch (tracing, compiling)", 0) + spent.get("steady epochs", 0)
+        lines.append(f"| {invocation} | {len(entries)} | {wall:,.0f} s | {training / wall:.0%} | "
+                     + " | ".join(f"{spent[phase] / wall:.0%}" for phase in phases) + " |")
     return lines
 
 
