@@ -27,8 +27,10 @@ METHOD = (
     "With one round there is no interval and nothing is decided: *undecided*, with about how many rounds would "
     f"decide it if each row's rounds varied by {UNSTABLE_CV:.0%}, the most a row called stable may. Rows are "
     "ranked only against rows that computed the same thing (same data, epochs, batch size, precision and model "
-    "settings) on the same machine and device; profiled rows are never ranked. *GFLOP/s* counts the Conv2D and "
-    "Dense layers' training FLOPs (the first weighted layer computes no input gradient); in brackets, its share of "
+    "settings) on the same machine and device; profiled rows are never ranked. *GFLOP/s* counts every layer's training FLOPs "
+    "per sample (kerasmnist/models/flops.py: products with weights and between activations, normalisation, gates "
+    "and softmax; the first weighted layer computes no input gradient), *unknown* where a layer is one the count "
+    "does not know; in brackets, its share of "
     "the best measured GEMM rate of this backend on this device (the fastest of several matrix sizes and repeats, "
     "timed by the same compare command), not given for mixed precision. *Time to accuracy* is checked at epoch "
     "ends, so its resolution is one epoch and it includes the compile epoch. *Stability* flags a row whose steady "
@@ -137,7 +139,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
     if unstable:
         lines += ["", f"{len(unstable)} row{' is' if len(unstable) == 1 else 's are'} marked unstable: their times "
                       "moved more than the differences this report ranks may be. Close other programs, give each run the whole machine "
-                      "(`--cpu-threads`), and add rounds (`--repeats`) before acting on them."]
+                      "(`--cpu-threads`), and add rounds (`--rounds`) before acting on them."]
     return lines
 
 
@@ -161,7 +163,7 @@ def short_of_target(model_rows: list[Row]) -> list[str]:
     for ordered, heading in ((True, f"The order stands; only the ±{target:.0%} precision target (compare --target-ci) "
                                     "was missed: the interval excludes 1 but is wider than the target"),
                              (False, f"Stopped short of the ±{target:.0%} target with the order undecided "
-                                     "(compare --target-ci; add rounds with --max-repeats)")):
+                                     "(compare --target-ci; add rounds with --max-rounds)")):
         listed = [f"- {row.name} on {row.device}, {what}: {found.text()}, {found.rounds} rounds"
                   for row, what, found in wide if found.excludes(1.0) == ordered]
         lines += ["", f"{heading}:", "", *listed] if listed else []

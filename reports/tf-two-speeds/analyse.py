@@ -1,0 +1,50 @@
+"""Summarises ab.sh's runs: per run, its steady epochs, the speeds the report's detector finds in them, and the
+process's CPU use in its fast and its slow epochs (CPU seconds per wall second, and context switches).
+
+    PYTHONPATH=$PWD python reports/tf-two-speeds/analyse.py /tmp/tf-speeds
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from kerasmnist.report import speeds
+
+
+def epochs_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "epochs.jsonl").read_text().splitlines()][1:]  # steady ones
+
+
+def summary(folder: Path) -> str:
+    steady = epochs_of(folder)
+    walls = [epoch["epoch_seconds"] for epoch in steady]
+    found = speeds.detect(walls)
+    median = statistics.median(walls)
+    slow = [epoch for epoch in steady if epoch["epoch_seconds"] > 1.1 * min(walls)]
+    fast = [epoch for epoch in steady if epoch not in slow]
+
+    def use(group: list[dict]) -> str:
+        if not group:
+            return "–"
+        cores = statistics.fmean(e["process_cpu_seconds"] / e["epoch_seconds"] for e in group)
+        switches = statistics.fmean(sum(t["voluntary_switches"] for t in e["threads"].values()) for e in group)
+        return f"{cores:.2f} cores busy, {switches:,.0f} voluntary switches"
+
+    return (f"| {folder.name} | {', '.join(f'{w:.2f}' for w in walls)} | {median:.2f} | {found.text('s')} | "
+            f"{len(fast)}: {use(fast)} | {len(slow)}: {use(slow)} |")
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    print("| run | steady epochs (s) | median | speeds found | fast epochs (within 10% of the run's fastest) | "
+          "slower epochs |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for folder in sorted(path for path in root.iterdir() if (path / "epochs.jsonl").is_file()):
+        print(summary(folder))
+
+
+if __name__ == "__main__":
+    main()
