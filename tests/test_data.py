@@ -152,7 +152,7 @@ def test_failed_download_says_how_to_provide_the_data(tmp_path):
                      env={"KERAS_HOME": str(tmp_path / "empty-keras-home"),
                           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"})
     line = error_line(result.stderr)
-    assert result.returncode == 1
+    assert result.returncode == 2  # missing data is bad input, as every DataError is
     assert "MNIST is not available offline and downloading mnist.npz failed" in line
     assert "pass --data-dir FOLDER or set KERASMNIST_DATA_DIR=FOLDER" in line
 
