@@ -108,8 +108,9 @@ def note_few_steady_epochs(plan: list[Cell], echo: Callable[[str], None]) -> Non
     """Says so where a cell of the plan will have too few steady epochs for its median to be one speed's."""
     fewest = min((cell.config.epochs - 1 for cell in plan), default=timing.MIN_STEADY_EPOCHS)
     if fewest < timing.MIN_STEADY_EPOCHS:
-        echo(f"note: some cells have {fewest} steady epochs; a median needs {timing.MIN_STEADY_EPOCHS} to be one "
-             f"speed's (--epochs {timing.MIN_STEADY_EPOCHS + 1} or more), and the report will say so")
+        epochs = f"{fewest} steady epoch" + ("" if fewest == 1 else "s")
+        echo(f"note: some cells have {epochs}; a median needs {timing.MIN_STEADY_EPOCHS} to be one speed's "
+             f"(--epochs {timing.MIN_STEADY_EPOCHS + 1} or more), and the report will say so")
 
 
 def done_cells(results_path: Path, echo: Callable[[str], None]) -> tuple[list[records.CellEntry], set[str]]:
