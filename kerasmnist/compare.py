@@ -165,7 +165,8 @@ class Progress:
     def start(self, cell: Cell) -> None:
         eta = _time_left(self.to_run[self.started:], self.seconds_by_kind)
         self.started += 1
-        self.echo(f"[{self.started}/{len(self.to_run)}] {cell.label}" + (f", about {duration_text(eta)} left" if eta else ""))
+        self.echo(f"[{self.started}/{len(self.to_run)}] {cell.label}"
+                  + (f", about {duration_text(eta)} left" if eta else ""))
 
     def finished(self, cell: Cell, entry: records.CellEntry) -> None:
         self.seconds_by_kind.setdefault(_kind(cell), []).append(entry.wall_seconds)

@@ -81,6 +81,7 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     load_data_seconds = time.perf_counter() - load_started
     if config.data_parallel and config.backend == "jax":
         _check_batches_split(config, pinned.device_count, splits)
+    timeline["data_loaded"] = time.time()
 
     # These import Keras and the framework, which is safe only now that the backend is pinned.
     if config.implementation == "native":
@@ -88,7 +89,6 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     else:
         from kerasmnist import training
 
-    timeline["data_loaded"] = time.time()
     facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
     if config.implementation == "native" and (splits.input_shape, splits.num_classes) != ((28, 28, 1), 10):

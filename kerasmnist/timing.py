@@ -88,7 +88,7 @@ def inference_figures(warmup_seconds: float | None, seconds: list[float], images
 # A cell's wall time, phase by phase: (phase, the timeline stamp it ends at). The training call between
 # "described" and "trained" is split further by the record's own durations (cell_phases).
 _STAMPED_PHASES = (("process start and imports", "started"), ("pinning the backend and device", "pinned"),
-                   ("data loading and checking", "data_loaded"), ("reading the environment", "described"))
+                   ("data loading and checking", "data_loaded"), ("importing the trainer, reading the environment", "described"))
 
 
 def cell_phases(record: Any, exited_at: float) -> dict[str, float] | None:

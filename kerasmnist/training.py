@@ -173,7 +173,8 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
     evaluate_started = time.perf_counter()
     test_loss, test_accuracy = model.evaluate(**fit_inputs(config, x_test, splits.y_test), verbose=0)
     evaluate_seconds = time.perf_counter() - evaluate_started
-    warmup_seconds, inference_seconds = time_inference(model, x_test, config.inference_batch_size or config.batch_size)
+    inference_batch_size = config.inference_batch_size or config.batch_size
+    warmup_seconds, inference_seconds = time_inference(model, x_test, inference_batch_size)
 
     curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
     return TrainingResult(
@@ -191,8 +192,7 @@ def train_and_evaluate(config: RunConfig, splits: Splits, pinned: Pinned) -> Tra
         history=curves,
         peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
         model_identity=identity,
-        **inference_figures(warmup_seconds, inference_seconds, len(x_test),
-                            config.inference_batch_size or config.batch_size),
+        **inference_figures(warmup_seconds, inference_seconds, len(x_test), inference_batch_size),
     )
 
 

@@ -25,11 +25,15 @@ NOT_IDENTITY = ("progress", "data_dir", "seed")
 SOURCE_KEYS = ("model_source", "data_source")
 # The settings that say which model a row trained: one report section per model identity.
 MODEL_KEYS = ("model", "model_args", "model_source")
+# Settings shown elsewhere than in a row's name or a section's "All rows" line: the backend and device have
+# columns, the model its section's title, and jit_compile as resolved and the sources say nothing to a reader.
+NOT_DESCRIBED = ("backend", "device", "jit_compile_resolved", *MODEL_KEYS, *SOURCE_KEYS)
 # Settings a row's name shows whenever they are not at their default, even when its whole section shares them.
 ALWAYS_NAMED = ("float32_matmul_precision",)
 # Settings that change how Keras runs the same computation: rows that differ only in these (and in the
 # backend or implementation) computed the same thing and may be ranked against each other.
-EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "fit_steps_per_epoch", "data_format", "input_pipeline", "cpu_threads", "xla_flags")
+EXECUTION_KNOBS = ("jit_compile", "steps_per_execution", "fit_steps_per_epoch", "data_format", "input_pipeline",
+                   "cpu_threads", "xla_flags")
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ def name_rows(rows: list[Row]) -> None:
         _, differing = section_settings(section)
         for row in section:
             row.name_parts = {key: describe(key, row.settings.get(key)) for key in dict.fromkeys([*differing, *ALWAYS_NAMED])
-                              if key not in ("backend", "device", *MODEL_KEYS, "jit_compile_resolved", *SOURCE_KEYS)}
+                              if key not in NOT_DESCRIBED}
 
 
 def sweeps(rows: list[Row]) -> dict[tuple[str, str, str, str], list[tuple[int, Row]]]:

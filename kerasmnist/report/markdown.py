@@ -10,7 +10,7 @@ from typing import Any
 from kerasmnist.config import BACKENDS, DEVICES
 from kerasmnist.report import analysis, headline, speeds
 from kerasmnist.records import BenchEntry, CellEntry
-from kerasmnist.report.load import (MODEL_KEYS, SOURCE_KEYS, Results, Row, describe, host_label, host_of, latest_bench,
+from kerasmnist.report.load import (NOT_DESCRIBED, Results, Row, describe, host_label, host_of, latest_bench,
                                     model_sections, section_settings, sweeps)
 from kerasmnist.report.plots import HEADLINE_PLOT, PLOTS
 from kerasmnist.report.stats import CONFIDENCE, UNSTABLE_CV, order_text, verdict
@@ -106,7 +106,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
                   peaks: dict) -> list[str]:
     shared, _ = section_settings(model_rows)
     header = ", ".join(part for key, value in shared.items()
-                       if key not in ("backend", "device", "jit_compile_resolved", *MODEL_KEYS, *SOURCE_KEYS)
+                       if key not in NOT_DESCRIBED
                        and (part := describe(key, value)))
     several_machines = len({(row.machine, row.software) for row in rows}) > 1
 
