@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Issue 19's measurements, run alone on the machine, from the checkout: Keras's default against
-# --fit-steps-per-epoch in alternating pairs (A B, then B A, ...), then the native loop and a sleep between
-# epochs once each. Each run: measure.py's 10 epochs of 10,000 full-MNIST images, its own process.
-#   bash reports/tf-two-speeds/ab.sh ROUNDS OUT   (e.g. 3 /tmp/tf-speeds)
+# Issue 19's measurements, run alone on the machine, from the checkout: variants of measure.py in rotating
+# order (round 1: A B C, round 2: B C A, ...), each run its own process, 10 epochs of 10,000 full-MNIST images.
+#   bash reports/tf-two-speeds/ab.sh ROUNDS OUT [NAME=OPTIONS ...]
+# Without variants: Keras's default against --fit-steps-per-epoch, then the native loop and a sleep between
+# epochs once each (the 2026-12-02 runs). Example with variants (the 2026-12-03 runs):
+#   bash reports/tf-two-speeds/ab.sh 3 /tmp/tf-feeds graph= python-tf.data=--feed=python-tf.data \
+#       python-numpy=--feed=python-numpy
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 out=${2:-/tmp/tf-speeds}
+shift $(( $# < 2 ? $# : 2 ))
 run() {  # NAME [measure.py options]
   local name=$1; shift
   echo "== $name $(date -u +%H:%M:%S)"
@@ -15,12 +19,23 @@ run() {  # NAME [measure.py options]
   grep -m1 -A1 "wall" "$out/$name/threads.md" || true
 }
 mkdir -p "$out"
+if (( $# == 0 )); then
+  for round in $(seq 1 "$rounds"); do
+    if (( round % 2 )); then
+      run "default-$round"; run "steps-$round" --fit-steps-per-epoch
+    else
+      run "steps-$round" --fit-steps-per-epoch; run "default-$round"
+    fi
+  done
+  run native --implementation native
+  run sleep-1s --sleep 1.0
+  exit
+fi
+variants=("$@")
 for round in $(seq 1 "$rounds"); do
-  if (( round % 2 )); then
-    run "default-$round"; run "steps-$round" --fit-steps-per-epoch
-  else
-    run "steps-$round" --fit-steps-per-epoch; run "default-$round"
-  fi
+  for i in $(seq 0 $(( ${#variants[@]} - 1 ))); do
+    variant=${variants[$(( (i + round - 1) % ${#variants[@]} ))]}
+    # NAME=OPTIONS: the options split on spaces (none contains one).
+    run "${variant%%=*}-$round" ${variant#*=}
+  done
 done
-run native --implementation native
-run sleep-1s --sleep 1.0

@@ -1,5 +1,6 @@
 """Summarises ab.sh's runs: per run, its steady epochs, the speeds the report's detector finds in them, and the
-process's CPU use in its fast and its slow epochs (CPU seconds per wall second, and context switches).
+process's CPU use in its fast and its slow epochs (CPU seconds per wall second, and context switches), and,
+where measure.py timed Keras's train function, the median step and the time lost to steps over twice it.
 
     PYTHONPATH=$PWD python reports/tf-two-speeds/analyse.py /tmp/tf-speeds
 """
@@ -31,7 +32,15 @@ def summary(folder: Path) -> str:
             return "–"
         cores = statistics.fmean(e["process_cpu_seconds"] / e["epoch_seconds"] for e in group)
         switches = statistics.fmean(sum(t["voluntary_switches"] for t in e["threads"].values()) for e in group)
-        return f"{cores:.2f} cores busy, {switches:,.0f} voluntary switches"
+        text = f"{cores:.2f} cores busy, {switches:,.0f} voluntary switches"
+        if all(e.get("step_times") for e in group):
+            steps = [e["step_times"] for e in group]
+            text += (f"; step median {statistics.fmean(s['median_ms'] for s in steps):.2f} ms, p90 "
+                     f"{statistics.fmean(s['p90_ms'] for s in steps):.2f} ms, long steps "
+                     f"{statistics.fmean(s['steps_over_twice_the_median'] for s in steps):.0f} costing "
+                     f"{statistics.fmean(s['their_excess_seconds'] for s in steps):.2f} s, between steps "
+                     f"{statistics.fmean(s['between_steps_seconds'] for s in steps):.2f} s")
+        return text
 
     return (f"| {folder.name} | {', '.join(f'{w:.2f}' for w in walls)} | {median:.2f} | {found.text('s')} | "
             f"{len(fast)}: {use(fast)} | {len(slow)}: {use(slow)} |")

@@ -16,10 +16,19 @@ Variants (each a command-line option), to see what the slow speed follows:
   --inter-op N / --intra-op N tf.config.threading before TensorFlow's runtime starts
   --sleep S                   S seconds of sleep after every epoch (outside the timed span): if the
                               toggling follows wall time, it shifts against the epochs
+  --feed graph|python-tf.data|python-numpy
+                              how Keras's train function gets its batch: graph (Keras's own way: the tf.data
+                              iterator read inside the compiled function, whose result comes back as a
+                              tf.experimental.Optional); python-tf.data (the same tf.data pipeline read in
+                              Python, each batch passed to the compiled step); python-numpy (no tf.data: the
+                              adapter's NumPy batches passed to the compiled step)
   --input-pipeline, --validation-size, --jit-compile, --steps-per-execution as for kerasmnist train
 
-Writes OUT/epochs.jsonl (one line per epoch: wall seconds, process and machine CPU seconds, and each
-thread's deltas), OUT/threads.md (a table per thread name: CPU seconds per epoch, and, when
+Every call of Keras's train function (one batch each with steps_per_execution=1) is timed too, so that
+each epoch's line says whether a slow epoch has uniformly slower steps or a few long stalls.
+
+Writes OUT/epochs.jsonl (one line per epoch: wall seconds, process and machine CPU seconds, each
+thread's deltas, and the step times' summary), OUT/threads.md (a table per thread name: CPU seconds per epoch, and, when
 kerasmnist.report.speeds finds two speeds among the steady epochs, the mean in fast and in slow epochs)
 and the run record under OUT/runs/. Example (from the checkout; about 20 s on 2 idle cores):
 
@@ -30,10 +39,14 @@ and the run record under OUT/runs/. Example (from the checkout; about 20 s on 2 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
+import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +105,16 @@ class Snapshot:
 class EpochSampler:
     """Snapshots at each epoch's start and stop, and the difference as one line per epoch."""
 
-    def __init__(self, sleep_after: float) -> None:
+    def __init__(self, sleep_after: float, step_clock: StepClock) -> None:
         self.sleep_after = sleep_after
+        self.step_clock = step_clock
         self.epochs: list[dict] = []
         self._before: Snapshot | None = None
 
     def begin(self) -> None:
+        self.step_clock.take()  # validation and anything else since the last epoch
         self._before = Snapshot.now()
+        self.step_clock.arm(self._before.wall)
 
     def end(self, epoch_seconds: float) -> None:
         before, after = self._before, Snapshot.now()
@@ -123,9 +139,117 @@ class EpochSampler:
             "ended_threads_cpu_seconds": round(max(own - in_threads, 0.0), 3),
             "threads_started": sorted(tid for tid, t in threads.items() if t["new"]),
             "threads_ended": sorted(set(before.threads) - set(after.threads)), "threads": threads,
+            "step_times": self.step_clock.take(before.wall, after.wall),
         })
         if self.sleep_after:
             time.sleep(self.sleep_after)
+
+
+class StepClock:
+    """The wall time of every call of Keras's train function, taken per epoch; and, when an epoch's first call
+    has not begun `probe_after` seconds into the epoch, every Python thread's stack at that moment."""
+
+    def __init__(self, probe_after: float = 0.25) -> None:
+        self.calls: list[tuple[float, float]] = []
+        self.probe_after = probe_after
+        self.stacks: list[dict] = []
+        self._probe: threading.Timer | None = None
+
+    def arm(self, epoch_began: float) -> None:
+        """Called at the epoch's start: schedules the stack probe."""
+        def probe() -> None:
+            if not self.calls:  # the epoch's first step has not begun
+                names = {thread.ident: thread.name for thread in threading.enumerate()}
+                self.stacks.append({"after_seconds": round(time.perf_counter() - epoch_began, 3), "threads": {
+                    names.get(ident, str(ident)): traceback.format_stack(frame)
+                    for ident, frame in sys._current_frames().items()}})
+
+        self._probe = threading.Timer(self.probe_after, probe)
+        self._probe.start()
+
+    def wrap(self, function):
+        def timed(iterator):
+            start = time.perf_counter()
+            try:
+                return function(iterator)
+            finally:
+                self.calls.append((start, time.perf_counter()))
+
+        timed.timed = True
+        return timed
+
+    def take(self, began: float = 0.0, ended: float = 0.0) -> dict | None:
+        """The summary of the calls since the last take (None without any: the native loop), in ms; with the
+        epoch's bounds (perf_counter), also the seconds before its first call and after its last."""
+        if self._probe:
+            self._probe.cancel()
+        calls, self.calls = self.calls, []
+        if not calls:
+            return None
+        bounds = {"before_first_step_seconds": round(calls[0][0] - began, 3),
+                  "after_last_step_seconds": round(ended - calls[-1][1], 3)} if began else {}
+        steps = sorted(end - start for start, end in calls)
+        median = statistics.median(steps)
+        long_steps = [step for step in steps if step > 2 * median]
+        quantile = lambda q: steps[min(int(q * len(steps)), len(steps) - 1)] * 1e3  # noqa: E731
+        return {"steps": len(steps), "median_ms": round(median * 1e3, 3), "p10_ms": round(quantile(0.1), 3),
+                "p90_ms": round(quantile(0.9), 3), "max_ms": round(steps[-1] * 1e3, 3),
+                "in_steps_seconds": round(sum(steps), 3),
+                "between_steps_seconds": round(sum(b[0] - a[1] for a, b in zip(calls, calls[1:])), 3),
+                "steps_over_twice_the_median": len(long_steps),
+                "their_excess_seconds": round(sum(step - median for step in long_steps), 3), **bounds}
+
+
+def install_step_clock(clock: StepClock) -> None:
+    """Wraps the train function Keras's TensorFlow trainer makes (backend/tensorflow/trainer.py,
+    make_train_function), which fit calls once per batch."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    make = TensorFlowTrainer.make_train_function
+
+    def make_timed(self, force=False):
+        make(self, force)
+        if not getattr(self.train_function, "timed", False):
+            self.train_function = clock.wrap(self.train_function)
+        return self.train_function
+
+    TensorFlowTrainer.make_train_function = make_timed
+
+
+def feed_from_python(source: str) -> None:
+    """Makes Keras's TensorFlow epoch iterator hand its train function a Python iterator instead of a
+    tf.data one: the function then calls the compiled step on each batch (trainer.py, `function`'s else
+    branch) instead of reading the iterator inside a second compiled function that returns an Optional."""
+    from keras.src.backend.tensorflow import trainer
+
+    class PythonIterable:
+        def __init__(self, epoch_iterator) -> None:
+            self.epoch_iterator = epoch_iterator
+
+        def __iter__(self):
+            if source == "tf.data":
+                return (batch for batch in self.epoch_iterator._distributed_dataset)
+            return self.epoch_iterator.data_adapter.get_numpy_iterator()
+
+    trainer.TFEpochIterator._get_iterator = lambda self: PythonIterable(self)
+
+
+def keep_iterators_alive() -> None:
+    """Keeps every tf.data iterator Keras's TensorFlow epoch iterator makes referenced until the process ends,
+    so that none is destroyed (its background threads cancelled and joined) during training."""
+    from keras.src.backend.tensorflow import trainer
+
+    made = []
+
+    class KeptIterable:
+        def __init__(self, dataset) -> None:
+            self.dataset = dataset
+
+        def __iter__(self):
+            made.append(iter(self.dataset))
+            return made[-1]
+
+    trainer.TFEpochIterator._get_iterator = lambda self: KeptIterable(self._distributed_dataset)
 
 
 def install_sampler(sampler: EpochSampler) -> None:
@@ -181,6 +305,9 @@ def threads_table(epochs: list[dict]) -> str:
         "threads started": [len(e["threads_started"]) for e in epochs],
         "threads ended": [len(e["threads_ended"]) for e in epochs],
     }
+    if all(e["step_times"] for e in epochs):
+        figures |= {f"steps: {what.replace('_', ' ')}": [e["step_times"][what] for e in epochs]
+                    for what in epochs[0]["step_times"]}
     names = {t["name"] for e in epochs for t in e["threads"].values()}
     per_name = {name: [sum(t["cpu_seconds"] for t in e["threads"].values() if t["name"] == name) for e in epochs]
                 for name in names}
@@ -218,6 +345,12 @@ def main() -> None:
     parser.add_argument("--inter-op", type=int, default=None, help="tf.config.threading inter-op threads")
     parser.add_argument("--intra-op", type=int, default=None, help="tf.config.threading intra-op threads")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep after each epoch")
+    parser.add_argument("--keep-iterators", action="store_true",
+                        help="keep every tf.data iterator Keras makes alive: none is destroyed during training")
+    parser.add_argument("--gc", default="on", choices=["on", "off"],
+                        help="off: Python's cyclic garbage collector disabled for the run (gc.disable)")
+    parser.add_argument("--feed", default="graph", choices=["graph", "python-tf.data", "python-numpy"],
+                        help="how Keras's train function gets its batches (see above)")
     args = parser.parse_args()
 
     from kerasmnist import backend, run
@@ -234,7 +367,15 @@ def main() -> None:
     set_threading(args.inter_op, args.intra_op)
     if args.autotune == "off":
         turn_autotune_off()
-    sampler = EpochSampler(args.sleep)
+    if args.feed != "graph":
+        feed_from_python(args.feed.removeprefix("python-"))
+    if args.keep_iterators:
+        keep_iterators_alive()
+    if args.gc == "off":
+        gc.disable()
+    step_clock = StepClock()
+    install_step_clock(step_clock)
+    sampler = EpochSampler(args.sleep, step_clock)
     install_sampler(sampler)
     path, record = run.run_and_record(config, args.out / "runs")
 
@@ -243,6 +384,8 @@ def main() -> None:
     with open(args.out / "epochs.jsonl", "w", encoding="utf-8") as lines:
         for epoch in sampler.epochs:
             lines.write(json.dumps({"settings": settings, "record": path.name, **epoch}) + "\n")
+    with open(args.out / "stalls.json", "w", encoding="utf-8") as stalls:
+        json.dump(step_clock.stacks, stalls, indent=1)
     table = threads_table(sampler.epochs)
     (args.out / "threads.md").write_text(f"Settings: {json.dumps(settings)}; record {path.name}.\n\n{table}",
                                          encoding="utf-8")
