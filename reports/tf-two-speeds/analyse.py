@@ -2,7 +2,10 @@
 process's CPU use in its fast and its slow epochs (CPU seconds per wall second, and context switches), and,
 where measure.py timed Keras's train function, the median step and the time lost to steps over twice it.
 
-    PYTHONPATH=$PWD python reports/tf-two-speeds/analyse.py /tmp/tf-speeds
+    PYTHONPATH=$PWD python reports/tf-two-speeds/analyse.py /tmp/tf-speeds [BASELINE]
+
+With BASELINE (a variant's name, as ab.sh names runs NAME-ROUND), each other variant's run median over the
+baseline's of the same round, with its 95% interval (kerasmnist.report.stats.ratio), follows the table.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from kerasmnist.report import speeds
+from kerasmnist.report import speeds, stats
 
 
 def epochs_of(folder: Path) -> list[dict]:
@@ -46,13 +49,29 @@ def summary(folder: Path) -> str:
             f"{len(fast)}: {use(fast)} | {len(slow)}: {use(slow)} |")
 
 
+def paired_ratios(folders: list[Path], baseline: str) -> str:
+    """Each variant's run median over the baseline's, paired by round (the NAME-ROUND folder names)."""
+    medians: dict[str, dict[str, float]] = {}
+    for folder in folders:
+        name, _, round_number = folder.name.rpartition("-")
+        medians.setdefault(name, {})[round_number] = statistics.median(e["epoch_seconds"] for e in epochs_of(folder))
+    lines = [f"Run medians over {baseline}'s, paired by round:"]
+    for name in sorted(set(medians) - {baseline}):
+        ratio = stats.ratio(medians[name], medians[baseline])
+        lines.append(f"- {name}: {ratio.text()}, {ratio.rounds} rounds" if ratio else f"- {name}: no shared round")
+    return "\n".join(lines)
+
+
 def main() -> None:
     root = Path(sys.argv[1])
     print("| run | steady epochs (s) | median | speeds found | fast epochs (within 10% of the run's fastest) | "
           "slower epochs |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for folder in sorted(path for path in root.iterdir() if (path / "epochs.jsonl").is_file()):
+    folders = sorted(path for path in root.iterdir() if (path / "epochs.jsonl").is_file())
+    for folder in folders:
         print(summary(folder))
+    if len(sys.argv) > 2:
+        print("\n" + paired_ratios(folders, sys.argv[2]))
 
 
 if __name__ == "__main__":

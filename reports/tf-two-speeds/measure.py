@@ -22,10 +22,14 @@ Variants (each a command-line option), to see what the slow speed follows:
                               tf.experimental.Optional); python-tf.data (the same tf.data pipeline read in
                               Python, each batch passed to the compiled step); python-numpy (no tf.data: the
                               adapter's NumPy batches passed to the compiled step)
+  --keep-iterators             every tf.data iterator Keras makes kept alive: none is destroyed while training
+  --gc off                     Python's cyclic garbage collector disabled for the run
   --input-pipeline, --validation-size, --jit-compile, --steps-per-execution as for kerasmnist train
 
 Every call of Keras's train function (one batch each with steps_per_execution=1) is timed too, so that
-each epoch's line says whether a slow epoch has uniformly slower steps or a few long stalls.
+each epoch's line says whether a slow epoch has uniformly slower steps, a few long ones, or time before its first
+step or after its last; when an epoch's first step has not begun 0.25 s into it, every Python thread's stack is
+taken then (OUT/stalls.json).
 
 Writes OUT/epochs.jsonl (one line per epoch: wall seconds, process and machine CPU seconds, each
 thread's deltas, and the step times' summary), OUT/threads.md (a table per thread name: CPU seconds per epoch, and, when
