@@ -19,19 +19,9 @@ run() {  # NAME [measure.py options]
   grep -m1 -A1 "wall" "$out/$name/threads.md" || true
 }
 mkdir -p "$out"
-if (( $# == 0 )); then
-  for round in $(seq 1 "$rounds"); do
-    if (( round % 2 )); then
-      run "default-$round"; run "steps-$round" --fit-steps-per-epoch
-    else
-      run "steps-$round" --fit-steps-per-epoch; run "default-$round"
-    fi
-  done
-  run native --implementation native
-  run sleep-1s --sleep 1.0
-  exit
-fi
+# Two variants in rotating order alternate (A B, then B A, ...).
 variants=("$@")
+(( $# )) || variants=(default= steps=--fit-steps-per-epoch)
 for round in $(seq 1 "$rounds"); do
   for i in $(seq 0 $(( ${#variants[@]} - 1 ))); do
     variant=${variants[$(( (i + round - 1) % ${#variants[@]} ))]}
@@ -39,3 +29,7 @@ for round in $(seq 1 "$rounds"); do
     run "${variant%%=*}-$round" ${variant#*=}
   done
 done
+if (( $# == 0 )); then
+  run native --implementation native
+  run sleep-1s --sleep 1.0
+fi

@@ -356,6 +356,8 @@ def main() -> None:
     parser.add_argument("--feed", default="graph", choices=["graph", "python-tf.data", "python-numpy"],
                         help="how Keras's train function gets its batches (see above)")
     args = parser.parse_args()
+    if args.keep_iterators and args.feed != "graph":  # each replaces the epoch iterator's _get_iterator
+        parser.error("--keep-iterators keeps tf.data iterators, which only --feed graph makes")
 
     from kerasmnist import backend, run
     from kerasmnist.config import RunConfig
