@@ -1,6 +1,6 @@
 """The `kerasmnist` command. Thin: it parses flags into a RunConfig and calls library functions.
 
-It never imports Keras at module level: the backend must be chosen first (kerasmnist.backend).
+It never imports Keras at module level: the backend must be chosen first (kerasmnist.child.backend).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import click
 
 from kerasmnist import config as config_module
 from kerasmnist.errors import KerasMnistError
-from kerasmnist.matrix import Matrix
-from kerasmnist.processes import ERROR_PREFIX, PINNED_CHILD_VARIABLE, Stopped, exit_code, stops_cleanly
+from kerasmnist.launch.matrix import Matrix
+from kerasmnist.launch.processes import ERROR_PREFIX, PINNED_CHILD_VARIABLE, Stopped, exit_code, stops_cleanly
 
 if TYPE_CHECKING:
     from kerasmnist.records import RunRecord
@@ -177,7 +177,7 @@ def run_settings(from_config: bool) -> Callable[[Callable[..., Any]], Callable[.
               help="Folder the run record is written to.")
 def train(out: Path, **options: Any) -> None:
     """Train one model under one backend on one pinned device, and write its record."""
-    from kerasmnist.run import run_and_record
+    from kerasmnist.child.run import run_and_record
 
     config = config_module.run_config_from(options, "command line")
     if config.precision == "mixed_float16" and config.device == "cpu":
@@ -285,8 +285,9 @@ def sweep(config_path: Path | None, out: Path | None, force: bool, **overrides: 
 
 def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any],
                           needs_batch_sizes: bool = False) -> None:
-    from kerasmnist import compare as compare_module, records, report
-    from kerasmnist.matrix import load_matrix
+    from kerasmnist.launch import compare as compare_module
+    from kerasmnist import records, report
+    from kerasmnist.launch.matrix import load_matrix
 
     matrix = load_matrix(config_path, overrides)
     if needs_batch_sizes and not matrix.batch_sizes:
@@ -323,7 +324,8 @@ def env(as_json: bool, out: Path | None) -> None:
     """What each backend is and sees here, and whether --device cpu / gpu would work."""
     import json
 
-    from kerasmnist import inventory, records
+    from kerasmnist.launch import inventory
+    from kerasmnist import records
 
     facts = inventory.collect(echo=lambda line: click.echo(line, err=True))
     if out is not None:
@@ -348,8 +350,9 @@ def bench() -> None:
               help="Folder for bench.jsonl and the report (may be a compare folder).")
 def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul_precision: str, out: Path) -> None:
     """Time a scalar multiply and N x N matrix multiplies; find where the GPU starts to win."""
-    from kerasmnist import bench as bench_module, report
-    from kerasmnist.matrix import choices
+    from kerasmnist.launch import bench as bench_module
+    from kerasmnist import report
+    from kerasmnist.launch.matrix import choices
 
     chosen = {flag: choices(value, allowed, flag, "command line") for flag, value, allowed in (
         ("--backends", backends, config_module.BACKENDS), ("--devices", devices, config_module.DEVICES))}
@@ -370,14 +373,14 @@ def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul
                    "carrying this installation in the notebook as a wheel.  [default: carry it]")
 def colab(out: Path, install_from_repo: bool) -> None:
     """Write a notebook that runs the Colab T4 comparison on a fresh runtime with no edits."""
-    from kerasmnist.colab import write_notebook
+    from kerasmnist.launch.colab import write_notebook
 
     click.echo(f"notebook: {write_notebook(out, from_repo=install_from_repo)}")
 
 
 @cli.group(hidden=True)
 def worker() -> None:
-    """The pinned child processes that bench and env spawn (kerasmnist.processes.run_pinned); each writes
+    """The pinned child processes that bench and env spawn (kerasmnist.launch.processes.run_pinned); each writes
     its JSON into --out."""
 
 
@@ -393,7 +396,8 @@ def worker_matmul(backend_name: str, device: str, sizes: str, repeats: int, floa
     """Time the matrix multiplies of one backend on one device, in this pinned process."""
     import json
 
-    from kerasmnist import bench as bench_module, records
+    from kerasmnist.launch import bench as bench_module
+    from kerasmnist import records
 
     entry = bench_module.measure(backend_name, device, tuple(int(size) for size in sizes.split(",")), repeats,
                                  float32_matmul_precision)
@@ -408,7 +412,8 @@ def worker_probe(backend_name: str, device: str, out: Path) -> None:
     """Pin one backend to one device as a run does, and report what it sees."""
     import json
 
-    from kerasmnist import inventory, records
+    from kerasmnist.launch import inventory
+    from kerasmnist import records
 
     records.replace_atomically(out / "probe.json", json.dumps(inventory.probe(backend_name, device)))
 

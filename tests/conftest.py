@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kerasmnist import backend
+from kerasmnist.child import backend
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "mnist-small"
 # Quick, real training on the fixture: 4,000 training images, 1,000 for validation.

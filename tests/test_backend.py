@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kerasmnist import backend
+from kerasmnist.child import backend
 from kerasmnist.errors import BackendUnavailable
 
 
@@ -59,7 +59,7 @@ def test_a_second_backend_in_one_process_is_refused(keras_jax):
 
 @pytest.mark.slow
 def test_weights_are_really_on_the_cpu(keras_jax):
-    from kerasmnist.models import builtin
+    from kerasmnist.child.models import builtin
 
     pinned = backend.pin("jax", "cpu")
     model = builtin.build_cnn()

@@ -5,8 +5,10 @@ import dataclasses
 from click.testing import CliRunner
 
 from conftest import fake_entry
-from kerasmnist import cli, processes, run
-from kerasmnist.matrix import Matrix, cells
+from kerasmnist import cli
+from kerasmnist.launch import processes
+from kerasmnist.child import run
+from kerasmnist.launch.matrix import Matrix, cells
 
 
 def test_env_says_what_it_probes_as_it_goes(monkeypatch):

@@ -25,7 +25,8 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from conftest import FIXTURE_DIR
-from kerasmnist import backend, colab, wheel
+from kerasmnist.child import backend
+from kerasmnist.launch import colab, wheel
 from kerasmnist.errors import KerasMnistError
 
 ROOT = Path(__file__).parent.parent

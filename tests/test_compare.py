@@ -5,9 +5,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
-from kerasmnist import cli, compare, processes, records, report
+from kerasmnist import cli, records, report
+from kerasmnist.launch import compare, processes
 from kerasmnist.config import RunConfig, run_config_from
-from kerasmnist.matrix import CELL_AXES, Matrix, cells, load_matrix, matrix_from
+from kerasmnist.launch.matrix import CELL_AXES, Matrix, cells, load_matrix, matrix_from
 
 
 def small_matrix(rounds=1, **run):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DIR, error_line, run_cli
-from kerasmnist import data
+from kerasmnist.child import data
 from kerasmnist.errors import DataError
 
 

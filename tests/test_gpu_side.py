@@ -5,8 +5,9 @@ import json
 import pytest
 
 from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
-from kerasmnist import bench, records, report
-from kerasmnist.inventory import render
+from kerasmnist.launch import bench
+from kerasmnist import records, report
+from kerasmnist.launch.inventory import render
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import re
 import numpy as np
 from conftest import fake_entry
 from kerasmnist import records, report
-from kerasmnist.matrix import cells, matrix_from
+from kerasmnist.launch.matrix import cells, matrix_from
 from kerasmnist.report import analysis, headline, load, markdown
 from kerasmnist.report.plots import HEADLINE_PLOT
 
@@ -154,7 +154,8 @@ def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, mon
     """`kerasmnist compare` (cells stubbed: no training) prints the headline, then where the full report is."""
     from click.testing import CliRunner
 
-    from kerasmnist import cli, compare
+    from kerasmnist import cli
+    from kerasmnist.launch import compare
 
     rng = np.random.default_rng(6)
     monkeypatch.setattr(compare, "run_cell", lambda cell, timeout_seconds, out_dir: fake_entry(

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from kerasmnist.errors import ConfigError
-from kerasmnist.matrix import SHIPPED_CONFIGS, Matrix, cells, load_matrix, matrix_from
+from kerasmnist.launch.matrix import SHIPPED_CONFIGS, Matrix, cells, load_matrix, matrix_from
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 

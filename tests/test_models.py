@@ -3,14 +3,14 @@ import pytest
 
 @pytest.fixture
 def models(keras_jax):
-    from kerasmnist.models import builtin
+    from kerasmnist.child.models import builtin
 
     return builtin
 
 
 @pytest.fixture
 def flops(keras_jax):
-    from kerasmnist.models import flops
+    from kerasmnist.child.models import flops
 
     return flops
 
@@ -157,7 +157,7 @@ def test_the_zoo_flop_counts_agree_with_xla(flops, name):
 
     XLA counts a loop's body once, so the LSTM, a scan over its 28 steps, is compared through the
     same network unrolled (`build_lstm(unroll=True)`), whose count is the same as the scan's."""
-    from kerasmnist.models import zoo
+    from kerasmnist.child.models import zoo
 
     model = zoo.BUILDERS[name]((28, 28, 1), 10)
     compared = zoo.build_lstm((28, 28, 1), 10, unroll=True) if name == "lstm" else model

@@ -33,8 +33,8 @@ def test_native_loop_learns_and_records(tmp_path, backend, model, pipeline):
 def test_jax_native_device_input_trains_the_same_batches_as_numpy_input(keras_jax):
     """Device input slices each batch out of the epoch's order inside the compiled step; it must
     train exactly the rows NumPy input gathers on the host, the last, partial batch included."""
-    from kerasmnist.data import Splits
-    from kerasmnist.native import JaxLoop, train_epoch
+    from kerasmnist.child.data import Splits
+    from kerasmnist.child.native import JaxLoop, train_epoch
 
     rng = np.random.default_rng(0)
     images, labels = rng.random((10, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 10)
@@ -54,7 +54,7 @@ def test_jax_native_device_input_trains_the_same_batches_as_numpy_input(keras_ja
 
 
 def test_native_initial_weights_are_glorot_uniform_with_zero_biases(keras_jax):  # native imports Keras
-    from kerasmnist.native import initial_weights
+    from kerasmnist.child.native import initial_weights
 
     for (kernel, bias), fan in zip(initial_weights(RunConfig(model="cnn")), [(9, 288), (288, 576), (1600, 10)]):
         limit = np.sqrt(6 / sum(fan))
@@ -82,7 +82,7 @@ def test_torch_native_adam_follows_keras_rule(keras_jax):
     near epsilon the updates differ many-fold. The native torch step must match Keras's own Adam."""
     import torch
 
-    from kerasmnist.native import BETA_1, BETA_2, EPSILON, keras_adam_step
+    from kerasmnist.child.native import BETA_1, BETA_2, EPSILON, keras_adam_step
 
     rng = np.random.default_rng(0)
     start = [rng.uniform(0.5, 1.5, (3, 4)).astype(np.float32), -rng.uniform(0.5, 1.5, 5).astype(np.float32)]

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_DIR, fake_entry
-from kerasmnist import backend, compare, records, report
-from kerasmnist.matrix import cells, matrix_from
+from kerasmnist.child import backend
+from kerasmnist.launch import compare
+from kerasmnist import records, report
+from kerasmnist.launch.matrix import cells, matrix_from
 
 TESTS = Path(__file__).parent
 
@@ -46,8 +48,8 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from conftest import fake_entry
-    from kerasmnist import compare
-    from kerasmnist.matrix import matrix_from
+    from kerasmnist.launch import compare
+    from kerasmnist.launch.matrix import matrix_from
 
     out, name, other, block = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "block"
 

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
-from kerasmnist import backend
+from kerasmnist.child import backend
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def in_child(script: str, env: dict[str, str] | None = None) -> dict:
 def test_the_users_gpu_choice_and_xla_flags_reach_the_pinned_child():
     seen = in_child("""
         import json, os
-        from kerasmnist import backend
+        from kerasmnist.child import backend
         from kerasmnist.errors import BackendUnavailable
         try:
             backend.pin("torch", "gpu")   # fails here (no GPU), after setting the environment as a GPU run does
@@ -47,7 +47,7 @@ def test_the_users_gpu_choice_and_xla_flags_reach_the_pinned_child():
 def test_virtual_cpu_devices_combine_with_the_users_xla_flags_in_jax_itself():
     seen = in_child("""
         import json
-        from kerasmnist import backend
+        from kerasmnist.child import backend
         backend.pin("jax", "cpu", cpu_devices=2)
         import jax
         print(json.dumps({"devices": len(jax.devices()), "platform": jax.devices()[0].platform}))
@@ -68,7 +68,7 @@ def test_one_float32_policy_in_each_frameworks_own_flags(name):
     for precision in ("float32", "tf32"):
         seen[precision] = in_child(f"""
             import json
-            from kerasmnist import backend
+            from kerasmnist.child import backend
             backend.pin("{name}", "cpu", float32_matmul_precision="{precision}")
             {FLOAT32_FLAGS[name]}
             print(json.dumps(flags))
@@ -83,10 +83,10 @@ def test_torch_and_jax_seed_as_keras_does_without_loading_tensorflow(name):
     seen = in_child(f"""
         import json, random, sys
         import numpy as np
-        from kerasmnist import backend
+        from kerasmnist.child import backend
         backend.pin("{name}", "cpu")
         import keras
-        from kerasmnist import training
+        from kerasmnist.child import training
 
         def draws():
             return [keras.ops.convert_to_numpy(keras.random.normal((3,))).tolist(), np.random.rand(), random.random()]
@@ -105,7 +105,7 @@ def test_a_torch_run_never_loads_tensorflow(tmp_path):
         import json, sys
         from pathlib import Path
         from kerasmnist.config import RunConfig
-        from kerasmnist.run import run_and_record
+        from kerasmnist.child.run import run_and_record
         config = RunConfig(backend="torch", model="ffn", epochs=1, validation_size=1000, limit_train=500,
                            data_dir="{FIXTURE_DIR}", progress="none")
         run_and_record(config, Path("{tmp_path}"))
@@ -117,7 +117,7 @@ def test_a_torch_run_never_loads_tensorflow(tmp_path):
 def test_tensorflow_for_input_under_another_backend_sees_no_gpu():
     seen = in_child("""
         import json
-        from kerasmnist import backend
+        from kerasmnist.child import backend
         backend.pin("torch", "cpu")
         import tensorflow as tf
         hidden = []

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import QUICK_ARGS, records_in, run_cli
-from kerasmnist.profiling import OWNERS, owner
+from kerasmnist.child.profiling import OWNERS, owner
 
 
 def test_code_is_owned_by_keras_the_framework_or_other():
@@ -12,7 +12,7 @@ def test_code_is_owned_by_keras_the_framework_or_other():
     assert owner("~", "<built-in method tensorflow.python._pywrap_tfe.TFE_Py_Execute>") == "framework calls"
     assert owner("/venv/lib/python3.11/site-packages/torch/optim/adam.py", "_single_tensor_adam") == "framework (Python)"
     assert owner("~", "<built-in method builtins.isinstance>") == "other"
-    assert owner("/work/main/kerasmnist/native.py", "train_step") == "other"
+    assert owner("/work/main/kerasmnist/child/native.py", "train_step") == "other"
 
 
 @pytest.mark.slow

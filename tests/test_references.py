@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DIR, error_line, records_in, run_cli
-from kerasmnist import data, data_reference
+from kerasmnist.child import data, data_reference
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import DataError, UserCodeError
 from kerasmnist.references import Reference, is_reference
@@ -82,7 +82,7 @@ def test_bad_data_is_refused_with_one_line(loader, message):
     ("build_subclassed_logits", False, "are not probability distributions"),
 ])
 def test_a_model_that_cannot_train_on_the_data_is_refused(keras_jax, builder, from_logits, message):
-    from kerasmnist import models
+    from kerasmnist.child import models
 
     (x_train, _), _ = synthetic()
     config = RunConfig(model=f"{MODELS}:{builder}", from_logits=from_logits)
@@ -92,7 +92,7 @@ def test_a_model_that_cannot_train_on_the_data_is_refused(keras_jax, builder, fr
 
 
 def test_a_user_models_identity_names_its_file_hash_arguments_and_layers(keras_jax):
-    from kerasmnist import models
+    from kerasmnist.child import models
 
     config = RunConfig(model=f"{MODELS}:build_bn_convnet", model_args={"width": 8})
     model, identity = models.build(config, (16, 16, 3), 10, np.zeros((2, 16, 16, 3), "float32"))

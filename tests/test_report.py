@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import fake_entry
 from kerasmnist import cli, records, report
 from kerasmnist.errors import DataError
-from kerasmnist.matrix import cells, matrix_from
+from kerasmnist.launch.matrix import cells, matrix_from
 from kerasmnist.report import speeds
 
 
@@ -274,7 +274,7 @@ def test_gflops_are_set_against_the_matmul_peak_of_the_same_backend_and_device(t
 
 
 def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
-    from kerasmnist.profiling import OWNERS
+    from kerasmnist.child.profiling import OWNERS
 
     profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}, "run": {"profile": True}}, {}, "t"))
     entries = [fake_entry(cell) for cell in matrix_cells()] + [fake_entry(cell) for cell in profiled]

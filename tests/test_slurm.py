@@ -1,4 +1,4 @@
-"""The matrix on Slurm (kerasmnist.slurm). The tests marked `slurm` run against a real cluster, the one-node cluster
+"""The matrix on Slurm (kerasmnist.launch.slurm). The tests marked `slurm` run against a real cluster, the one-node cluster
 `.ci/slurm.sh start` brings up (partitions main and second stand for two machine kinds), and skip where sinfo does
 not answer. Their cells are tiny: the FFN under torch, 2 epochs of 1,000 images."""
 
@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
-from kerasmnist import backend, records, slurm
+from kerasmnist.child import backend
+from kerasmnist import records
+from kerasmnist.launch import slurm
 from kerasmnist.errors import ConfigError
-from kerasmnist.matrix import matrix_from
+from kerasmnist.launch.matrix import matrix_from
 
 PARTITIONS = ("main", "second")
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from kerasmnist.contention import ContentionMeter
+from kerasmnist.child.contention import ContentionMeter
 from kerasmnist.report.stats import fit_line, mean_interval, order_text, ratio
 
 

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
-from kerasmnist import records, run
+from kerasmnist import records
+from kerasmnist.child import run
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import RunFailed
 
@@ -51,7 +52,7 @@ def test_same_seed_same_split_and_similar_learning(tmp_path):
 
 
 def test_a_failure_during_training_leaves_a_failed_record(tmp_path, monkeypatch, keras_jax):
-    from kerasmnist import training
+    from kerasmnist.child import training
 
     def broken(*args, **kwargs):
         raise MemoryError("out of memory in epoch 2")
@@ -84,7 +85,7 @@ def test_full_mnist_ffn_learns(tmp_path, full_data_dir):
 
 
 def test_time_to_accuracy_counts_training_seconds_until_the_target(keras_jax):
-    from kerasmnist.timing import time_to_accuracy
+    from kerasmnist.child.timing import time_to_accuracy
 
     assert time_to_accuracy([0.95, 0.975, 0.99], [3.0, 1.0, 1.0], 0.97) == {"target": 0.97, "epochs": 2, "seconds": 4.0,
                                                                               "resolution": "epoch ends"}

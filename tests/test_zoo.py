@@ -13,7 +13,7 @@ ACCURACY_BAR = {"resnet": 0.6, "lstm": 0.25, "vit": 0.2}
 
 @pytest.fixture
 def zoo(keras_jax):
-    from kerasmnist.models import zoo
+    from kerasmnist.child.models import zoo
 
     return zoo
 

@@ -28,7 +28,7 @@ METHOD = (
     f"decide it if each row's rounds varied by {UNSTABLE_CV:.0%}, the most a row called stable may. Rows are "
     "ranked only against rows that computed the same thing (same data, epochs, batch size, precision and model "
     "settings) on the same machine and device; profiled rows are never ranked. *GFLOP/s* counts every layer's training FLOPs "
-    "per sample (kerasmnist/models/flops.py: products with weights and between activations, normalisation, gates "
+    "per sample (kerasmnist/child/models/flops.py: products with weights and between activations, normalisation, gates "
     "and softmax; the first weighted layer computes no input gradient), *unknown* where a layer is one the count "
     "does not know; in brackets, its share of "
     "the best measured GEMM rate of this backend on this device (the fastest of several matrix sizes and repeats, "
@@ -373,7 +373,7 @@ def inventory_section(results_dirs: list[Path]) -> str:
     """What `kerasmnist env --out DIR` saw on each machine, where it was saved."""
     import json
 
-    from kerasmnist.inventory import INVENTORY_FILE, render as render_inventory
+    from kerasmnist.launch.inventory import INVENTORY_FILE, render as render_inventory
 
     blocks = []
     for folder in results_dirs:
@@ -389,7 +389,7 @@ def inventory_section(results_dirs: list[Path]) -> str:
 
 def matmul_section(bench_entries: list[BenchEntry]) -> list[str]:
     """Seconds and GFLOP/s per size for each backend and device, and where the GPU starts to win."""
-    from kerasmnist.bench import crossover
+    from kerasmnist.launch.bench import crossover
 
     measured = sorted(latest_bench(bench_entries),
                       key=lambda e: (host_of(e), BACKENDS.index(e.backend), DEVICES.index(e.device)))
@@ -481,8 +481,8 @@ def sweep_verdicts(model_rows: list[Row], gain_worth_having: float = 1.10) -> li
 
 
 def where_the_time_goes(model_rows: list[Row]) -> list[str]:
-    """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/profiling.py)."""
-    from kerasmnist.profiling import OWNERS
+    """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/child/profiling.py)."""
+    from kerasmnist.child.profiling import OWNERS
 
     profiled = [(g, g.runs[0].profile) for g in model_rows if g.runs and g.runs[0].profile]
     if not profiled:

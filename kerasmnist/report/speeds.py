@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerasmnist import timing
+from kerasmnist.child import timing
 
 MAX_SPEEDS = 3
 MIN_BIC_GAIN = 10.0

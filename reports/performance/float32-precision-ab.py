@@ -5,13 +5,13 @@ Run as 4 pairs in alternating order, one process each, from the checkout:
         python reports/performance/float32-precision-ab.py $mode cnn; done; done > reports/performance/float32-precision-ab.log
 """
 import json, sys, time
-from kerasmnist import backend, data
+from kerasmnist.child import backend, data
 backend.pin("jax", "cpu", float32_matmul_precision="float32")
 import jax
 if sys.argv[1] == "unset":
     jax.config.update("jax_default_matmul_precision", None)
 import keras
-from kerasmnist import models
+from kerasmnist.child import models
 splits = data.load("mnist", sys.argv[3] if len(sys.argv) > 3 else "../shared/data/mnist", 10000, 12800, 0)
 x = models.images_in(splits.x_train, "channels_last")
 keras.utils.set_random_seed(0)

@@ -15,14 +15,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kerasmnist import backend
+from kerasmnist.child import backend
 
 pinned = backend.pin("torch", "cpu")
 
 import numpy as np  # noqa: E402  (after pinning: Keras is imported once, by pin)
 import torch  # noqa: E402
 
-from kerasmnist import data, native, training  # noqa: E402
+from kerasmnist.child import data, native
+from kerasmnist import training  # noqa: E402
 from kerasmnist.config import RunConfig  # noqa: E402
 
 parser = argparse.ArgumentParser()

@@ -1,6 +1,6 @@
 """Per-thread CPU time in every epoch of one kerasmnist training run (issue 19: two CPU speeds).
 
-Runs `kerasmnist train` in this process (kerasmnist.run.run_and_record: the same pinning, data, model,
+Runs `kerasmnist train` in this process (kerasmnist.child.run.run_and_record: the same pinning, data, model,
 trainer and record as the command) with the epoch timer wrapped so that, at each epoch's start and
 stop, it also reads every thread of this process: /proc/self/task/TID/stat (utime + stime, minor
 faults, the CPU it last ran on), /proc/self/task/TID/status (voluntary and involuntary context
@@ -258,7 +258,7 @@ def keep_iterators_alive() -> None:
 
 def install_sampler(sampler: EpochSampler) -> None:
     """Wraps the epoch timer both trainers use (import only after pinning: training imports Keras)."""
-    from kerasmnist import native, timing, training
+    from kerasmnist.child import native, timing, training
 
     class SampledEpochTimer(timing.EpochTimer):
         def start(self, epoch: int) -> None:
@@ -359,7 +359,7 @@ def main() -> None:
     if args.keep_iterators and args.feed != "graph":  # each replaces the epoch iterator's _get_iterator
         parser.error("--keep-iterators keeps tf.data iterators, which only --feed graph makes")
 
-    from kerasmnist import backend, run
+    from kerasmnist.child import backend, run
     from kerasmnist.config import RunConfig
 
     config = RunConfig(backend="tensorflow", device="cpu", model=args.model, epochs=args.epochs,

@@ -11,7 +11,7 @@ text alike by design; a flag that rewrites the program (oneDNN or XNNPACK calls,
 import hashlib
 import os
 
-from kerasmnist import backend
+from kerasmnist.child import backend
 
 backend.pin("jax", "cpu")
 

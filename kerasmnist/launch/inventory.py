@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from kerasmnist import backend, environment, processes
+from kerasmnist.child import backend
+from kerasmnist import environment
+from kerasmnist.launch import processes
 from kerasmnist.config import BACKENDS, DEVICES
 
 INVENTORY_FILE = "env.json"

@@ -17,9 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from kerasmnist import bench, environment, processes, records, timing
+from kerasmnist.launch import bench, processes
+from kerasmnist import environment, records
+from kerasmnist.child import timing
 from kerasmnist.config import RunConfig
-from kerasmnist.matrix import Cell, Matrix, cells
+from kerasmnist.launch.matrix import Cell, Matrix, cells
 
 PEAK_REPEATS = 5
 
@@ -63,10 +65,10 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
     invocation's id and its round (one pass over the plan: the cells of one repeat, run adjacent in
     time), which the report pairs cells by. A round new to the folder gets seeds no cell there used
     (matrix.cells), so rounds added later never repeat an earlier round's seed. A matrix with machine
-    kinds runs on Slurm (kerasmnist.slurm).
+    kinds runs on Slurm (kerasmnist.launch.slurm).
     """
     if matrix.machines:
-        from kerasmnist import slurm
+        from kerasmnist.launch import slurm
 
         return slurm.run_matrix(matrix, out_dir, command, force, echo)
     records.ensure_writable(out_dir)

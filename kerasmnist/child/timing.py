@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from kerasmnist.config import RunConfig
-from kerasmnist.contention import ContentionMeter
-from kerasmnist.profiling import StepProfiler
+from kerasmnist.child.contention import ContentionMeter
+from kerasmnist.child.profiling import StepProfiler
 
 
 # Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count

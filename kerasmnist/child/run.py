@@ -11,7 +11,9 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kerasmnist import backend, data, environment, inventory, processes, records
+from kerasmnist.child import backend, data
+from kerasmnist import environment, records
+from kerasmnist.launch import inventory, processes
 from kerasmnist.config import HOST_PIPELINES, RunConfig
 from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
 
@@ -85,9 +87,9 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
 
     # These import Keras and the framework, which is safe only now that the backend is pinned.
     if config.implementation == "native":
-        from kerasmnist import native as training
+        from kerasmnist.child import native as training
     else:
-        from kerasmnist import training
+        from kerasmnist.child import training
 
     facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)

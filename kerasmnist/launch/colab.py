@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasmnist import records
-from kerasmnist.wheel import build_wheel
+from kerasmnist.launch.wheel import build_wheel
 
 PLACEHOLDER_REPO_URL = "https://github.com/YOUR-ORG/kerasmnist.git"
 

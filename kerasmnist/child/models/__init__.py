@@ -18,9 +18,9 @@ import numpy as np
 
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import UserCodeError
-from kerasmnist.models import builtin, zoo
-from kerasmnist.models.builtin import images_in
-from kerasmnist.models.flops import count_training_flops
+from kerasmnist.child.models import builtin, zoo
+from kerasmnist.child.models.builtin import images_in
+from kerasmnist.child.models.flops import count_training_flops
 from kerasmnist.references import Reference
 
 __all__ = ["build", "count_training_flops", "images_in"]

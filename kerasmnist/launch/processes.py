@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from kerasmnist import backend
+from kerasmnist.child import backend
 from kerasmnist.errors import BackendUnavailable, KerasMnistError
 
 ERROR_PREFIX = "kerasmnist: error: "

@@ -24,12 +24,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasmnist import models
-from kerasmnist.backend import Pinned, import_tensorflow, peak_memory_bytes, resolved_device
+from kerasmnist.child import models
+from kerasmnist.child.backend import Pinned, import_tensorflow, peak_memory_bytes, resolved_device
 from kerasmnist.config import RunConfig
-from kerasmnist.data import Splits
+from kerasmnist.child.data import Splits
 from kerasmnist.records import TrainingResult
-from kerasmnist.timing import EpochTimer, inference_figures, resolve_jit_compile, timing_figures
+from kerasmnist.child.timing import EpochTimer, inference_figures, resolve_jit_compile, timing_figures
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 INFERENCE_PASSES = 3  # timed passes over the test set; their median is the figure

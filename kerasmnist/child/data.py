@@ -131,7 +131,7 @@ def load(dataset: str, data_dir: str | None, validation_size: int, limit_train: 
     if dataset in SOURCES:
         (x_train, y_train), (x_test, y_test), provenance = _builtin(SOURCES[dataset], data_dir)
     else:
-        from kerasmnist import data_reference
+        from kerasmnist.child import data_reference
 
         ((x_train, y_train), (x_test, y_test)), provenance = data_reference.load(dataset)
     if limit_test is not None:

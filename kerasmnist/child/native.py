@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from kerasmnist import models
-from kerasmnist.backend import Pinned, peak_memory_bytes, resolved_device
+from kerasmnist.child import models
+from kerasmnist.child.backend import Pinned, peak_memory_bytes, resolved_device
 from kerasmnist.config import RunConfig
-from kerasmnist.data import Splits
+from kerasmnist.child.data import Splits
 from kerasmnist.records import TrainingResult
-from kerasmnist.timing import EpochTimer, inference_figures, resolve_jit_compile, timing_figures
+from kerasmnist.child.timing import EpochTimer, inference_figures, resolve_jit_compile, timing_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
 DROPOUT = 0.5

@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from kerasmnist import backend, environment, processes, records
+from kerasmnist.child import backend
+from kerasmnist import environment, records
+from kerasmnist.launch import processes
 from kerasmnist.errors import ConfigError
 
 DEFAULT_SIZES = (1, 16, 128, 1024, 4096, 10000)

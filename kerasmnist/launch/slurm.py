@@ -26,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from kerasmnist import compare, processes, records
+from kerasmnist.launch import compare, processes
+from kerasmnist import records
 from kerasmnist.errors import ConfigError
-from kerasmnist.matrix import Cell, MachineKind, Matrix, cells
+from kerasmnist.launch.matrix import Cell, MachineKind, Matrix, cells
 
 JOBS_DIR = "jobs"  # OUT/jobs/JOBID/: one job's results.jsonl, bench.jsonl and runs/
 SUBMITIT_DIR = "submitit"  # OUT/jobs/submitit/: submitit's batch scripts and pickles, and each job's logs

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from kerasmnist.models.builtin import output_layer
+from kerasmnist.child.models.builtin import output_layer
 
 
 def build_resnet(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:

@@ -28,7 +28,7 @@ and/or flags, validated like a RunConfig:
     implementations = ["keras"]
     jit_compile = "true"
 
-    [slurm]          # run on a Slurm cluster: each round of each machine kind is one job (kerasmnist.slurm)
+    [slurm]          # run on a Slurm cluster: each round of each machine kind is one job (kerasmnist.launch.slurm)
     partition = "gpu"                       # also constraint, gres, time_minutes, cpus_per_task, mem_gb,
     parallel = 4                            # setup (lines run on the node first), exclusive (default true)
 
@@ -62,7 +62,7 @@ from kerasmnist.references import Reference, is_reference
 CELL_AXES = ("backend", "device", "model", "implementation")
 # The configs that come with kerasmnist: the checkout's configs/, which kerasmnist/configs links to, so an
 # editable install finds them here and a wheel carries them (package data), and a name works from any folder.
-SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+SHIPPED_CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 @dataclass(frozen=True)

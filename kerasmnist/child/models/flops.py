@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import keras
 from keras.src.ops import numpy as keras_numpy_ops
 
-from kerasmnist.models.zoo import PositionEmbedding
+from kerasmnist.child.models.zoo import PositionEmbedding
 
 
 @dataclass(frozen=True)
