@@ -71,6 +71,7 @@ def test_flags_override_the_file():
     ("[run]\ntf32 = 'yes'\n", "x.toml: tf32 expected true or false (got 'yes')"),
     ("[runs]\nepochs = 1\n", "x.toml: unknown table [runs]; allowed: [matrix], [run]"),
     ("[run\nepochs = 1\n", "x.toml: not valid TOML"),
+    ("[matrix]\nbackends = ['jax', 'torch', 'jax']\n", "x.toml: backends lists 'jax' more than once"),
 ])
 def test_bad_config_files_name_the_file_and_key(tmp_path, text, message):
     path = tmp_path / "x.toml"
@@ -215,3 +216,25 @@ def test_compare_flags_for_profiling_threads_and_the_peak_reach_every_cell():
     assert matrix.peak_matmul_size == 0
     assert all(c.config.profile and c.config.cpu_threads == 1 for c in cells(matrix))
     assert load_matrix(CONFIGS / "tuned.toml", {"profile": None}).peak_matmul_size == 4096
+
+
+@pytest.mark.parametrize("key, value, repeated", [
+    ("backends", "jax,jax", "'jax'"), ("devices", "cpu,gpu,cpu", "'cpu'"), ("models", "cnn,ffn,cnn", "'cnn'"),
+    ("implementations", "keras,native,keras", "'keras'"), ("batch_sizes", "64,128,64", "64")])
+def test_a_value_listed_twice_on_an_axis_is_refused_naming_it(key, value, repeated):
+    """`--backends jax,jax` is a typo, not a wish for one jax row: refused, never silently run once."""
+    with pytest.raises(ConfigError) as error:
+        load_matrix(None, {key: value})
+    assert str(error.value) == f"command line: {key} lists {repeated} more than once; list each value once"
+
+
+def test_compare_refuses_a_repeated_backend_in_one_line_with_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from kerasmnist import cli
+
+    result = CliRunner().invoke(cli.cli, ["compare", "--backends", "jax,jax", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "kerasmnist: error: command line: backends lists 'jax' more than once; list each value once"]
+    assert not (tmp_path / "out").exists()

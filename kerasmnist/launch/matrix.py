@@ -265,7 +265,7 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     if not isinstance(batch_sizes, (list, tuple)) or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
                                                           for b in batch_sizes):
         raise ConfigError(f"{where}: batch_sizes must be a list of whole numbers of at least 1 (got {batch_sizes!r})")
-    lists["batch_sizes"] = tuple(dict.fromkeys(batch_sizes))
+    lists["batch_sizes"] = without_repeats(batch_sizes, "batch_sizes", where)
     numbers = {}
     for key, minimum in (("rounds", 1), ("cell_timeout", 1), ("peak_matmul_size", 0)):
         value = matrix_values.get(key, getattr(Matrix, key))
@@ -394,8 +394,17 @@ def _overrides(tables: Any, source: str, name: str) -> tuple[Override, ...]:
     return tuple(parsed)
 
 
+def without_repeats(values: list | tuple, key: str, where: str) -> tuple:
+    """The values as a tuple; a value listed twice is refused, naming it (`jax,jax` is a typo, not a wish
+    for one row)."""
+    repeated = next((value for number, value in enumerate(values) if value in values[:number]), None)
+    if repeated is not None:
+        raise ConfigError(f"{where}: {key} lists {repeated!r} more than once; list each value once")
+    return tuple(values)
+
+
 def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple[str, ...]:
-    """A list (or comma-separated string) of allowed names, without repeats."""
+    """A list (or comma-separated string) of allowed names, each once."""
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",")]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
@@ -405,7 +414,7 @@ def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple
         raise ConfigError(f"{where}: {key} has {bad[0]!r}; allowed: {', '.join(allowed)}"
                           + (", or PATH.py:FUNCTION or MODULE:FUNCTION" if key == "models" else "")
                           + suggestion(bad[0], allowed))
-    return tuple(dict.fromkeys(value))
+    return without_repeats(value, key, where)
 
 
 def load_matrix(path: Path | None, overrides: Mapping[str, Any]) -> Matrix:
