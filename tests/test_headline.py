@@ -216,3 +216,34 @@ def test_report_md_says_cross_machine_ratios_come_from_unpaired_runs(tmp_path):
 def test_one_machine_has_no_cross_machine_table():
     assert headline.cross_machine_table(load.group(timed({"jax": 1.0, "torch": 2.0}, 3, backends=("torch", "jax")))) \
         == []
+
+
+def test_a_device_whose_every_cell_was_skipped_says_so_and_why(tmp_path):
+    """No GPU here: every GPU cell skipped. The headline says that, with the reason, not that no row had a
+    steady epoch time (which would send the user to --epochs)."""
+    no_gpu = "backend sees no GPU; use --device cpu"
+    entries = [fake_entry(cell, status="skipped", reason=no_gpu) if cell.config.device == "gpu"
+               else fake_entry(cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * (1 + 0.01 * cell.order))
+               for cell in cells(matrix_from({"matrix": {"backends": ["torch", "jax"], "devices": ["cpu", "gpu"],
+                                                         "models": ["ffn"], "repeats": 2}}, {}, "t"))]
+    result = built(tmp_path, entries)
+    cpu, gpu = result.headlines
+    assert cpu.fastest.backend == "jax" and gpu.fastest is None
+    assert gpu.none_finished == f"every cell was skipped: {no_gpu}" and cpu.none_finished is None
+    assert gpu.fastest_text() == f"no fastest: every cell was skipped: {no_gpu}"
+    assert f"ffn on gpu: no fastest: every cell was skipped: {no_gpu}" in result.terminal_text()
+    assert "2 or more epochs" not in result.terminal_text() + result.path.read_text()
+
+
+def test_where_no_cell_finished_for_several_reasons_each_row_says_its_own():
+    entries = [fake_entry(cell, status="skipped", reason=f"backend {cell.config.backend} sees no GPU")
+               if cell.config.backend != "jax" or cell.repeat else fake_entry(cell, status="failed", reason="crashed")
+               for cell in plan(2, models=("cnn",), backends=("torch", "jax"))]
+    [found] = headline.headlines(load.group(entries))
+    assert found.none_finished == "no cell finished (3 skipped, 1 failed); each row says why"
+    assert [why for _, why in found.unranked] == ["no finished run (skipped: backend torch sees no GPU)",
+                                                  "no finished run (skipped: backend jax sees no GPU)"]
+    skipped = [fake_entry(cell, status="skipped", reason=f"backend {cell.config.backend} sees no GPU")
+               for cell in plan(1, models=("cnn",), backends=("torch", "jax"))]
+    [found] = headline.headlines(load.group(skipped))
+    assert found.fastest_text() == "no fastest: every cell was skipped; each row says why"

@@ -4,11 +4,13 @@ import io
 import itertools
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import report_markdown
 from conftest import fake_entry
 from kerasmnist import cli, records, report
 from kerasmnist.errors import DataError
@@ -392,3 +394,48 @@ def test_each_compare_says_what_share_of_its_wall_time_went_to_training_steps(tm
     text = report.build([tmp_path], tmp_path).read_text()
     assert "## Where each compare's time went" in text
     assert "| test | 2 | 20 s | 70% | 10% | 20% | 50% | 20% |" in text  # training steps: (2 + 5) / 10
+
+
+USER_MODEL = f"{Path(__file__).parent / 'fixtures' / 'user' / 'models.py'}:build_bn_convnet"
+
+
+def test_a_pipe_in_a_model_argument_or_a_reason_stays_in_its_table_cell(tmp_path):
+    """`--model-arg activation=relu|gelu` names the model's section, headline lines included; a failed cell's
+    reason may hold a `|` too. Every table cell escapes it: each line of every table has its header's cells."""
+    plan = cells(matrix_from({"matrix": {"backends": ["torch", "jax"], "models": [USER_MODEL], "rounds": 2},
+                              "run": {"model_args": {"activation": "relu|gelu"}}}, {}, "t"))
+    entries = [fake_entry(cell, steady={"torch": 2.0, "jax": 1.0}[cell.config.backend] * (1 + 0.01 * cell.order))
+               for cell in plan[:-1]]
+    entries.append(fake_entry(plan[-1], status="failed", reason="ValueError: expected relu|gelu|tanh"))
+    text = report.build([write_results(tmp_path, entries)], tmp_path).read_text()
+    found = report_markdown.tables(text)  # fails on a line whose cells a `|` split
+    headline_table = report_markdown.table_with(text, "model and device")
+    assert headline_table[0]["model and device"] == "build_bn_convnet(activation='relu|gelu') on cpu"
+    assert "build_bn_convnet(activation='relu\\|gelu') on cpu" in text  # escaped, as GitHub's tables need it
+    problems = report_markdown.table_with(text, "reason")
+    assert [line["reason"] for line in problems] == ["ValueError: expected relu|gelu|tanh"]
+    assert len(found) >= 4
+
+
+def test_a_quick_like_report_prints_no_matplotlib_warning(tmp_path, capfd):
+    """quick's runs hold out no validation split, so there are no learning curves: no empty plot, and no
+    "No artists with labels found to put in legend" in the user's terminal."""
+    import warnings
+
+    matrix = matrix_from({"matrix": {"backends": ["tensorflow", "torch", "jax"], "models": ["cnn"], "rounds": 3,
+                                     "peak_matmul_size": 0},
+                          "run": {"epochs": 8, "limit_train": 1024, "validation_size": 0, "limit_test": 1000}}, {}, "t")
+    entries = []
+    for cell in cells(matrix):
+        steady = {"tensorflow": 1.0, "torch": 1.3, "jax": 2.4}[cell.config.backend] * (1 + 0.02 * cell.repeat)
+        entry = fake_entry(cell, epoch_seconds=[steady * 3] + [steady * (1 + 0.01 * i) for i in range(7)])
+        entries.append(dataclasses.replace(entry, record=dataclasses.replace(
+            entry.record, history={"accuracy": [0.9] * 8, "loss": [0.3] * 8})))  # no val_accuracy
+    folder = write_results(tmp_path, entries)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = report.build([folder], folder).read_text()
+    assert [str(warning.message) for warning in caught] == []
+    assert "No artists" not in capfd.readouterr().err
+    assert not (tmp_path / "learning_curves.png").exists() and "learning_curves.png" not in text
+    assert (tmp_path / "relative_throughput.png").stat().st_size > 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kerasmnist.report import analysis
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
+from kerasmnist.report.mdtable import head, line
 from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, ratio, verdict
 
 # What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
@@ -95,10 +96,25 @@ class Headline:
         return bool(self.contenders) and all(c.versus_fastest.excludes(1.0) and c.versus_fastest.estimate > 1
                                              for c in self.contenders)
 
+    @property
+    def none_finished(self) -> str | None:
+        """Where no cell of the group finished (a device no backend could use here, say): that, and why, as
+        'every cell was skipped: REASON' (where the rows' reasons differ, each row says its own); else None."""
+        if self.fastest is not None or not self.unranked or any(row.entries for row, _ in self.unranked):
+            return None
+        cells = [entry for row, _ in self.unranked for entry in row.others]
+        counts = {status: sum(e.status == status for e in cells) for status in ("skipped", "failed")}
+        said = ("every cell was skipped" if not counts["failed"] else "every cell failed" if not counts["skipped"]
+                else f"no cell finished ({counts['skipped']} skipped, {counts['failed']} failed)")
+        reasons = list(dict.fromkeys(e.reason for e in cells))
+        if len(reasons) == 1 and reasons[0]:
+            return f"{said}: {reasons[0]}"
+        return f"{said}; each row says why"
+
     def fastest_text(self, mark: str = "") -> str:
         """Which row was fastest and how sure that is; `mark` goes either side of its name (markdown's **)."""
         if self.fastest is None:
-            return f"no fastest: no row has a {self.ranked.time} ({self.ranked.missing})"
+            return f"no fastest: {self.none_finished or f'no row has a {self.ranked.time} ({self.ranked.missing})'}"
         name = f"{mark}{contender_name(self.fastest)}{mark}"
         if not self.contenders:
             return f"only {name} has a {self.ranked.time} here: nothing to compare it with"
@@ -228,19 +244,17 @@ def cross_machine_table(rows: list[Row], ranked: Ranked = TRAINING) -> list[str]
              "interval. Rows of different machines never share a round, so a ratio across machines comes from "
              f"unpaired runs: it is the ratio of the two rows' median {ranked.time}s, with no interval, and no order "
              "is decided from it.", "",
-             f"| model | fastest | other row | machine | device | {ranked.time} vs fastest | from |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             *head("model", "fastest", "other row", "machine", "device", f"{ranked.time} vs fastest", "from")]
     for group in found:
         fastest = group.fastest
         label = group.section + (f" ({group.detail})" if group.detail else "")
         for first, other in zip([True, *[False] * len(group.others)], group.others):
             versus = other.versus_fastest
-            lines.append(
-                f"| {label if first else ''} "
-                f"| {f'**{contender_name(fastest)}**, {fastest.machine}, {fastest.device}' if first else ''} "
-                f"| {contender_name(other.row)} | {other.row.machine} | {other.row.device} "
-                f"| {versus.text() if versus else f'{other.median_ratio:.2f}×'} "
-                f"| {f'paired, {verdict(versus)}' if versus else UNPAIRED} |")
+            lines.append(line(label if first else "",
+                              f"**{contender_name(fastest)}**, {fastest.machine}, {fastest.device}" if first else "",
+                              contender_name(other.row), other.row.machine, other.row.device,
+                              versus.text() if versus else f"{other.median_ratio:.2f}×",
+                              f"paired, {verdict(versus)}" if versus else UNPAIRED))
     return [*lines, ""]
 
 
@@ -270,14 +284,13 @@ def markdown_table(found: list[Headline], title: str = TITLE) -> list[str]:
         return []
     ranked = found[0].ranked
     lines = [f"## {title}", "", f"By {explanation(ranked)[3:]}. Each model's section below has the figures.", "",
-             f"| model and device | fastest | other row | {ranked.time} vs fastest [{CONFIDENCE:.0%}] | rounds | "
-             "verdict |", "| --- | --- | --- | --- | --- | --- |"]
+             *head("model and device", "fastest", "other row", f"{ranked.time} vs fastest [{CONFIDENCE:.0%}]", "rounds",
+                   "verdict")]
     for headline in found:
         against = [(c.name, c.versus_fastest.text(), str(c.versus_fastest.rounds), c.verdict)
                    for c in headline.contenders]
         against += [(contender_name(row), "–", "–", why) for row, why in headline.unranked]
         # The group's model and fastest on its first line only: the lines under it read as its members.
-        lines += [f"| {headline.label if first else ''} | {headline.fastest_text(mark='**') if first else ''} "
-                  f"| {' | '.join(cells)} |" for first, cells in zip([True, *[False] * len(against)],
-                                                                      against or [("–",) * 4])]
+        lines += [line(headline.label if first else "", headline.fastest_text(mark="**") if first else "", *cells)
+                  for first, cells in zip([True, *[False] * len(against)], against or [("–",) * 4])]
     return [*lines, ""]

@@ -9,6 +9,7 @@ from typing import Any
 
 from kerasmnist.config import BACKENDS, DEVICES
 from kerasmnist.report import analysis, headline, speeds
+from kerasmnist.report.mdtable import head, line as table_line
 from kerasmnist.records import BenchEntry, CellEntry
 from kerasmnist.report.load import (NOT_DESCRIBED, Results, Row, describe, host_label, host_of, latest_bench,
                                     model_sections, section_settings, sweeps)
@@ -112,7 +113,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
 
     def line(*cells: str) -> str:
         """A table row; the machine column only appears when several machines' results are merged."""
-        return "| " + " | ".join(cells if several_machines else cells[1:]) + " |"
+        return table_line(*(cells if several_machines else cells[1:]))
 
     # Peak GPU memory only where a GPU ran: the counters do not cover the CPU.
     with_memory = any(row.values("peak_device_memory_bytes") for row in model_rows)
@@ -122,7 +123,7 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
     title = model_rows[0].model_title
     lines = ["", f"## Model `{title}`", "", *([f"{model_rows[0].model_header}.", ""] if model_rows[0].model_header
                                              else []), f"All rows: {header}." if header else "", "",
-             line(*columns), line(*["---"] * len(columns))]
+             *head(*(columns if several_machines else columns[1:]))]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
                           str(len({e.round for e in row.entries})), steady_text(row),
@@ -294,7 +295,8 @@ def fastest_lines(model_rows: list[Row]) -> list[str]:
         details = "; ".join([*(f"{c.name} {order_text(c.versus_fastest)} (test accuracy {accuracy_text(c.row)})"
                                for c in found.contenders),
                              *(f"{headline.contender_name(row)}: {why}" for row, why in found.unranked)])
-        lines.append(f"- {found.label}: {found.fastest_text(mark='**')}{accuracy}. Against it: {details}.")
+        lines.append(f"- {found.label}: {found.fastest_text(mark='**')}{accuracy}. "
+                     f"{'Against it' if found.fastest else 'The rows'}: {details}.")
     return lines
 
 
@@ -304,13 +306,12 @@ def keras_native_lines(model_rows: list[Row]) -> list[str]:
         return []
     lines = ["", "Keras against the framework's own loop (same batch size, input path and threads; throughput ratio "
                  "per round, above 1: Keras is faster):", "",
-             "| Keras row | device | Keras samples/s | native samples/s | Keras / native [95%] | rounds "
-             "| test accuracy, Keras − native |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             *head("Keras row", "device", "Keras samples/s", "native samples/s", "Keras / native [95%]", "rounds",
+                   "test accuracy, Keras − native")]
     for pair in pairs:
-        lines.append(f"| {pair.keras.name} | {pair.keras.device} | {_rate(pair.keras.median('samples_per_second'))} "
-                     f"| {_rate(pair.native.median('samples_per_second'))} | {pair.throughput.text()} "
-                     f"| {pair.throughput.rounds} | {pair.accuracy_points:+.2f} points |")
+        lines.append(table_line(pair.keras.name, pair.keras.device, _rate(pair.keras.median("samples_per_second")),
+                                _rate(pair.native.median("samples_per_second")), pair.throughput.text(),
+                                pair.throughput.rounds, f"{pair.accuracy_points:+.2f} points"))
     return lines + ["", *(verdict.text for verdict in analysis.goal_verdicts(pairs))]
 
 
@@ -320,13 +321,12 @@ def knob_effect_lines(model_rows: list[Row]) -> list[str]:
         return []
     lines = ["", "Each execution setting against the same row without it (throughput ratio per round, above 1: "
                  "the setting is faster):", "",
-             "| row | setting | row without it | samples/s with / without [95%] | rounds | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             *head("row", "setting", "row without it", "samples/s with / without [95%]", "rounds", "verdict")]
     for effect in effects:
         speedup = effect.speedup
-        lines.append(f"| {effect.row.name} | {describe(effect.knob, effect.row.settings[effect.knob])} "
-                     f"| {effect.without.name} | {speedup.text()} | {speedup.rounds} "
-                     f"| {verdict(speedup, above='faster', below='slower')} |")
+        lines.append(table_line(effect.row.name, describe(effect.knob, effect.row.settings[effect.knob]),
+                                effect.without.name, speedup.text(), speedup.rounds,
+                                verdict(speedup, above="faster", below="slower")))
     return lines
 
 
@@ -344,14 +344,13 @@ def wall_time_section(cells: list[CellEntry]) -> list[str]:
              "Each cell's wall time, from starting its process to its exit, split into phases; the share of the "
              "cells' wall time in each, per compare command (its invocation id). *Training steps* are the first "
              "and the steady epochs.", "",
-             "| compare | cells | cells' wall time | training steps | " + " | ".join(phases) + " |",
-             "| --- " * (4 + len(phases)) + "|"]
+             *head("compare", "cells", "cells' wall time", "training steps", *phases)]
     for invocation, entries in by_command.items():
         wall = sum(e.wall_seconds for e in entries)
         spent = {phase: sum(e.phases.get(phase, 0) for e in entries) for phase in phases}
         training = spent.get("first epoch (tracing, compiling)", 0) + spent.get("steady epochs", 0)
-        lines.append(f"| {invocation} | {len(entries)} | {wall:,.0f} s | {training / wall:.0%} | "
-                     + " | ".join(f"{spent[phase] / wall:.0%}" for phase in phases) + " |")
+        lines.append(table_line(invocation, len(entries), f"{wall:,.0f} s", f"{training / wall:.0%}",
+                                *(f"{spent[phase] / wall:.0%}" for phase in phases)))
     return lines
 
 
@@ -365,8 +364,8 @@ def problems_section(cells: list[CellEntry], bench: list[BenchEntry]) -> list[st
     lines = ["", "## Skipped and failed cells", ""]
     if not problems:
         return lines + ["None."]
-    return lines + ["| cell | status | reason |", "| --- | --- | --- |",
-                    *[f"| {name} | {status} | {(e.reason or '').replace('|', '/')} |" for name, e, status in problems]]
+    return lines + [*head("cell", "status", "reason"),
+                    *[table_line(name, status, e.reason or "") for name, e, status in problems]]
 
 
 def inventory_section(results_dirs: list[Path]) -> str:
@@ -399,8 +398,7 @@ def matmul_section(bench_entries: list[BenchEntry]) -> list[str]:
     lines = ["", "## Matrix multiply", "",
              "Median seconds of one synchronised call (warm-up excluded), and GFLOP/s (2N³ per N×N product); "
              "the latest measurement of each backend and device.", "",
-             "| backend | device | scalar multiply | " + " | ".join(f"{n}×{n}" for n in sizes) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in sizes) + " |"]
+             *head("backend", "device", "scalar multiply", *(f"{n}×{n}" for n in sizes))]
     for entry in measured:
         by_size = {row["size"]: row for row in entry.rows if row["operation"] == "matmul"}
         scalar = next(row for row in entry.rows if row["operation"] == "scalar multiply")
@@ -410,13 +408,12 @@ def matmul_section(bench_entries: list[BenchEntry]) -> list[str]:
             if row is None:
                 cells.append("–")
             elif "error" in row:
-                cells.append(f"not run: {row['error'].replace('|', '/')}")
+                cells.append(f"not run: {row['error']}")
             else:
                 rate = f", {row['gflops_per_second']:.3g} GFLOP/s" if row["gflops_per_second"] else ""
                 cells.append(f"{_seconds(row['median_seconds'])}{rate}")
         device = entry.device if entry.resolved_device == "cpu" else f"{entry.device} ({entry.resolved_device})"
-        lines.append(f"| {entry.backend} | {device} "
-                     f"| {_seconds(scalar['median_seconds'])} | " + " | ".join(cells) + " |")
+        lines.append(table_line(entry.backend, device, _seconds(scalar["median_seconds"]), *cells))
     if not any("error" not in row for e in measured for row in e.rows if row["operation"] == "matmul"):
         lines.append("- No matrix size could be measured (each was refused or failed, as the table says), "
                      "so there is no matmul plot.")
@@ -449,19 +446,19 @@ def step_cost_lines(model_rows: list[Row], reference_batch: int = 128) -> list[s
                  "per-sample part shrinks, as on a GPU, the fixed part is what is left. Where the repeats show the "
                  "points bending away from a line (lack-of-fit F test, p < 0.05, or a fixed part surely below zero: the "
                  "cost per sample itself changes with the batch size, e.g. caches), no fixed cost is stated.", "",
-             f"| row | device | ms per step by batch size (median) | fixed per step | per sample "
-             f"| fixed share of a batch-{reference_batch} step |", "| --- | --- | --- | --- | --- | --- |"]
+             *head("row", "device", "ms per step by batch size (median)", "fixed per step", "per sample",
+                   f"fixed share of a batch-{reference_batch} step")]
     for cost in costs:
         fit = cost.fit
         times = ", ".join(f"{size}: {seconds * 1e3:,.2f}" for size, seconds in cost.medians().items())
         if fit.fits:
             share = fit.fixed / (fit.fixed + fit.per_unit * reference_batch)
-            figures = f"{micros(fit.fixed, fit.fixed_interval)} | {micros(fit.per_unit, fit.per_unit_interval)} | {share:.0%}"
+            figures = (micros(fit.fixed, fit.fixed_interval), micros(fit.per_unit, fit.per_unit_interval), f"{share:.0%}")
         else:
             why = (f"lack of fit p = {fit.lack_of_fit_p:.3f}" if fit.lack_of_fit_p is not None
                    and fit.lack_of_fit_p < 1 - CONFIDENCE else f"fixed part below zero, {fit.fixed * 1e6:,.0f} µs")
-            figures = f"not a line ({why}) | – | –"
-        lines.append(f"| {cost.name} | {cost.device} | {times} | {figures} |")
+            figures = (f"not a line ({why})", "–", "–")
+        lines.append(table_line(cost.name, cost.device, times, *figures))
     return lines
 
 
@@ -490,13 +487,12 @@ def where_the_time_goes(model_rows: list[Row]) -> list[str]:
     lines = ["", "Where the time goes (cProfile over the training steps of epochs 2 on, first run of each row; "
                  "self time by owner. A jitted JAX step is invisible to cProfile and counts as the self time of "
                  "the line that calls it):", "",
-             "| run | device | profiled s | " + " | ".join(OWNERS) + " | costliest functions (self s) |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in OWNERS) + " | --- |"]
+             *head("run", "device", "profiled s", *OWNERS, "costliest functions (self s)")]
     for g, profile in profiled:
         total = profile["profiled_seconds"] or 1.0
-        shares = " | ".join(f"{profile['seconds_by_owner'][name] / total:.0%}" for name in OWNERS)
+        shares = [f"{profile['seconds_by_owner'][name] / total:.0%}" for name in OWNERS]
         costliest = "; ".join(f"`{f['function']}` {f['self_seconds']:.2f}" for f in profile["top_functions"][:3])
-        lines.append(f"| {g.name} | {g.device} | {profile['profiled_seconds']:.2f} | {shares} | {costliest} |")
+        lines.append(table_line(g.name, g.device, f"{profile['profiled_seconds']:.2f}", *shares, costliest))
     return lines
 
 
@@ -510,14 +506,13 @@ def environment_table(sources: list[tuple[dict[str, Any], dict[str, Any], str]])
         key = (host_label(host), environment["python"], *packages.values())  # new versions: a new machine
         dates = rows.get(key, {}).get("dates", set()) | {started_at[:10]}
         rows[key] = {
-            "row": f"| {key[0]} | {memory / 2**30:.0f} GiB | {gpus} | {environment['python']} | {packages['keras']} "
-                   f"| {packages['tensorflow'] or '–'} | {packages['torch'] or '–'} | {packages['jax'] or '–'} ",
+            "cells": (key[0], f"{memory / 2**30:.0f} GiB", gpus, environment["python"], packages["keras"],
+                      packages["tensorflow"] or "–", packages["torch"] or "–", packages["jax"] or "–"),
             "dates": dates,
         }
     if not rows:
         return ["No finished cells: nothing is known about the machines."]
     return [
-        "| machine | memory | GPUs | Python | Keras | TensorFlow | torch | JAX | dates |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *[f"{row['row']}| {', '.join(sorted(row['dates']))} |" for row in rows.values()],
+        *head("machine", "memory", "GPUs", "Python", "Keras", "TensorFlow", "torch", "JAX", "dates"),
+        *[table_line(*row["cells"], ", ".join(sorted(row["dates"]))) for row in rows.values()],
     ]

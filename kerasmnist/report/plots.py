@@ -46,6 +46,13 @@ def interval_errors(ratios: list[Ratio | None]) -> list[tuple[float, float]]:
             for found in ratios]
 
 
+def legend(axis, **options) -> None:
+    """The axis's legend, where it drew something labelled: matplotlib warns into the user's terminal ("No
+    artists with labels found to put in legend") when asked for a legend of nothing."""
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(**options)
+
+
 def _pyplot():
     import matplotlib
 
@@ -124,7 +131,7 @@ def write_matmul_plot(bench_entries: list[BenchEntry], out_dir: Path) -> list[st
     axis.set_ylabel("seconds per product (median)")
     axis.set_title("Matrix multiply: time against size (solid: CPU, dashed: GPU)")
     axis.grid(alpha=0.3, which="both")
-    axis.legend()
+    legend(axis)
     figure.tight_layout()
     figure.savefig(out_dir / "matmul_seconds.png", dpi=110)
     plt.close(figure)
@@ -152,7 +159,7 @@ def write_sweep_plot(rows: list[Row], out_dir: Path) -> list[str]:
         axis.set_xlabel("batch size")
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8)
+        legend(axis, fontsize=8)
     rate_axis.set_title("Throughput by batch size (steady epochs, median over rounds; dashed: GPU)")
     accuracy_axis.set_title("Test accuracy by batch size")
     figure.tight_layout()
@@ -190,7 +197,7 @@ def write_step_cost_plot(rows: list[Row], out_dir: Path) -> list[str]:
         axis.set_ylabel("milliseconds per training step")
         axis.set_title(f"{model}: time per step (dots: runs; lines: fixed + per sample × batch)", fontsize=10)
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
+        legend(axis, fontsize=7)
     figure.tight_layout()
     figure.savefig(out_dir / "step_costs.png", dpi=110)
     plt.close(figure)
@@ -259,29 +266,32 @@ def write_plots(rows: list[Row], out_dir: Path) -> list[str]:
          "test accuracy (%)", "Test accuracy (mean, bars: ±1 sd over rounds; hatched: native loops)",
          left=max(0.0, lowest - 2), right=100.0)
 
-    figure, axes = plt.subplots(1, len(sections), figsize=(6 * len(sections), 4.2), squeeze=False)
-    for axis, model_rows in zip(axes[0], sections):
-        curved = [g for g in model_rows if g.runs[0].history.get("val_accuracy")]
-        most_epochs = 1
-        for g, (colour, marker) in zip(curved, line_styles([g.backend for g in curved])):
-            curves = [run.history["val_accuracy"] for run in g.runs]
-            epochs = min(len(curve) for curve in curves)
-            most_epochs = max(most_epochs, epochs)
-            mean = [statistics.fmean(curve[i] for curve in curves) * 100 for i in range(epochs)]
-            axis.plot(range(1, epochs + 1), mean, color=colour, marker=marker,
-                      linestyle="-" if g.device == "cpu" else "--", label=f"{g.name} {label(g)}".replace("\n", " "))
-        axis.set_title(model_rows[0].model_title)
-        axis.set_xlim(0.5, most_epochs + 0.5)  # whole epochs, and one epoch a point in the middle, not an axis of 0.95-1.05
-        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("validation accuracy (%)")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle("Learning curves (mean over rounds; dashed: GPU)")
-    figure.tight_layout()
-    figure.savefig(out_dir / "learning_curves.png", dpi=110)
-    plt.close(figure)
-    written.append("learning_curves.png")
+    # Learning curves, where some run held out a validation split (quick's hold none: there is no curve to draw).
+    curved_sections = [(model_rows, [g for g in model_rows if g.runs[0].history.get("val_accuracy")])
+                       for model_rows in sections]
+    if any(curved for _, curved in curved_sections):
+        figure, axes = plt.subplots(1, len(sections), figsize=(6 * len(sections), 4.2), squeeze=False)
+        for axis, (model_rows, curved) in zip(axes[0], curved_sections):
+            most_epochs = 1
+            for g, (colour, marker) in zip(curved, line_styles([g.backend for g in curved])):
+                curves = [run.history["val_accuracy"] for run in g.runs]
+                epochs = min(len(curve) for curve in curves)
+                most_epochs = max(most_epochs, epochs)
+                mean = [statistics.fmean(curve[i] for curve in curves) * 100 for i in range(epochs)]
+                axis.plot(range(1, epochs + 1), mean, color=colour, marker=marker,
+                          linestyle="-" if g.device == "cpu" else "--", label=f"{g.name} {label(g)}".replace("\n", " "))
+            axis.set_title(model_rows[0].model_title)
+            axis.set_xlim(0.5, most_epochs + 0.5)  # whole epochs, and one epoch a point in the middle, not 0.95-1.05
+            axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            axis.set_xlabel("epoch")
+            axis.set_ylabel("validation accuracy (%)")
+            axis.grid(alpha=0.3)
+            legend(axis)  # none in a panel whose runs held out no validation split
+        figure.suptitle("Learning curves (mean over rounds; dashed: GPU)")
+        figure.tight_layout()
+        figure.savefig(out_dir / "learning_curves.png", dpi=110)
+        plt.close(figure)
+        written.append("learning_curves.png")
 
     gains = [(row, gpu_speedup(row, rows)) for row in finished]
     gains = [(row, gain) for row, gain in gains if gain]
