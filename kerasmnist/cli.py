@@ -305,14 +305,18 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
 @cli.command(name="report")
 @click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder for the report.  [default: the first RESULTS_DIR]")
+              help="Folder for the report; needed to merge several RESULTS_DIRs.  [default: the one RESULTS_DIR]")
 def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
     """Rebuild the report from the results.jsonl of one or more compare folders (no training).
 
-    Several folders, e.g. a laptop's and a Colab GPU's, are merged into one report.
+    Several folders, e.g. a laptop's and a Colab GPU's, are merged into one report, written to --out.
     """
     from kerasmnist import report
+    from kerasmnist.errors import ConfigError
 
+    if out is None and len(results_dirs) > 1:
+        raise ConfigError(f"merging {len(results_dirs)} results folders needs --out DIR for the merged report "
+                          f"(without it, it would replace {results_dirs[0]}'s own report)")
     click.echo(report.write(list(results_dirs), out or results_dirs[0]).terminal_text())
 
 
@@ -346,7 +350,7 @@ def bench() -> None:
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed calls per size, after a warm-up.")
 @click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default="float32",
               help="Allow TF32 tensor cores (Ampere and newer GPUs).  [default: off: full float32]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/matmul"), show_default=True,
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS_ROOT / "matmul", show_default=True,
               help="Folder for bench.jsonl and the report (may be a compare folder).")
 def matmul(backends: str, devices: str, sizes: str, repeats: int, float32_matmul_precision: str, out: Path) -> None:
     """Time a scalar multiply and N x N matrix multiplies; find where the GPU starts to win."""

@@ -439,3 +439,33 @@ def test_a_quick_like_report_prints_no_matplotlib_warning(tmp_path, capfd):
     assert "No artists" not in capfd.readouterr().err
     assert not (tmp_path / "learning_curves.png").exists() and "learning_curves.png" not in text
     assert (tmp_path / "relative_throughput.png").stat().st_size > 0
+
+
+def test_merging_several_folders_needs_out_and_never_replaces_the_first_folders_report(tmp_path):
+    """`kerasmnist report A B` would have written the merged report into A, over A's own."""
+    laptop = write_results(tmp_path / "laptop", [fake_entry(cell) for cell in matrix_cells()])
+    colab = write_results(tmp_path / "colab", [fake_entry(cell, hostname="colab") for cell in matrix_cells()])
+    result = CliRunner().invoke(cli.cli, ["report", str(laptop), str(colab)])
+    assert result.exit_code == 2 and not (laptop / "report.md").exists()
+    assert result.stderr.splitlines() == [
+        f"kerasmnist: error: merging 2 results folders needs --out DIR for the merged report (without it, it would "
+        f"replace {laptop}'s own report)"]
+    merged = tmp_path / "merged"
+    result = CliRunner().invoke(cli.cli, ["report", str(laptop), str(colab), "--out", str(merged)])
+    assert result.exit_code == 0 and (merged / "report.md").is_file() and not (laptop / "report.md").exists()
+    result = CliRunner().invoke(cli.cli, ["report", str(laptop)])  # one folder: its report goes into it
+    assert result.exit_code == 0 and (laptop / "report.md").is_file()
+
+
+def test_bench_matmul_writes_where_compare_does_not_into_a_checkouts_reports(tmp_path, monkeypatch):
+    from kerasmnist.launch import bench
+
+    ran = {}
+    monkeypatch.setattr(bench, "run_bench", lambda backends, devices, sizes, repeats, out, command, **_: ran.update(
+        out=out))
+    monkeypatch.setattr(report, "write", lambda folders, out: ran.update(report=out) or report.Built(out, [], []))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.cli, ["bench", "matmul", "--backends", "jax", "--devices", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert ran == {"out": cli.RESULTS_ROOT / "matmul", "report": cli.RESULTS_ROOT / "matmul"}
+    assert str(cli.RESULTS_ROOT) == "kerasmnist-results"
