@@ -6,6 +6,7 @@ import math
 import re
 
 import numpy as np
+import report_markdown
 from conftest import fake_entry
 from kerasmnist import records, report
 from kerasmnist.launch.matrix import cells, matrix_from
@@ -59,8 +60,10 @@ def test_a_backend_twice_as_fast_over_four_rounds_is_the_fastest_and_the_other_i
     assert text.splitlines()[-1] == f"full report: {tmp_path / 'report.md'}"
     assert "\x1b[" not in text  # no colours: it reads the same in a log and a notebook cell
     report_text = result.path.read_text()
-    assert re.search(r"\| ffn on cpu \| \*\*jax\*\* is the fastest \| torch \| 2\.\d\d× \[[\d.–]+\] \| 4 \| slower \|",
-                     report_text)
+    [line] = report_markdown.table_with(report_text, "verdict", after="## Which backend for which model")
+    assert re.fullmatch(r"2\.\d\d× \[[\d.]+–[\d.]+\]", line.pop("steady epoch time vs fastest [95%]"))
+    assert line == {"model and device": "ffn on cpu", "fastest": "**jax** is the fastest", "other row": "torch",
+                    "rounds": "4", "verdict": "slower"}
     assert report_text.index("## Which backend for which model") < report_text.index("## Model `ffn`")
     assert (tmp_path / HEADLINE_PLOT).stat().st_size > 0 and f"]({HEADLINE_PLOT})" in report_text
 
@@ -96,10 +99,10 @@ def test_no_fastest_is_named_from_missing_figures(tmp_path):
     assert analysis.standings(rows) == {}
     result = built(tmp_path, entries)
     [found] = result.headlines
-    assert found.fastest is None and not found.contenders
+    assert found.fastest is None and not found.contenders and found.none_finished is None
     assert [why for _, why in found.unranked] == ["no steady epoch time (it needs 2 or more epochs)"] * 3
-    text = result.path.read_text().split("## Which backend infers fastest")[0]  # one epoch still times inference
-    assert "is the fastest" not in text and "ran fastest" not in text and "| fastest | – |" not in text
+    assert [markdown.versus_fastest_text(row, analysis.standings(rows)) for row in rows] == ["–"] * 3
+    assert not any("is the fastest" in line or "ran fastest" in line for line in markdown.fastest_lines(rows))
     assert "ffn on cpu: no fastest: no row has a steady epoch time" in result.terminal_text()
 
 
@@ -182,7 +185,8 @@ def test_inference_is_ranked_by_its_own_paired_times(tmp_path):
     [jax] = inference.contenders
     assert jax.versus_fastest.low < 2.5 < jax.versus_fastest.high and jax.verdict == "slower"
     text = built(tmp_path, entries).path.read_text()
-    assert "## Which backend infers fastest" in text and "model.predict time over the test set vs fastest" in text
+    [line] = report_markdown.table_with(text, "verdict", after="## Which backend infers fastest")
+    assert (line["fastest"], line["other row"], line["verdict"]) == ("**torch** is the fastest", "jax", "slower")
 
 
 def on_two_kinds(rounds=3):
@@ -205,12 +209,12 @@ def test_across_machines_pairs_only_the_fastests_machine_and_gives_other_machine
 
 
 def test_report_md_says_cross_machine_ratios_come_from_unpaired_runs(tmp_path):
+    """(tests/golden/two-machine-kinds.md has the table as a whole, with the paragraph saying why.)"""
     built(tmp_path, on_two_kinds())
-    table = (tmp_path / "report.md").read_text().split("## Across machines")[1].split("\n## ")[0]
-    assert "never share a round, so a ratio across machines comes from unpaired runs" in table
-    assert "| torch | Slurm machine kind one | cpu | 4.00× | unpaired runs: the ratio of the medians, no interval |" \
-        in table
-    assert "| torch | Slurm machine kind two | cpu | 2.00× [2.00–2.00] | paired, slower |" in table
+    table = report_markdown.table_with((tmp_path / "report.md").read_text(), "from", after="## Across machines")
+    said = {(line["other row"], line["machine"]): (line["steady epoch time vs fastest"], line["from"]) for line in table}
+    assert said[("torch", "Slurm machine kind one")] == ("4.00×", headline.UNPAIRED)
+    assert said[("torch", "Slurm machine kind two")] == ("2.00× [2.00–2.00]", "paired, slower")
 
 
 def test_one_machine_has_no_cross_machine_table():

@@ -322,3 +322,28 @@ def step_costs(model_rows: list[Row]) -> list[StepCost]:
         costs.append(StepCost(name, device, points, fit_line([float(s) for s, _ in points], [t for _, t in points]),
                               line[0][1].backend))
     return costs
+
+
+@dataclass(frozen=True)
+class SweepStop:
+    """A setting run at several batch sizes (a sweep): its throughput at each, and where doubling stops paying."""
+
+    name: str  # the row's name, less its batch size
+    device: str
+    rates: list[tuple[int, float]]  # (batch size, median training samples/s), by batch size
+    best_size: int  # the batch size up to which every step up gained at least `gain`
+    gain: float  # the gain a step up must bring to be worth having
+
+
+def sweep_stops(model_rows: list[Row], gain: float = 1.10) -> list[SweepStop]:
+    """Per sweep, the usual advice checked: double the batch until throughput stops growing by `gain` a step."""
+    stops = []
+    for (_, _, name, device), line in sweeps(model_rows).items():
+        rates = [(size, row.median("samples_per_second") or 0) for size, row in line]
+        best_size = rates[0][0]
+        for (_, rate), (next_size, next_rate) in zip(rates, rates[1:]):
+            if next_rate < rate * gain:
+                break
+            best_size = next_size
+        stops.append(SweepStop(name, device, rates, best_size, gain))
+    return stops

@@ -12,7 +12,7 @@ from kerasmnist.report import analysis, headline, speeds
 from kerasmnist.report.mdtable import head, line as table_line
 from kerasmnist.records import BenchEntry, CellEntry
 from kerasmnist.report.load import (NOT_DESCRIBED, Results, Row, describe, host_label, host_of, latest_bench,
-                                    model_sections, section_settings, sweeps)
+                                    model_sections, section_settings)
 from kerasmnist.report.plots import HEADLINE_PLOT, PLOTS
 from kerasmnist.report.stats import CONFIDENCE, UNSTABLE_CV, order_text, verdict
 
@@ -462,18 +462,11 @@ def step_cost_lines(model_rows: list[Row], reference_batch: int = 128) -> list[s
     return lines
 
 
-def sweep_verdicts(model_rows: list[Row], gain_worth_having: float = 1.10) -> list[str]:
+def sweep_verdicts(model_rows: list[Row]) -> list[str]:
     """Where doubling the batch stops paying: the usual advice is to double until it stops getting faster."""
-    sentences = []
-    for (_, machine, name, device), line in sweeps(model_rows).items():
-        rates = [(size, g.median("samples_per_second") or 0) for size, g in line]
-        best_size = rates[0][0]
-        for (size, rate), (next_size, next_rate) in zip(rates, rates[1:]):
-            if next_rate < rate * gain_worth_having:
-                break
-            best_size = next_size
-        sentences.append(f"- {name} on {device}: throughput grows at least 10% per step up to batch {best_size}; "
-                         + ", ".join(f"{size}: {rate:,.0f}/s" for size, rate in rates) + ".")
+    sentences = [f"- {stop.name} on {stop.device}: throughput grows at least {stop.gain - 1:.0%} per step up to batch "
+                 f"{stop.best_size}; " + ", ".join(f"{size}: {rate:,.0f}/s" for size, rate in stop.rates) + "."
+                 for stop in analysis.sweep_stops(model_rows)]
     return ["", "Batch-size sweep:", "", *sentences] if sentences else []
 
 
