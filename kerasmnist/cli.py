@@ -427,20 +427,20 @@ def summary(record: "RunRecord", path: Path) -> str:
         return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
 
     rate, reached = record.samples_per_second, record.time_to_accuracy
-    target_epochs = reached["epochs"]
+    target_epochs = reached.epochs
     return "\n".join([
         f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
         f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
-        f"{record.data['train_size']:,} training images",
+        f"{record.data.train_size:,} training images",
         f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
         f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
         f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
         "inference " + (f"{record.inference_samples_per_second:,.0f} samples/s (model.predict, batch "
                          f"{record.inference_batch_size})" if record.inference_samples_per_second else "not timed"),
-        f"time to {reached['target']:.0%} validation accuracy: "
-        + (f"{reached['seconds']:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
+        f"time to {reached.target:.0%} validation accuracy: "
+        + (f"{reached.seconds:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
            "checked at epoch ends)"
-           if reached["seconds"] is not None else "not reached"),
+           if reached.seconds is not None else "not reached"),
         f"record: {path}",
     ])
 

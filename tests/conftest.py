@@ -84,14 +84,16 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
             steady_epoch_seconds=steady, samples_per_second=1000 / steady, training_flops_per_sample=600_000,
             flops_unknown_layers=[],
             achieved_gflops_per_second=600_000 * (1000 / steady) / 1e9,
-            time_to_accuracy={"target": 0.98, "epochs": 2, "seconds": steady * 3, "resolution": "epoch ends"},
+            time_to_accuracy=records.TimeToAccuracy(target=0.98, epochs=2, seconds=steady * 3, resolution="epoch ends"),
             contention=contention, profile=None, validation_seconds=[0.1, 0.1], build_seconds=0.1,
             evaluate_seconds=0.1, history={"val_accuracy": [accuracy - 0.05, accuracy]},
             peak_device_memory_bytes=peak_memory,
-            model_identity={"reference": config["model"], "kind": "builtin", "arguments": {}, "parameters": 1000},
+            model_identity=records.ModelIdentity(reference=config["model"], kind="builtin", arguments={}, parameters=1000),
             inference_seconds=[0.5 * steady] * 3, inference_warmup_seconds=steady, inference_batch_size=128,
             inference_samples_per_second=200 / steady)
-        record = records.RunRecord.start(config, environment, "2026-11-22T10:00:00+00:00", {"train_size": 1000},
+        data = records.DataIdentity(name=config["dataset"], origin="data-dir", directory="data", files=[], credit="",
+                                    num_classes=10, train_size=1000, validation_size=0, test_size=200)
+        record = records.RunRecord.start(config, environment, "2026-11-22T10:00:00+00:00", data,
                                          0.1).finished(result, "2026-11-22T10:00:00+00:00")
     return records.CellEntry(
         key=cell.key, seed=config["seed"], order=cell.order, repeat=cell.repeat, backend=config["backend"],
@@ -99,3 +101,11 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
         finished_at="2026-11-22T10:00:00+00:00", host=host, config=config, record=record,
         software={"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"},
         invocation=invocation, round=f"{invocation} #{cell.repeat + 1}")
+
+
+def with_figures(entry, **figures):
+    """The ok entry with some of its run's figures (TrainingResult fields) changed."""
+    import dataclasses
+
+    result = dataclasses.replace(entry.record.result, **figures)
+    return dataclasses.replace(entry, record=dataclasses.replace(entry.record, result=result))

@@ -4,7 +4,7 @@ import dataclasses
 
 from click.testing import CliRunner
 
-from conftest import fake_entry
+from conftest import fake_entry, with_figures
 from kerasmnist import cli
 from kerasmnist.launch import processes
 from kerasmnist.child import run
@@ -31,7 +31,8 @@ def test_peak_host_memory_is_in_bytes():
 
 
 def test_the_summary_says_1_epoch():
-    record = fake_entry(cells(Matrix())[0]).record
-    reached = dataclasses.replace(record, time_to_accuracy=record.time_to_accuracy | {"epochs": 1})
+    entry = fake_entry(cells(Matrix())[0])
+    record = entry.record
+    reached = with_figures(entry, time_to_accuracy=dataclasses.replace(record.time_to_accuracy, epochs=1)).record
     assert "(1 epoch, checked at epoch ends)" in cli.summary(reached, "x.json")
     assert "(2 epochs, checked at epoch ends)" in cli.summary(record, "x.json")

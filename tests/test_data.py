@@ -30,8 +30,8 @@ def test_fixture_loads_scaled_and_split():
     assert splits.x_test.shape == (1000, 28, 28, 1)
     assert 0.0 == splits.x_train.min() and splits.x_train.max() == 1.0
     assert set(np.unique(splits.y_train)) == set(range(10))
-    assert splits.provenance["origin"] == "data-dir"
-    assert {f["verified_against"] for f in splits.provenance["files"]} == {
+    assert splits.provenance.origin == "data-dir"
+    assert {f.verified_against for f in splits.provenance.files} == {
         "SHA256SUMS beside it (a subset, not the published file)"}
 
 
@@ -90,14 +90,14 @@ def test_an_empty_data_folder_names_each_file_once(tmp_path):
 
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("KERASMNIST_DATA_DIR", str(FIXTURE_DIR))
-    assert data.load("mnist", None, 1000, None, 0).provenance["directory"] == str(FIXTURE_DIR)
+    assert data.load("mnist", None, 1000, None, 0).provenance.directory == str(FIXTURE_DIR)
 
 
 @pytest.mark.full_data
 def test_full_mnist_is_the_published_files(full_data_dir):
     splits = data.load("mnist", str(full_data_dir), 10_000, None, 0)
     assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (50_000, 10_000, 10_000)
-    assert {f["verified_against"] for f in splits.provenance["files"]} == {"published SHA-256"}
+    assert {f.verified_against for f in splits.provenance.files} == {"published SHA-256"}
     counts = np.bincount(np.concatenate([splits.y_train, splits.y_val]))
     assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
@@ -109,9 +109,9 @@ def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache: the system folder is next
     splits = data.load("fashion-mnist", None, 10_000, None, 0)
-    assert splits.provenance["origin"] == "system"
+    assert splits.provenance.origin == "system"
     # Debian recompressed the files (no name in the gzip header): their content is what is checked.
-    assert {f["verified_against"] for f in splits.provenance["files"]} == {"published content (recompressed copy)"}
+    assert {f.verified_against for f in splits.provenance.files} == {"published content (recompressed copy)"}
     assert len(splits.y_test) == 10_000 and splits.x_train.shape[1:] == (28, 28, 1)
 
 
@@ -140,9 +140,9 @@ def test_download_goes_through_keras_into_its_cache(tmp_path, monkeypatch, loopb
     monkeypatch.delenv("KERASMNIST_DATA_DIR", raising=False)
 
     splits = data.load("mnist", None, 5, None, 0)
-    assert splits.provenance["origin"] == "download"
+    assert splits.provenance.origin == "download"
     assert (tmp_path / "keras-home" / "datasets" / "mnist.npz").is_file()
-    assert data.load("mnist", None, 5, None, 0).provenance["origin"] == "keras-cache"
+    assert data.load("mnist", None, 5, None, 0).provenance.origin == "keras-cache"
 
 
 @pytest.mark.slow
@@ -159,6 +159,6 @@ def test_failed_download_says_how_to_provide_the_data(tmp_path):
 
 def test_limit_test_keeps_the_first_test_images_and_refuses_more_than_there_are():
     splits = data.load("mnist", str(FIXTURE_DIR), 1000, None, 0, limit_test=200)
-    assert len(splits.y_test) == 200 and splits.provenance["test_size"] == 200
+    assert len(splits.y_test) == 200 and splits.provenance.test_size == 200
     with pytest.raises(DataError, match="--limit-test 5000 is larger than the 1000 test images"):
         data.load("mnist", str(FIXTURE_DIR), 1000, None, 0, limit_test=5000)

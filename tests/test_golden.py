@@ -88,8 +88,8 @@ def two_machine_kinds() -> list[records.CellEntry]:
     """The FFN under torch and JAX on two Slurm machine kinds, the second twice as fast, 3 rounds each, with
     where each compare's wall time went; on the first kind, the CNN under JAX at four batch sizes, 2 rounds (a
     sweep, and the cost of a step split into a fixed and a per-sample part)."""
-    phases = {"process start and imports": 1.0, "first epoch (tracing, compiling)": 2.0, "steady epochs": 5.0,
-              "evaluation": 2.0}
+    phases = records.Phases({"process start and imports": 1.0, "first epoch (tracing, compiling)": 2.0,
+                             "steady epochs": 5.0, "evaluation": 2.0})
     ffn = [dataclasses.replace(timed(cell, scale * {"jax": 1.0, "torch": 2.0}[cell.config.backend], invocation=kind),
                                machine_kind=kind, wall_seconds=10.0, phases=phases)
            for kind, scale in (("one", 1.0), ("two", 0.5))

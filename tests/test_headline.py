@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import report_markdown
-from conftest import fake_entry
+from conftest import fake_entry, with_figures
 from kerasmnist import records, report
 from kerasmnist.launch.matrix import cells, matrix_from
 from kerasmnist.report import analysis, headline, load, markdown
@@ -29,8 +29,8 @@ def timed(steady_of, rounds, seed=0, **plan_options):
 
 def without_steady_figures(entry):
     """The entry as a one-epoch run records it: no steady epochs, so no steady time and no samples/s."""
-    return dataclasses.replace(entry, record=dataclasses.replace(
-        entry.record, epoch_seconds=entry.record.epoch_seconds[:1], steady_epoch_seconds=None, samples_per_second=None))
+    return with_figures(entry, epoch_seconds=entry.record.epoch_seconds[:1], steady_epoch_seconds=None,
+                        samples_per_second=None)
 
 
 def built(tmp_path, entries):
@@ -176,9 +176,8 @@ def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, mon
 def test_inference_is_ranked_by_its_own_paired_times(tmp_path):
     """Training and inference can disagree: here torch trains slower but predicts faster than jax."""
     entries = timed({"jax": 1.0, "torch": 2.0}, 4, backends=("torch", "jax"))
-    entries = [dataclasses.replace(entry, record=dataclasses.replace(
-        entry.record, inference_seconds=[entry.record.steady_epoch_seconds * (0.1 if entry.backend == "torch" else 0.5)]
-        * 3)) for entry in entries]
+    entries = [with_figures(entry, inference_seconds=[
+        entry.record.steady_epoch_seconds * (0.1 if entry.backend == "torch" else 0.5)] * 3) for entry in entries]
     rows = load.group(entries)
     [training], [inference] = headline.headlines(rows), headline.headlines(rows, headline.INFERENCE)
     assert training.fastest.backend == "jax" and inference.fastest.backend == "torch" and inference.decided

@@ -163,7 +163,7 @@ def test_a_full_disk_fails_the_cell_and_keeps_the_results_saved_before(tmp_path,
     def full_disk(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(records.os, "fsync", full_disk)
+    monkeypatch.setattr("kerasmnist.records.store.os.fsync", full_disk)
     said = []
     outcome = compare.run_matrix(matrix("torch"), tmp_path, "second", echo=said.append)
     assert outcome.counts["failed"] == 1 and outcome.exit_code == 1
@@ -180,7 +180,7 @@ def test_a_crash_before_the_rename_leaves_the_old_file_whole(tmp_path, monkeypat
     def killed(source, target):
         raise SystemExit("killed between writing the new file and renaming it")
 
-    monkeypatch.setattr(records.os, "replace", killed)
+    monkeypatch.setattr("kerasmnist.records.store.os.replace", killed)
     with pytest.raises(SystemExit):
         compare.run_matrix(matrix("torch"), tmp_path, "second", echo=lambda line: None)
     assert (tmp_path / records.RESULTS_FILE).read_text() == before

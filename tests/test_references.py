@@ -54,9 +54,9 @@ def test_a_loaders_arrays_are_split_scaled_and_identified():
     splits = data.load(f"{DATA}:load_synthetic", None, validation_size=200, limit_train=None, seed=0)
     assert splits.x_train.shape == (1000, 16, 16, 3) and splits.x_train.dtype == np.float32
     assert splits.x_train.max() <= 1.0 and splits.num_classes == 10 and splits.y_train.ndim == 1
-    arrays = splits.provenance["arrays"]
-    assert arrays["x_train"]["shape"] == [1200, 16, 16, 3] and arrays["y_train"]["shape"] == [1200]  # (N, 1) flattened
-    assert len(arrays["x_test"]["sha256"]) == 64 and splits.provenance["loader"]["function"] == "load_synthetic"
+    arrays = splits.provenance.arrays
+    assert arrays["x_train"].shape == [1200, 16, 16, 3] and arrays["y_train"].shape == [1200]  # (N, 1) flattened
+    assert len(arrays["x_test"].sha256) == 64 and splits.provenance.loader.function == "load_synthetic"
 
 
 @pytest.mark.parametrize("loader, message", [
@@ -96,9 +96,9 @@ def test_a_user_models_identity_names_its_file_hash_arguments_and_layers(keras_j
 
     config = RunConfig(model=f"{MODELS}:build_bn_convnet", model_args={"width": 8})
     model, identity = models.build(config, (16, 16, 3), 10, np.zeros((2, 16, 16, 3), "float32"))
-    assert identity["path"] == MODELS and identity["function"] == "build_bn_convnet"
-    assert identity["arguments"] == {"width": 8} and identity["parameters"] == model.count_params()
-    assert identity["layers"]["BatchNormalization"] == 1 and identity["layers"]["Conv2D"] == 1
+    assert identity.path == MODELS and identity.function == "build_bn_convnet"
+    assert identity.arguments == {"width": 8} and identity.parameters == model.count_params()
+    assert identity.layers["BatchNormalization"] == 1 and identity.layers["Conv2D"] == 1
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import report_markdown
-from conftest import fake_entry
+from conftest import fake_entry, with_figures
 from kerasmnist import cli, records, report
 from kerasmnist.errors import DataError
 from kerasmnist.launch.matrix import cells, matrix_from
@@ -377,11 +377,11 @@ def test_profiled_runs_are_kept_apart_and_say_where_the_time_went(tmp_path):
 
     profiled = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}, "run": {"profile": True}}, {}, "t"))
     entries = [fake_entry(cell) for cell in matrix_cells()] + [fake_entry(cell) for cell in profiled]
-    entries[-1] = dataclasses.replace(entries[-1], record=dataclasses.replace(entries[-1].record, profile={
+    entries[-1] = with_figures(entries[-1], profile={
         "tool": "cProfile", "epochs": [2], "profiled_seconds": 4.0,
         "seconds_by_owner": dict(zip(OWNERS, [2.0, 1.0, 0.5, 0.5])),
         "top_functions": [{"function": "keras/src/layers/layer.py:872 __call__", "owner": "Keras (Python)",
-                           "self_seconds": 0.5, "calls": 10}]}))
+                           "self_seconds": 0.5, "calls": 10}]})
     _, rows, text = analysed(tmp_path, entries)
     ffn = [row for row in rows if row.model == "ffn"]
     torch, torch_profiled = row_named(ffn, "torch"), row_named(ffn, "torch profiled")
@@ -490,16 +490,16 @@ def test_every_plot_draws_a_backend_in_one_colour():
 def test_gflops_are_unknown_where_the_count_does_not_know_a_layer(tmp_path):
     plan = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["ffn"], "rounds": 1}}, {}, "t"))
     entry = fake_entry(plan[0])
-    entry = dataclasses.replace(entry, record=dataclasses.replace(
-        entry.record, training_flops_per_sample=None, achieved_gflops_per_second=None, flops_unknown_layers=["Squash"]))
+    entry = with_figures(entry, training_flops_per_sample=None, achieved_gflops_per_second=None,
+                         flops_unknown_layers=["Squash"])
     [row] = load.group([entry])
     assert markdown.gflops_text(row, {}) == "unknown (Squash)"  # a count that left a layer out would be wrong
 
 
 def test_each_compare_says_what_share_of_its_wall_time_went_to_training_steps(tmp_path):
     plan = cells(matrix_from({"matrix": {"backends": ["jax", "torch"], "models": ["ffn"], "rounds": 1}}, {}, "t"))
-    phases = {"process start and imports": 1.0, "first epoch (tracing, compiling)": 2.0, "steady epochs": 5.0,
-              "evaluation": 2.0}
+    phases = records.Phases({"process start and imports": 1.0, "first epoch (tracing, compiling)": 2.0,
+                             "steady epochs": 5.0, "evaluation": 2.0})
     entries = [dataclasses.replace(fake_entry(cell), wall_seconds=10.0, phases=phases) for cell in plan]
     _, _, text = analysed(tmp_path, entries)
     [split] = report_markdown.table_with(text, "training steps", after="## Where each compare's time went")
@@ -539,8 +539,7 @@ def test_a_quick_like_report_prints_no_matplotlib_warning(tmp_path, capfd):
     for cell in cells(matrix):
         steady = {"tensorflow": 1.0, "torch": 1.3, "jax": 2.4}[cell.config.backend] * (1 + 0.02 * cell.repeat)
         entry = fake_entry(cell, epoch_seconds=[steady * 3] + [steady * (1 + 0.01 * i) for i in range(7)])
-        entries.append(dataclasses.replace(entry, record=dataclasses.replace(
-            entry.record, history={"accuracy": [0.9] * 8, "loss": [0.3] * 8})))  # no val_accuracy
+        entries.append(with_figures(entry, history={"accuracy": [0.9] * 8, "loss": [0.3] * 8}))  # no val_accuracy
     folder = write_results(tmp_path, entries)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

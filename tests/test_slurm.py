@@ -270,7 +270,7 @@ def test_folding_a_job_brings_its_entries_home_whole(tmp_path, monkeypatch):
     (cell,) = slurm.kind_plan(matrix, kind, [])
     job = slurm.Job("7_0", "kerasmnist-slurm-test", kind.name, tmp_path / slurm.JOBS_DIR / "7_0", 1)
     entry = dataclasses.replace(fake_entry(cell), key=slurm.kind_key(cell, kind.name), machine_kind=kind.name,
-                                phases={"process start and imports": 0.5, "steady epochs": 0.25},
+                                phases=records.Phases({"process start and imports": 0.5, "steady epochs": 0.25}),
                                 slurm={"job_id": "7_0", "array_job_id": "7", "array_index": 0, "node": "n1",
                                        "partition": "main"})
     job.folder.mkdir(parents=True)

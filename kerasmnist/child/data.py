@@ -18,13 +18,14 @@ import gzip
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kerasmnist.errors import DataError
+from kerasmnist.records import DataIdentity
 
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 MANIFEST = "SHA256SUMS"
@@ -109,7 +110,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: DataIdentity | None = None  # set by load()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -139,8 +140,9 @@ def load(dataset: str, data_dir: str | None, validation_size: int, limit_train: 
             raise DataError(f"--limit-test {limit_test} is larger than the {len(y_test)} test images")
         x_test, y_test = x_test[:limit_test], y_test[:limit_test]
     splits = split(x_train, y_train, x_test, y_test, validation_size, limit_train, seed)
-    splits.provenance = provenance | {"num_classes": splits.num_classes, "train_size": len(splits.y_train),
-                                      "validation_size": len(splits.y_val), "test_size": len(splits.y_test)}
+    splits.provenance = DataIdentity.from_json(provenance | {
+        "num_classes": splits.num_classes, "train_size": len(splits.y_train), "validation_size": len(splits.y_val),
+        "test_size": len(splits.y_test)})
     return splits
 
 

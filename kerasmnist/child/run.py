@@ -111,5 +111,5 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
                         f"(record: {path})") from error
     timeline["trained"] = time.time()
     record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes(),
-                                                 timeline=timeline), _now())
+                                                 timeline=records.Timeline(**timeline)), _now())
     return records.write(record, out_dir), record

@@ -13,6 +13,7 @@ from typing import Any
 from kerasmnist.config import RunConfig
 from kerasmnist.child.contention import ContentionMeter
 from kerasmnist.child.profiling import StepProfiler
+from kerasmnist.records import Phases, TimeToAccuracy
 
 
 # Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
@@ -57,15 +58,14 @@ def resolve_jit_compile(config: RunConfig) -> bool:
     return config.backend == "jax"
 
 
-def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> dict[str, Any]:
+def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> TimeToAccuracy:
     """Training seconds (first epoch included, validation excluded) until validation accuracy first
     reaches `target`. Checked at epoch ends only, as MLPerf does for small data sets: the figure's
     resolution is one epoch, which `resolution` says; None when it never did."""
     for epoch, accuracy in enumerate(val_accuracy, start=1):
         if accuracy >= target:
-            return {"target": target, "epochs": epoch, "seconds": sum(epoch_seconds[:epoch]),
-                    "resolution": "epoch ends"}
-    return {"target": target, "epochs": None, "seconds": None, "resolution": "epoch ends"}
+            return TimeToAccuracy(target, epoch, sum(epoch_seconds[:epoch]), "epoch ends")
+    return TimeToAccuracy(target, None, None, "epoch ends")
 
 
 def epoch_cv(epoch_seconds: list[float]) -> float | None:
@@ -91,17 +91,17 @@ _STAMPED_PHASES = (("process start and imports", "started"), ("pinning the backe
                    ("data loading and checking", "data_loaded"), ("importing the trainer, reading the environment", "described"))
 
 
-def cell_phases(record: Any, exited_at: float) -> dict[str, float] | None:
+def cell_phases(record: Any, exited_at: float) -> Phases | None:
     """Where a cell's wall time went, from its process's spawn to its exit, in seconds per phase; None for a
     record with no timeline (older records, and runs started by hand). The phases add up to the span, the
     training call's own remainder (seeding, fit's set-up and callbacks, the placement check) included."""
     stamps = record.timeline
-    if not stamps or stamps.get("spawned") is None:
+    if not stamps or stamps.spawned is None:
         return None
-    phases, previous = {}, stamps["spawned"]
+    phases, previous = {}, stamps.spawned
     for phase, stamp in _STAMPED_PHASES:
-        phases[phase] = stamps[stamp] - previous
-        previous = stamps[stamp]
+        phases[phase] = getattr(stamps, stamp) - previous
+        previous = getattr(stamps, stamp)
     timed = {
         "building and compiling the model": record.build_seconds,
         "first epoch (tracing, compiling)": record.first_epoch_seconds,
@@ -111,9 +111,9 @@ def cell_phases(record: Any, exited_at: float) -> dict[str, float] | None:
         "inference (warm-up and timed passes)": (record.inference_warmup_seconds or 0) + sum(record.inference_seconds or []),
     }
     phases |= timed
-    phases["training call, outside the timed parts"] = stamps["trained"] - stamps["described"] - sum(timed.values())
-    phases["writing the record and exiting"] = exited_at - stamps["trained"]
-    return phases
+    phases["training call, outside the timed parts"] = stamps.trained - stamps.described - sum(timed.values())
+    phases["writing the record and exiting"] = exited_at - stamps.trained
+    return Phases(phases)
 
 
 def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops: Any,

@@ -308,7 +308,7 @@ class StepCost:
 def seconds_per_step(row: Row) -> list[float]:
     """Each run's steady epoch over its steps (the last, partial batch counts as a step)."""
     batch = row.settings["batch_size"]
-    return [run.steady_epoch_seconds / -(-run.data["train_size"] // batch) for run in row.runs
+    return [run.steady_epoch_seconds / -(-run.data.train_size // batch) for run in row.runs
             if run.steady_epoch_seconds and run.data]
 
 

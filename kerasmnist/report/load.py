@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasmnist import records
-from kerasmnist.records import BenchEntry, CellEntry, RunRecord
+from kerasmnist.records import BenchEntry, CellEntry, ModelIdentity, RunRecord
 from kerasmnist.config import BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS
 from kerasmnist.errors import DataError
 
@@ -107,12 +107,10 @@ def _sources(record: RunRecord | None) -> tuple[tuple | None, tuple | None]:
     user's data."""
     if record is None:
         return None, None
-    model = record.model_identity or {}
-    data = record.data or {}
-    loader = data.get("loader")
-    return ((model["path"], model["source_sha256"]) if model.get("source_sha256") else None,
-            (loader["path"], loader["source_sha256"], *(array["sha256"] for array in data["arrays"].values()))
-            if loader else None)
+    model, data = record.model_identity, record.data
+    loader = data.loader if data else None
+    return ((model.path, model.source_sha256) if model and model.source_sha256 else None,
+            (loader.path, loader.source_sha256, *(array.sha256 for array in data.arrays.values())) if loader else None)
 
 
 @dataclass
@@ -153,9 +151,10 @@ class Row:
         return tuple(self.settings.get(key) for key in MODEL_KEYS)
 
     @property
-    def model_identity(self) -> dict[str, Any]:
-        """What its records say the model is (reference, source, arguments, parameters, layers)."""
-        return next((run.model_identity for run in self.runs if run.model_identity), {"reference": self.model})
+    def model_identity(self) -> ModelIdentity | None:
+        """What its records say the model is (reference, source, arguments, parameters, layers); None where none
+        says."""
+        return next((run.model_identity for run in self.runs if run.model_identity), None)
 
     @property
     def model_title(self) -> str:
@@ -169,12 +168,14 @@ class Row:
     def model_header(self) -> str:
         """A user's model's file, the first 12 characters of its source's SHA-256, parameters and layers."""
         identity = self.model_identity
-        parts = [f"`{identity.get('module') or identity['path']}`, source SHA-256 {identity['source_sha256'][:12]}"
-                 if identity.get("source_sha256") else ""]
-        if identity.get("parameters"):
-            parts.append(f"{identity['parameters']:,} parameters")
-        if identity.get("layers"):
-            parts.append("layers: " + ", ".join(f"{name} ×{count}" for name, count in identity["layers"].items()))
+        if identity is None:
+            return ""
+        parts = [f"`{identity.module or identity.path}`, source SHA-256 {identity.source_sha256[:12]}"
+                 if identity.source_sha256 else ""]
+        if identity.parameters:
+            parts.append(f"{identity.parameters:,} parameters")
+        if identity.layers:
+            parts.append("layers: " + ", ".join(f"{name} ×{count}" for name, count in identity.layers.items()))
         return ", ".join(part for part in parts if part)
 
     @property

@@ -222,11 +222,11 @@ def time_to_accuracy_text(row: Row) -> str:
     reached = [run.time_to_accuracy for run in row.runs if run.time_to_accuracy]
     if not reached:
         return "–"
-    seconds = [t["seconds"] for t in reached if t["seconds"] is not None]
-    target = f"{reached[0]['target']:.0%}"
+    seconds = [t.seconds for t in reached if t.seconds is not None]
+    target = f"{reached[0].target:.0%}"
     if not seconds:
         return f"{target} not reached"
-    epochs = statistics.median(t["epochs"] for t in reached if t["epochs"] is not None)
+    epochs = statistics.median(t.epochs for t in reached if t.epochs is not None)
     missed = len(reached) - len(seconds)
     return (f"{target}: {_spread(seconds, 1)} s, epoch {epochs:g}"
             + (f" ({missed} run{'s' if missed > 1 else ''} missed it)" if missed else ""))

@@ -43,7 +43,7 @@ def results_csv(cells: list[CellEntry]) -> str:
             "implementation": entry.config.get("implementation", "keras"), "status": entry.status,
             "reason": entry.reason or "", "resolved_device": record and record.resolved_device,
             "epochs": entry.config["epochs"], "batch_size": entry.config["batch_size"],
-            "train_size": record and (record.data or {}).get("train_size"),
+            "train_size": record and record.data and record.data.train_size,
             **{key: record and getattr(record, key) for key in ("first_epoch_seconds", "steady_epoch_seconds", "samples_per_second",
                                                 "test_accuracy", "test_loss", "peak_device_memory_bytes")},
             "wall_seconds": round(entry.wall_seconds, 2), "command": entry.command,

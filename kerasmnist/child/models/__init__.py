@@ -18,6 +18,7 @@ import numpy as np
 
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import UserCodeError
+from kerasmnist.records import ModelIdentity
 from kerasmnist.child.models import builtin, zoo
 from kerasmnist.child.models.builtin import images_in
 from kerasmnist.child.models.flops import count_training_flops
@@ -29,7 +30,7 @@ BUILDERS = {"cnn": builtin.build_cnn, "ffn": builtin.build_ffn, **zoo.BUILDERS}
 
 
 def build(config: RunConfig, input_shape: tuple[int, ...], num_classes: int,
-          sample: np.ndarray | None = None) -> tuple[keras.Model, dict[str, Any]]:
+          sample: np.ndarray | None = None) -> tuple[keras.Model, ModelIdentity]:
     """The run's model for data of `input_shape` (H, W, C) in `num_classes` classes, and its identity.
 
     A user's model is called once on `sample` (two images) first: a model that does not take the data, or
@@ -45,8 +46,8 @@ def build(config: RunConfig, input_shape: tuple[int, ...], num_classes: int,
         model = reference.call(**arguments)
         identity = reference.identity()
         _check(model, reference, config, num_classes, sample)
-    return model, identity | {"arguments": dict(sorted(config.model_args.items())),
-                              "parameters": model.count_params(), "layers": layer_counts(model)}
+    return model, ModelIdentity.from_json(identity | {"arguments": dict(sorted(config.model_args.items())),
+                                                      "parameters": model.count_params(), "layers": layer_counts(model)})
 
 
 def layer_counts(model: keras.Model) -> dict[str, int]:
