@@ -5,21 +5,17 @@ It never imports Keras at module level: the backend must be chosen first (kerasm
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import click
 
 from kerasmnist import config as config_module
-from kerasmnist.errors import KerasMnistError
+from kerasmnist.errors import ERROR_PREFIX, KerasMnistError
 from kerasmnist.launch.matrix import Matrix
-from kerasmnist.launch.processes import ERROR_PREFIX, PINNED_CHILD_VARIABLE, Stopped, exit_code, stops_cleanly
-
-if TYPE_CHECKING:
-    from kerasmnist.records import RunRecord
+from kerasmnist.stops import Stopped, exit_status, stops_cleanly
 
 DEFAULTS = config_module.RunConfig()
 MATRIX_DEFAULTS = Matrix()
@@ -42,15 +38,12 @@ class OneLineErrors(click.Group):
             sys.exit(error.exit_code)
         except KerasMnistError as error:
             click.echo(f"{ERROR_PREFIX}{error}", err=True)
-            sys.exit(exit_code(error))
+            sys.exit(error.exit_code)
         except (click.Abort, KeyboardInterrupt) as interrupt:
             # click turns a KeyboardInterrupt (Stopped included) into Abort, keeping it as the cause.
             stop = interrupt.__cause__ if isinstance(interrupt, click.Abort) else interrupt
-            if isinstance(stop, Stopped):
-                click.echo(f"kerasmnist: {stop}", err=True)
-                sys.exit(128 + stop.signal_number)
-            click.echo("kerasmnist: interrupted", err=True)
-            sys.exit(130)
+            click.echo(f"kerasmnist: {stop}" if isinstance(stop, Stopped) else "kerasmnist: interrupted", err=True)
+            sys.exit(exit_status(stop))
 
 
 @click.group(cls=OneLineErrors)
@@ -177,7 +170,7 @@ def run_settings(from_config: bool) -> Callable[[Callable[..., Any]], Callable[.
               help="Folder the run record is written to.")
 def train(out: Path, **options: Any) -> None:
     """Train one model under one backend on one pinned device, and write its record."""
-    from kerasmnist.child.run import run_and_record
+    from kerasmnist.child.run import run_and_record, summary
 
     config = config_module.run_config_from(options, "command line")
     if config.precision == "mixed_float16" and config.device == "cpu":
@@ -185,12 +178,6 @@ def train(out: Path, **options: Any) -> None:
                    "mixed_float16 is meant for GPUs with tensor cores", err=True)
     path, record = run_and_record(config, out)
     click.echo(summary(record, path))
-    if os.environ.get(PINNED_CHILD_VARIABLE):
-        # A compare's cell is done once its record is written and its summary printed. The interpreter's
-        # teardown of the framework (about 1 s a cell in the phase split) has nothing left to save: skip it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
 
 
 def _listed(key: str) -> str:
@@ -241,7 +228,7 @@ def _all_of(options: tuple[Callable[..., Any], ...]) -> Callable[[Callable[..., 
     return decorate
 
 
-# compare's Slurm options, each a [slurm] key too (matrix.SLURM_KEYS).
+# compare's Slurm options, each a [slurm] key too (launch/executors/machines.py SLURM_KEYS).
 slurm_options = _all_of((
     click.option("--slurm/--no-slurm", "slurm", default=None,
                  help="Run on a Slurm cluster, each round of each machine kind one job; --no-slurm runs a config "
@@ -285,15 +272,14 @@ def sweep(config_path: Path | None, out: Path | None, force: bool, **overrides: 
 
 def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, overrides: dict[str, Any],
                           needs_batch_sizes: bool = False) -> None:
-    from kerasmnist.launch import compare as compare_module
     from kerasmnist import records, report
-    from kerasmnist.launch.matrix import load_matrix
+    from kerasmnist.launch import compare as compare_module
 
-    matrix = load_matrix(config_path, overrides)
+    matrix, executor = compare_module.load(config_path, overrides)
     if needs_batch_sizes and not matrix.batch_sizes:
         raise click.UsageError("sweep needs --batch-sizes (or batch_sizes in the config's [matrix]), e.g. 64,128,256")
     outcome = compare_module.run_matrix(matrix, out, " ".join(["kerasmnist", *sys.argv[1:]]), force=force,
-                                        echo=lambda line: click.echo(line, err=True))
+                                        echo=lambda line: click.echo(line, err=True), executor=executor)
     counts = outcome.counts
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
@@ -380,69 +366,6 @@ def colab(out: Path, install_from_repo: bool) -> None:
     from kerasmnist.launch.colab import write_notebook
 
     click.echo(f"notebook: {write_notebook(out, from_repo=install_from_repo)}")
-
-
-@cli.group(hidden=True)
-def worker() -> None:
-    """The pinned child processes that bench and env spawn (kerasmnist.launch.processes.run_pinned); each writes
-    its JSON into --out."""
-
-
-@worker.command(name="matmul")
-@click.argument("backend_name", metavar="BACKEND")
-@click.argument("device")
-@click.option("--sizes", required=True, help="Matrix sizes N, comma-separated.")
-@click.option("--repeats", type=int, required=True, help="Timed calls per size.")
-@click.option("--tf32", "float32_matmul_precision", flag_value="tf32", default="float32", help="Allow TF32.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for matmul.json.")
-def worker_matmul(backend_name: str, device: str, sizes: str, repeats: int, float32_matmul_precision: str,
-                  out: Path) -> None:
-    """Time the matrix multiplies of one backend on one device, in this pinned process."""
-    import json
-
-    from kerasmnist.launch import bench as bench_module
-    from kerasmnist import records
-
-    entry = bench_module.measure(backend_name, device, tuple(int(size) for size in sizes.split(",")), repeats,
-                                 float32_matmul_precision)
-    records.replace_atomically(out / "matmul.json", json.dumps(entry.to_json()))
-
-
-@worker.command(name="probe")
-@click.argument("backend_name", metavar="BACKEND")
-@click.argument("device")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for probe.json.")
-def worker_probe(backend_name: str, device: str, out: Path) -> None:
-    """Pin one backend to one device as a run does, and report what it sees."""
-    import json
-
-    from kerasmnist.launch import inventory
-    from kerasmnist import records
-
-    records.replace_atomically(out / "probe.json", json.dumps(inventory.probe(backend_name, device)))
-
-
-def summary(record: "RunRecord", path: Path) -> str:
-    def seconds(value: float | None) -> str:
-        return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
-
-    rate, reached = record.samples_per_second, record.time_to_accuracy
-    target_epochs = reached.epochs
-    return "\n".join([
-        f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
-        f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
-        f"{record.data.train_size:,} training images",
-        f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
-        f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
-        f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
-        "inference " + (f"{record.inference_samples_per_second:,.0f} samples/s (model.predict, batch "
-                         f"{record.inference_batch_size})" if record.inference_samples_per_second else "not timed"),
-        f"time to {reached.target:.0%} validation accuracy: "
-        + (f"{reached.seconds:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
-           "checked at epoch ends)"
-           if reached.seconds is not None else "not reached"),
-        f"record: {path}",
-    ])
 
 
 def main() -> None:

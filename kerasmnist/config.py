@@ -33,6 +33,12 @@ FLOAT32_MATMUL_PRECISIONS = ("float32", "tf32")  # full float32, or TF32 tensor 
 
 MNIST_TRAIN_IMAGES = 60_000
 
+# Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
+# (an even one takes the mean of the two middle epochs, which with two speeds may be neither), and longer
+# than the longest run at one speed seen so far (4 epochs) with room for a longer one. Reasoning and
+# evidence in reports/tf-two-speeds/README.md.
+MIN_STEADY_EPOCHS = 7
+
 XLA_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"  # how --cpu-devices splits the CPU
 _XLA_FLAG = re.compile(r"--xla_\w+(=\S*)?")
 

@@ -30,3 +30,7 @@ class DataError(KerasMnistError):
 
 class RunFailed(KerasMnistError):
     """Training started but broke; a record with status `failed` was written."""
+
+
+ERROR_PREFIX = "kerasmnist: error: "  # every command's one-line error starts so; a parent reads it from a child's log
+UNAVAILABLE_EXIT = 3  # a pinned child's "cannot run here": its backend or device is not there (a skipped cell)

@@ -3,6 +3,10 @@
 Training tests run `python -m kerasmnist` in subprocesses: Keras fixes its backend at import, so
 one pytest process cannot train under all three. In-process tests that need Keras use the
 `keras_jax` fixture, which pins this pytest process to JAX on the CPU once.
+
+Most training tests share their runs: `trained(NAME)` runs one of SHARED_RUNS once per session, on first
+use, and every test that asks for it after that gets the same run. A shared run carries every setting
+whose effect one test or another asserts, where one run can carry them together.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from kerasmnist import pinning, records
 from kerasmnist.child import backend
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "mnist-small"
@@ -25,11 +31,83 @@ QUICK_ARGS = ["--data-dir", str(FIXTURE_DIR), "--validation-size", "1000", "--ep
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Runs `kerasmnist ARGS` in a fresh process with an unpinned environment."""
-    child_env = backend.child_environment()
+    child_env = pinning.child_environment()
     child_env.pop("KERASMNIST_DATA_DIR", None)
     child_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "kerasmnist", *args], capture_output=True, text=True,
                           env=child_env, timeout=timeout)
+
+
+# The runs the slow tests share, each `kerasmnist train` with QUICK_ARGS and these flags, and which tests read each
+# (tests/test_*.py). The six backend-model runs are the complete-record test's; the other settings ride on them
+# where a run can carry them, so that one process answers several tests.
+SHARED_RUNS: dict[str, tuple[str, ...]] = {
+    # test_train: complete record.
+    "tensorflow-cnn": ("--backend", "tensorflow", "--model", "cnn"),
+    "jax-cnn": ("--backend", "jax", "--model", "cnn"),
+    # test_train: complete record, channels_first.
+    "torch-cnn": ("--backend", "torch", "--model", "cnn", "--data-format", "channels_first"),
+    # test_train: complete record, input pipeline, fit told the steps per epoch (the fixture's 4,000 images
+    # at batch 64 end in a partial batch of 32).
+    "tensorflow-ffn": ("--backend", "tensorflow", "--model", "ffn", "--input-pipeline", "tf.data",
+                       "--fit-steps-per-epoch"),
+    # test_train: complete record, input pipeline; test_gpu_side: the backend's device facts; test_profiling: Keras
+    # profiled.
+    "torch-ffn": ("--backend", "torch", "--model", "ffn", "--input-pipeline", "torch.utils.data", "--profile"),
+    # test_train: complete record, the same seed twice (with jax-ffn-again); test_profiling: unprofiled.
+    "jax-ffn": ("--backend", "jax", "--model", "ffn"),
+    "jax-ffn-again": ("--backend", "jax", "--model", "ffn"),
+    # test_train: input pipeline; test_gpu_side: bfloat16.
+    "jax-ffn-tf.data": ("--backend", "jax", "--model", "ffn", "--input-pipeline", "tf.data",
+                        "--precision", "mixed_bfloat16"),
+    # test_train: input pipeline, fit told the steps per epoch; test_gpu_side: bfloat16.
+    "torch-ffn-device": ("--backend", "torch", "--model", "ffn", "--input-pipeline", "device",
+                         "--fit-steps-per-epoch", "--precision", "mixed_bfloat16"),
+    # test_gpu_side: bfloat16, data-parallel.
+    "tensorflow-ffn-data-parallel": ("--backend", "tensorflow", "--model", "ffn", "--precision", "mixed_bfloat16",
+                                     "--data-parallel", "--cpu-devices", "2"),
+    # test_gpu_side: data-parallel, float16 on a CPU.
+    "jax-ffn-data-parallel": ("--backend", "jax", "--model", "ffn", "--precision", "mixed_float16",
+                              "--data-parallel", "--cpu-devices", "2"),
+    # test_native: every backend and model from NumPy arrays, device-resident data for a few; test_profiling: the
+    # native loop profiled.
+    **{f"native-{backend}-{model}-numpy": ("--implementation", "native", "--backend", backend, "--model", model,
+                                           "--input-pipeline", "numpy")
+       for backend in ("tensorflow", "torch", "jax") for model in ("cnn", "ffn")},
+    "native-jax-cnn-device": ("--implementation", "native", "--backend", "jax", "--model", "cnn",
+                              "--input-pipeline", "device"),
+    "native-torch-ffn-device": ("--implementation", "native", "--backend", "torch", "--model", "ffn",
+                                "--input-pipeline", "device", "--profile"),
+    "native-tensorflow-ffn-device": ("--implementation", "native", "--backend", "tensorflow", "--model", "ffn",
+                                     "--input-pipeline", "device"),
+}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A shared run: what `kerasmnist train` printed, and its record, as written (JSON) and typed."""
+
+    name: str
+    result: subprocess.CompletedProcess
+    json: dict
+    record: records.RunRecord
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """`trained(NAME)`: the shared run NAME (SHARED_RUNS), trained on first use, passed, and read."""
+    done: dict[str, subprocess.CompletedProcess] = {}
+
+    def run(name: str) -> Trained:
+        out = tmp_path_factory.getbasetemp() / "shared-runs" / name
+        if name not in done:
+            done[name] = run_cli("train", "--device", "cpu", *SHARED_RUNS[name], *QUICK_ARGS, "--out", str(out))
+        result = done[name]
+        assert result.returncode == 0, f"shared run {name} failed:\n{result.stderr}"
+        (path,) = sorted(out.glob("*.json"))
+        return Trained(name, result, json.loads(path.read_text()), records.read(path))
+
+    return run
 
 
 def records_in(folder: Path) -> list[dict]:

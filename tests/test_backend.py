@@ -3,40 +3,41 @@ from types import SimpleNamespace
 
 import pytest
 
+from kerasmnist import pinning
 from kerasmnist.child import backend
 from kerasmnist.errors import BackendUnavailable
 
 
 def test_cpu_pinning_hides_gpus_from_every_framework():
     for name in ("tensorflow", "torch", "jax"):
-        env = backend.pinning_environment(name, "cpu")
+        env = pinning.pinning_environment(name, "cpu")
         assert env["KERAS_BACKEND"] == name
         assert env["CUDA_VISIBLE_DEVICES"] == ""
-    assert backend.pinning_environment("jax", "cpu")["JAX_PLATFORMS"] == "cpu"
-    assert backend.pinning_environment("torch", "cpu")["KERAS_TORCH_DEVICE"] == "cpu"
+    assert pinning.pinning_environment("jax", "cpu")["JAX_PLATFORMS"] == "cpu"
+    assert pinning.pinning_environment("torch", "cpu")["KERAS_TORCH_DEVICE"] == "cpu"
 
 
 def test_gpu_pinning_asks_for_the_gpu_and_uses_one_of_the_users_gpus():
-    assert backend.pinning_environment("jax", "gpu", environ={})["JAX_PLATFORMS"] == "cuda"
-    assert backend.pinning_environment("torch", "gpu", environ={})["KERAS_TORCH_DEVICE"] == "cuda"
-    assert backend.pinning_environment("tensorflow", "gpu", environ={})["CUDA_VISIBLE_DEVICES"] == "0"
+    assert pinning.pinning_environment("jax", "gpu", environ={})["JAX_PLATFORMS"] == "cuda"
+    assert pinning.pinning_environment("torch", "gpu", environ={})["KERAS_TORCH_DEVICE"] == "cuda"
+    assert pinning.pinning_environment("tensorflow", "gpu", environ={})["CUDA_VISIBLE_DEVICES"] == "0"
     users = {"CUDA_VISIBLE_DEVICES": "2,3"}
-    assert backend.pinning_environment("torch", "gpu", environ=users)["CUDA_VISIBLE_DEVICES"] == "2"
+    assert pinning.pinning_environment("torch", "gpu", environ=users)["CUDA_VISIBLE_DEVICES"] == "2"
     # Data-parallel runs get every GPU the user allowed, and the user's choice is left as it is.
-    assert "CUDA_VISIBLE_DEVICES" not in backend.pinning_environment("jax", "gpu", data_parallel=True, environ=users)
-    assert backend.pinning_environment("jax", "gpu", environ={"CUDA_VISIBLE_DEVICES": ""})["CUDA_VISIBLE_DEVICES"] == ""
+    assert "CUDA_VISIBLE_DEVICES" not in pinning.pinning_environment("jax", "gpu", data_parallel=True, environ=users)
+    assert pinning.pinning_environment("jax", "gpu", environ={"CUDA_VISIBLE_DEVICES": ""})["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_gpu_memory_is_shared_unless_the_user_says_otherwise():
-    env = backend.pinning_environment("jax", "gpu", environ={})
+    env = pinning.pinning_environment("jax", "gpu", environ={})
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     users = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true", "TF_FORCE_GPU_ALLOW_GROWTH": "false"}
-    env = backend.pinning_environment("tensorflow", "gpu", environ=users)
+    env = pinning.pinning_environment("tensorflow", "gpu", environ=users)
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"
 
 
 def test_cpu_devices_add_to_the_users_xla_flags():
-    env = backend.pinning_environment("jax", "cpu", cpu_devices=2,
+    env = pinning.pinning_environment("jax", "cpu", cpu_devices=2,
                                       environ={"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"})
     assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=2"
 
@@ -44,11 +45,11 @@ def test_cpu_devices_add_to_the_users_xla_flags():
 
 def test_a_runs_xla_flags_join_the_users_and_replace_a_flag_of_the_same_name():
     users = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_cpu_use_thunk_runtime=true"}
-    env = backend.pinning_environment("jax", "cpu", xla_flags="--xla_cpu_use_thunk_runtime=false", environ=users)
+    env = pinning.pinning_environment("jax", "cpu", xla_flags="--xla_cpu_use_thunk_runtime=false", environ=users)
     assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_cpu_use_thunk_runtime=false"
-    env = backend.pinning_environment("tensorflow", "gpu", xla_flags="--xla_gpu_autotune_level=0", environ={})
+    env = pinning.pinning_environment("tensorflow", "gpu", xla_flags="--xla_gpu_autotune_level=0", environ={})
     assert env["XLA_FLAGS"] == "--xla_gpu_autotune_level=0"
-    assert "XLA_FLAGS" not in backend.pinning_environment("jax", "cpu", environ=users)  # left as the user set it
+    assert "XLA_FLAGS" not in pinning.pinning_environment("jax", "cpu", environ=users)  # left as the user set it
 
 
 @pytest.mark.slow
@@ -90,7 +91,7 @@ def test_cpu_threads_bind_the_process_and_set_the_frameworks_thread_count():
     probe = ("import os, torch; from kerasmnist import backend; backend.pin('torch', 'cpu', cpu_threads=1); "
              "print(len(os.sched_getaffinity(0)), torch.get_num_threads())")
     child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                           env=backend.child_environment(), timeout=300)
+                           env=pinning.child_environment(), timeout=300)
     assert child.stdout.split() == ["1", "1"], child.stderr
 
 

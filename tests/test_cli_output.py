@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from conftest import fake_entry, with_figures
 from kerasmnist import cli
+from kerasmnist.errors import UNAVAILABLE_EXIT
 from kerasmnist.launch import processes
 from kerasmnist.child import run
 from kerasmnist.launch.matrix import Matrix, cells
@@ -14,11 +15,11 @@ from kerasmnist.launch.matrix import Matrix, cells
 def test_env_says_what_it_probes_as_it_goes(monkeypatch):
     probed = []
 
-    def fake_probe(arguments, folder, timeout_seconds=None, show_output=False):
-        probed.append(tuple(arguments[2:4]))
-        return processes.ChildResult(processes.UNAVAILABLE_EXIT, (), ("kerasmnist: error: not here",))
+    def fake_probe(task, folder, python=None, timeout_seconds=None, show_output=False):
+        probed.append((task.backend, task.device))
+        return processes.ChildResult(UNAVAILABLE_EXIT, (), ("kerasmnist: error: not here",))
 
-    monkeypatch.setattr(processes, "run_pinned", fake_probe)
+    monkeypatch.setattr(processes, "spawn", fake_probe)
     result = CliRunner().invoke(cli.cli, ["env"])
     assert result.exit_code == 0, result.output
     said = [line for line in result.stderr.splitlines() if line.startswith("probing")]
@@ -34,5 +35,5 @@ def test_the_summary_says_1_epoch():
     entry = fake_entry(cells(Matrix())[0])
     record = entry.record
     reached = with_figures(entry, time_to_accuracy=dataclasses.replace(record.time_to_accuracy, epochs=1)).record
-    assert "(1 epoch, checked at epoch ends)" in cli.summary(reached, "x.json")
-    assert "(2 epochs, checked at epoch ends)" in cli.summary(record, "x.json")
+    assert "(1 epoch, checked at epoch ends)" in run.summary(reached, "x.json")
+    assert "(2 epochs, checked at epoch ends)" in run.summary(record, "x.json")

@@ -5,10 +5,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
-from kerasmnist import cli, records, report
-from kerasmnist.launch import compare, processes
-from kerasmnist.config import RunConfig, run_config_from
-from kerasmnist.launch.matrix import CELL_AXES, Matrix, cells, load_matrix, matrix_from
+from kerasmnist import cli, records, report, tasks
+from kerasmnist.launch import compare, processes, rounds
+from kerasmnist.config import RunConfig
+from kerasmnist.errors import UNAVAILABLE_EXIT
+from kerasmnist.launch.matrix import CELL_AXES, Matrix, cells, matrix_from
 
 
 def small_matrix(rounds=1, **run):
@@ -25,7 +26,7 @@ def stub_cells(monkeypatch, statuses=None, interrupt_at=None):
         ran.append(cell.label)
         return fake_entry(cell, status=(statuses or {}).get(cell.config.backend, "ok"), reason="because")
 
-    monkeypatch.setattr(compare, "run_cell", fake_run_cell)
+    monkeypatch.setattr(rounds, "run_cell", fake_run_cell)
     return ran
 
 
@@ -105,7 +106,7 @@ def test_rounds_added_by_a_later_command_take_seeds_no_earlier_round_used(tmp_pa
 
 
 def test_a_cell_that_cannot_run_here_is_skipped_and_one_with_bad_input_failed():
-    unavailable = processes.ChildResult(processes.UNAVAILABLE_EXIT, (), ("kerasmnist: error: backend torch sees no "
+    unavailable = processes.ChildResult(UNAVAILABLE_EXIT, (), ("kerasmnist: error: backend torch sees no "
                                                                         "CUDA GPU",))
     assert unavailable.status() == ("skipped", "backend torch sees no CUDA GPU")
     bad_data = processes.ChildResult(2, (), ("kerasmnist: error: data folder x is not a readable directory",))
@@ -139,8 +140,8 @@ def test_every_train_setting_is_a_compare_and_sweep_flag_of_the_same_name():
                  "--xla-flags=--xla_cpu_use_thunk_runtime=false", "--target-accuracy", "0.9", "--tf32",
                  "--cell-timeout", "60", "--repeats", "4", "--backends", "jax"]
     parsed = cli.compare.make_context("compare", arguments).params
-    matrix = load_matrix(parsed.pop("config_path"), {key: value for key, value in parsed.items()
-                                                      if key not in ("out", "force")})
+    matrix, _ = compare.load(parsed.pop("config_path"), {key: value for key, value in parsed.items()
+                                                         if key not in ("out", "force")})
     assert (matrix.rounds, matrix.cell_timeout) == (4, 60)
     assert matrix.run == dataclasses.replace(
         Matrix.run, model="ffn", seed=7,  # hidden sizes make [run] an ffn template
@@ -149,15 +150,13 @@ def test_every_train_setting_is_a_compare_and_sweep_flag_of_the_same_name():
         target_accuracy=0.9, float32_matmul_precision="tf32")
 
 
-def test_train_arguments_reproduce_the_config():
+def test_a_cells_child_receives_its_config_whole():
     config = RunConfig(backend="jax", model="ffn", hidden=(64, 32), limit_train=100, cpu_threads=1, cpu_devices=2,
-                       data_parallel=True, float32_matmul_precision="tf32",
+                       data_parallel=True, float32_matmul_precision="tf32", model_args={"width": 8, "name": "a|b"},
                        xla_flags="--xla_cpu_use_thunk_runtime=false --xla_cpu_max_isa=AVX2")
-    arguments = compare.train_arguments(config)
-    assert not any(argument.startswith("--data-dir") for argument in arguments)
-    parsed = cli.train.make_context("train", arguments).params
-    del parsed["out"]
-    assert run_config_from(parsed, "command line") == config
+    received, spawned_at = tasks.from_json(tasks.to_json(tasks.TrainTask(config), 12.5))
+    assert received == tasks.TrainTask(config) and spawned_at == 12.5
+    assert received.config.data_dir is None  # unset stays unset: the child finds the data as train would
 
 
 # Real cells, each a `kerasmnist train` process.
@@ -170,7 +169,7 @@ def real_cell(tmp_path, backend, device, **run):
 
 @pytest.mark.slow
 def test_a_cell_that_cannot_run_here_is_skipped_with_the_reason(tmp_path):
-    entry = compare.run_cell(real_cell(tmp_path, "torch", "gpu"), 300, tmp_path)
+    entry = rounds.run_cell(real_cell(tmp_path, "torch", "gpu"), 300, tmp_path)
     assert entry.status == "skipped"
     assert entry.reason.startswith("backend torch sees no CUDA GPU")
     assert entry.record is None
@@ -178,7 +177,7 @@ def test_a_cell_that_cannot_run_here_is_skipped_with_the_reason(tmp_path):
 
 @pytest.mark.slow
 def test_a_cell_past_its_timeout_is_killed_and_failed(tmp_path):
-    entry = compare.run_cell(real_cell(tmp_path, "jax", "cpu", epochs=50), 3, tmp_path)
+    entry = rounds.run_cell(real_cell(tmp_path, "jax", "cpu", epochs=50), 3, tmp_path)
     assert entry.status == "failed" and entry.reason == "timed out after 3 s"
 
 
@@ -241,7 +240,7 @@ def test_rounds_are_added_until_every_ratio_is_narrow_enough(tmp_path, monkeypat
             speed = {"jax": 1.0, "torch": 2.0}[cell.config.backend] * (1 + rng.uniform(-noise, noise))
             return fake_entry(cell, steady=speed)
 
-        monkeypatch.setattr(compare, "run_cell", fake_run_cell)
+        monkeypatch.setattr(rounds, "run_cell", fake_run_cell)
         matrix = matrix_from({"matrix": {"backends": ["jax", "torch"], "models": ["ffn"], "rounds": 2,
                                          "target_ci": 0.05, "max_rounds": 6, "peak_matmul_size": 0}}, {}, "t")
         lines = []
@@ -263,7 +262,7 @@ def test_a_cells_phases_add_up_to_its_wall_time(tmp_path):
     """The phases span the child's life from its spawn to its exit; the cell's wall time adds what the parent
     does around it (starting the process, reading the record, the host facts), which takes well under a second
     (on this project's 2-core machine: 0.1 to 0.3 s), so 1 s less than the wall time is the tolerance."""
-    entry = compare.run_cell(real_cell(tmp_path, "jax", "cpu"), 300, tmp_path)
+    entry = rounds.run_cell(real_cell(tmp_path, "jax", "cpu"), 300, tmp_path)
     assert entry.status == "ok", entry.reason
     phases = entry.phases
     assert all(seconds >= 0 for seconds in phases.values()), phases
@@ -274,7 +273,7 @@ def test_a_cells_phases_add_up_to_its_wall_time(tmp_path):
 
 def test_a_plan_with_too_few_steady_epochs_is_noted_once_and_one_with_enough_is_not():
     said = []
-    compare.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 3}}, {}, "t")), said.append)
-    compare.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 8}}, {}, "t")), said.append)
+    rounds.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 3}}, {}, "t")), said.append)
+    rounds.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 8}}, {}, "t")), said.append)
     assert said == ["note: some cells have 2 steady epochs; a median needs 7 to be one speed's (--epochs 8 or more), "
                     "and the report will say so"]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
+from conftest import QUICK_ARGS, error_line, run_cli
 from kerasmnist.launch import bench
 from kerasmnist import records, report
 from kerasmnist.launch.inventory import render
@@ -27,14 +27,14 @@ def test_env_reports_every_backend_and_what_would_run(tmp_path):
     assert "--device gpu: no: backend torch sees no CUDA GPU" in text
 
 
+# The trainings below are shared runs (conftest.SHARED_RUNS), each carrying the settings of several tests.
+
 @pytest.mark.slow
-def test_run_record_holds_the_backends_device_facts(tmp_path):
-    result = run_cli("train", "--backend", "torch", "--model", "ffn", *QUICK_ARGS, "--epochs", "1", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    facts = record["environment"]["backend"]
+def test_run_record_holds_the_backends_device_facts(trained):
+    record = trained("torch-ffn").record
+    facts = record.environment["backend"]
     assert facts["version"].startswith("2.") and "cpu" in facts["devices"]
-    assert record["device_count"] == 1
+    assert record.device_count == 1
 
 
 @pytest.mark.slow
@@ -68,25 +68,23 @@ def test_crossover_is_where_the_gpu_wins_from_then_on():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
-def test_mixed_bfloat16_trains_and_is_recorded(tmp_path, backend):
-    result = run_cli("train", "--backend", backend, "--model", "ffn", *QUICK_ARGS, "--precision", "mixed_bfloat16",
-                     "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["config"]["precision"] == "mixed_bfloat16"
-    assert record["test_accuracy"] >= 0.85
+@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn-data-parallel"),
+                                           ("torch", "torch-ffn-device"), ("jax", "jax-ffn-tf.data")])
+def test_mixed_bfloat16_trains_and_is_recorded(trained, backend, name):
+    record = trained(name).record
+    assert (record.backend, record.model) == (backend, "ffn")
+    assert record.config["precision"] == "mixed_bfloat16"
+    assert record.test_accuracy >= 0.85
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_data_parallel_over_virtual_cpu_devices(tmp_path, backend):
-    result = run_cli("train", "--backend", backend, "--model", "ffn", *QUICK_ARGS, "--data-parallel",
-                     "--cpu-devices", "2", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["device_count"] == 2 and record["resolved_device"] == "cpu"
-    assert record["test_accuracy"] >= 0.85
+@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn-data-parallel"),
+                                           ("jax", "jax-ffn-data-parallel")])
+def test_data_parallel_over_virtual_cpu_devices(trained, backend, name):
+    record = trained(name).record
+    assert (record.backend, record.model) == (backend, "ffn")
+    assert record.device_count == 2 and record.resolved_device == "cpu"
+    assert record.test_accuracy >= 0.85
 
 
 @pytest.mark.slow
@@ -106,22 +104,10 @@ def test_bad_gpu_side_options(tmp_path, args, code, message):
 
 
 @pytest.mark.slow
-def test_float16_on_a_cpu_runs_with_a_note(tmp_path):
-    result = run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--epochs", "1",
-                     "--precision", "mixed_float16", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert "kerasmnist: note: float16 on a CPU is emulated" in result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["config"]["precision"] == "mixed_float16"
+def test_float16_on_a_cpu_runs_with_a_note(trained):
+    shared = trained("jax-ffn-data-parallel")
+    assert "kerasmnist: note: float16 on a CPU is emulated" in shared.result.stderr
+    assert shared.record.config["precision"] == "mixed_float16"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_a_users_model_and_data_train_data_parallel(tmp_path, backend):
-    user = FIXTURE_DIR.parent / "user"
-    result = run_cli("train", "--backend", backend, "--model", f"{user / 'models.py'}:build_bn_convnet",
-                     "--dataset", f"{user / 'data.py'}:load_synthetic", "--validation-size", "200", "--epochs", "2",
-                     "--progress", "none", "--data-parallel", "--cpu-devices", "2", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["device_count"] == 2 and record["model_identity"]["function"] == "build_bn_convnet"
+# A user's model and data data-parallel: test_user_models's compare runs them so under tensorflow and jax.

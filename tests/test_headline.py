@@ -158,10 +158,10 @@ def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, mon
     from click.testing import CliRunner
 
     from kerasmnist import cli
-    from kerasmnist.launch import compare
+    from kerasmnist.launch import compare, rounds
 
     rng = np.random.default_rng(6)
-    monkeypatch.setattr(compare, "run_cell", lambda cell, timeout_seconds, out_dir: fake_entry(
+    monkeypatch.setattr(rounds, "run_cell", lambda cell, timeout_seconds, out_dir: fake_entry(
         cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * rng.lognormal(0, 0.02)))
     out = tmp_path / "out"
     result = CliRunner().invoke(cli.cli, ["compare", "--backends", "torch,jax", "--models", "ffn", "--repeats", "3",

@@ -3,30 +3,29 @@
 import numpy as np
 import pytest
 
-from conftest import QUICK_ARGS, error_line, records_in, run_cli
+from conftest import error_line, run_cli
 from kerasmnist.config import InvalidValue, RunConfig
 from test_train import ACCURACY_BAR
 
 
 # Every backend and model from NumPy arrays (the default); device-resident data for a few. The
-# fixture's 4,000 training images at batch 64 end in a partial batch, which must train too.
+# fixture's 4,000 training images at batch 64 end in a partial batch, which must train too. Shared runs
+# (conftest.SHARED_RUNS): the torch FFN's device run is test_profiling's profiled native run too.
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "model", "pipeline"), [
     *[(backend, model, "numpy") for backend in ("tensorflow", "torch", "jax") for model in ("cnn", "ffn")],
     ("jax", "cnn", "device"), ("torch", "ffn", "device"), ("tensorflow", "ffn", "device"),
 ])
-def test_native_loop_learns_and_records(tmp_path, backend, model, pipeline):
-    result = run_cli("train", "--implementation", "native", "--backend", backend, "--model", model, *QUICK_ARGS,
-                     "--input-pipeline", pipeline, "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["status"] == "ok" and record["config"]["implementation"] == "native"
-    assert record["config"]["input_pipeline"] == pipeline
-    assert record["resolved_device"] == "cpu"
-    assert record["parameters"] == {"cnn": 34_826, "ffn": 101_770}[model]
-    assert record["test_accuracy"] >= ACCURACY_BAR[model]
-    assert len(record["epoch_seconds"]) == 3 and record["steady_epoch_seconds"] > 0
-    assert set(record["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+def test_native_loop_learns_and_records(trained, backend, model, pipeline):
+    record = trained(f"native-{backend}-{model}-{pipeline}").record
+    assert (record.backend, record.model) == (backend, model)
+    assert record.status == "ok" and record.config["implementation"] == "native"
+    assert record.config["input_pipeline"] == pipeline
+    assert record.resolved_device == "cpu"
+    assert record.parameters == {"cnn": 34_826, "ffn": 101_770}[model]
+    assert record.test_accuracy >= ACCURACY_BAR[model]
+    assert len(record.epoch_seconds) == 3 and record.steady_epoch_seconds > 0
+    assert set(record.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
 
 
 @pytest.mark.slow
@@ -34,7 +33,8 @@ def test_jax_native_device_input_trains_the_same_batches_as_numpy_input(keras_ja
     """Device input slices each batch out of the epoch's order inside the compiled step; it must
     train exactly the rows NumPy input gathers on the host, the last, partial batch included."""
     from kerasmnist.child.data import Splits
-    from kerasmnist.child.native import JaxLoop, train_epoch
+    from kerasmnist.child.trainers.native import train_epoch
+    from kerasmnist.child.trainers.native_jax import JaxLoop
 
     rng = np.random.default_rng(0)
     images, labels = rng.random((10, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 10)
@@ -54,7 +54,7 @@ def test_jax_native_device_input_trains_the_same_batches_as_numpy_input(keras_ja
 
 
 def test_native_initial_weights_are_glorot_uniform_with_zero_biases(keras_jax):  # native imports Keras
-    from kerasmnist.child.native import initial_weights
+    from kerasmnist.child.trainers.native import initial_weights
 
     for (kernel, bias), fan in zip(initial_weights(RunConfig(model="cnn")), [(9, 288), (288, 576), (1600, 10)]):
         limit = np.sqrt(6 / sum(fan))
@@ -82,7 +82,8 @@ def test_torch_native_adam_follows_keras_rule(keras_jax):
     near epsilon the updates differ many-fold. The native torch step must match Keras's own Adam."""
     import torch
 
-    from kerasmnist.child.native import BETA_1, BETA_2, EPSILON, keras_adam_step
+    from kerasmnist.child.trainers.native import BETA_1, BETA_2, EPSILON
+    from kerasmnist.child.trainers.native_torch import keras_adam_step
 
     rng = np.random.default_rng(0)
     start = [rng.uniform(0.5, 1.5, (3, 4)).astype(np.float32), -rng.uniform(0.5, 1.5, 5).astype(np.float32)]

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_DIR, fake_entry
+from kerasmnist import pinning
 from kerasmnist.child import backend
-from kerasmnist.launch import compare
+from kerasmnist.launch import compare, rounds
 from kerasmnist import records, report
 from kerasmnist.launch.matrix import cells, matrix_from
 
@@ -40,7 +41,7 @@ def stub(monkeypatch, status="ok", seen=None):
             seen.append(cell.label)
         return fake_entry(cell, status=status, reason=None if status == "ok" else f"{status} here")
 
-    monkeypatch.setattr(compare, "run_cell", fake_run_cell)
+    monkeypatch.setattr(rounds, "run_cell", fake_run_cell)
 
 
 WRITER = textwrap.dedent("""
@@ -48,7 +49,7 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from conftest import fake_entry
-    from kerasmnist.launch import compare
+    from kerasmnist.launch import compare, rounds
     from kerasmnist.launch.matrix import matrix_from
 
     out, name, other, block = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "block"
@@ -63,7 +64,7 @@ WRITER = textwrap.dedent("""
             time.sleep(600)  # the test kills this writer here, mid-cell
         return fake_entry(cell)
 
-    compare.run_cell = fake_run_cell
+    rounds.run_cell = fake_run_cell
     matrix = matrix_from({{"matrix": {{"backends": [name], "models": ["ffn"], "repeats": 2,
                                      "peak_matmul_size": 0}}}}, {{}}, "t")
     compare.run_matrix(matrix, out, "writer " + name, echo=lambda line: None)
@@ -74,7 +75,7 @@ def start_writer(tmp_path, out, name, other, block=False):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     return subprocess.Popen([sys.executable, str(script), str(out), name, other, "block" if block else "run"],
-                            env=backend.child_environment())
+                            env=pinning.child_environment())
 
 
 def test_two_compares_into_one_folder_both_keep_every_result(tmp_path):
@@ -150,7 +151,7 @@ def test_a_rerun_keeps_the_files_of_earlier_attempts(tmp_path):
     earlier = tmp_path / "runs" / cell.key / "earlier-attempt"
     earlier.mkdir(parents=True)
     (earlier / "record.json").write_text("{}")
-    entry = compare.run_cell(cell, 300, tmp_path)  # skipped at once: no GPU here
+    entry = rounds.run_cell(cell, 300, tmp_path)  # skipped at once: no GPU here
     assert entry.status == "skipped" and (earlier / "record.json").exists()
     assert len(list((tmp_path / "runs" / cell.key).iterdir())) == 2
 
@@ -213,14 +214,14 @@ def test_a_replaced_file_keeps_its_mode(tmp_path, umask, mode):
 
 
 def training_children(out):
-    """The pids of `kerasmnist train` processes writing into `out`."""
+    """The pids of pinned training children (`python -m kerasmnist.child FOLDER`) writing into `out`."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if " train " in text and str(out) in text:
+        if " -m kerasmnist.child " in text and str(out) in text:
             found.append(int(cmdline.parent.name))
     return found
 
@@ -230,7 +231,7 @@ def training_children(out):
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_stops_compare_and_its_child_and_keeps_what_finished(tmp_path, signal_number):
     out = tmp_path / "stopped"
-    child_env = backend.child_environment()
+    child_env = pinning.child_environment()
     child_env.pop("KERASMNIST_DATA_DIR", None)
     compare_process = subprocess.Popen(
         [sys.executable, "-m", "kerasmnist", "compare", "--backends", "jax", "--models", "ffn", "--epochs", "5000",
@@ -260,7 +261,7 @@ def test_sigterm_to_train_writes_a_failed_record(tmp_path):
         [sys.executable, "-m", "kerasmnist", "train", "--backend", "jax", "--model", "ffn", "--epochs", "5000",
          "--limit-train", "4000", "--validation-size", "1000", "--progress", "epoch", "--data-dir", str(FIXTURE_DIR),
          "--out", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=backend.child_environment() | child_env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pinning.child_environment() | child_env)
     process.stdout.readline()  # the first epoch line: training has begun
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
@@ -272,9 +273,9 @@ def test_sigterm_to_train_writes_a_failed_record(tmp_path):
 def test_a_cell_that_finished_as_the_stop_came_is_kept(tmp_path, monkeypatch):
     """The stop reached compare while its child was writing an ok record: that result is saved too."""
     def finished_then_stopped(cell, timeout_seconds, out_dir):
-        raise compare.CellInterrupted("stopped by SIGTERM", fake_entry(cell))
+        raise rounds.CellInterrupted("stopped by SIGTERM", fake_entry(cell))
 
-    monkeypatch.setattr(compare, "run_cell", finished_then_stopped)
+    monkeypatch.setattr(rounds, "run_cell", finished_then_stopped)
     said = []
     outcome = compare.run_matrix(matrix("jax", "torch"), tmp_path, "cmd", echo=said.append)
     assert outcome.interrupted and outcome.counts["ok"] == 1

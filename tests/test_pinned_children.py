@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
+from kerasmnist import pinning
 from kerasmnist.child import backend
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def in_child(script: str, env: dict[str, str] | None = None) -> dict:
     """Runs `script` in a fresh Python with the user's environment plus `env`; returns the JSON it prints last."""
-    child_env = backend.child_environment() | (env or {})
+    child_env = pinning.child_environment() | (env or {})
     child = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
                            env=child_env, timeout=300)
     assert child.returncode == 0, child.stderr
@@ -29,6 +30,7 @@ def in_child(script: str, env: dict[str, str] | None = None) -> dict:
 def test_the_users_gpu_choice_and_xla_flags_reach_the_pinned_child():
     seen = in_child("""
         import json, os
+        from kerasmnist import pinning
         from kerasmnist.child import backend
         from kerasmnist.errors import BackendUnavailable
         try:
@@ -37,7 +39,7 @@ def test_the_users_gpu_choice_and_xla_flags_reach_the_pinned_child():
             pass
         names = ("CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_FLAGS")
         print(json.dumps({name: os.environ.get(name) for name in names}
-                         | {"child": backend.child_environment().get("CUDA_VISIBLE_DEVICES")}))
+                         | {"child": pinning.child_environment().get("CUDA_VISIBLE_DEVICES")}))
     """, {"CUDA_VISIBLE_DEVICES": "1,2", "XLA_FLAGS": "--xla_dump_to=/tmp/x"})
     assert seen == {"CUDA_VISIBLE_DEVICES": "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
                     "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_FLAGS": "--xla_dump_to=/tmp/x",
@@ -86,12 +88,12 @@ def test_torch_and_jax_seed_as_keras_does_without_loading_tensorflow(name):
         from kerasmnist.child import backend
         backend.pin("{name}", "cpu")
         import keras
-        from kerasmnist.child import training
+        from kerasmnist.child.trainers import keras as keras_trainer
 
         def draws():
             return [keras.ops.convert_to_numpy(keras.random.normal((3,))).tolist(), np.random.rand(), random.random()]
 
-        training.set_random_seed(7, "{name}", seed_tensorflow=False)
+        keras_trainer.set_random_seed(7, "{name}", seed_tensorflow=False)
         ours = draws()
         loaded = "tensorflow" in sys.modules
         keras.utils.set_random_seed(7)

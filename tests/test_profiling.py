@@ -2,7 +2,6 @@
 
 import pytest
 
-from conftest import QUICK_ARGS, records_in, run_cli
 from kerasmnist.child.profiling import OWNERS, owner
 
 
@@ -12,18 +11,18 @@ def test_code_is_owned_by_keras_the_framework_or_other():
     assert owner("~", "<built-in method tensorflow.python._pywrap_tfe.TFE_Py_Execute>") == "framework calls"
     assert owner("/venv/lib/python3.11/site-packages/torch/optim/adam.py", "_single_tensor_adam") == "framework (Python)"
     assert owner("~", "<built-in method builtins.isinstance>") == "other"
-    assert owner("/work/main/kerasmnist/child/native.py", "train_step") == "other"
+    assert owner("/work/main/kerasmnist/child/trainers/native_torch.py", "train_step") == "other"
 
 
+# Shared runs (conftest.SHARED_RUNS): torch's FFN, Keras's with torch.utils.data input, the native loop's with
+# device input; jax's FFN unprofiled.
 @pytest.mark.slow
-@pytest.mark.parametrize("implementation", ["keras", "native"])
-def test_a_profiled_run_records_where_its_steady_epochs_went(tmp_path, implementation):
-    result = run_cli("train", "--backend", "torch", "--model", "ffn", "--implementation", implementation, "--profile",
-                     *QUICK_ARGS, "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    profile = record["profile"]
-    assert record["config"]["profile"] is True and profile["epochs"] == [2, 3]  # the first epoch stays out
+@pytest.mark.parametrize("implementation, name", [("keras", "torch-ffn"), ("native", "native-torch-ffn-device")])
+def test_a_profiled_run_records_where_its_steady_epochs_went(trained, implementation, name):
+    record = trained(name).record
+    assert (record.backend, record.model, record.config["implementation"]) == ("torch", "ffn", implementation)
+    profile = record.profile
+    assert record.config["profile"] is True and profile["epochs"] == [2, 3]  # the first epoch stays out
     assert list(profile["seconds_by_owner"]) == list(OWNERS)
     assert profile["profiled_seconds"] == pytest.approx(sum(profile["seconds_by_owner"].values()))
     assert profile["seconds_by_owner"]["framework calls"] > 0
@@ -33,7 +32,6 @@ def test_a_profiled_run_records_where_its_steady_epochs_went(tmp_path, implement
 
 
 @pytest.mark.slow
-def test_an_unprofiled_run_has_no_profile(tmp_path):
-    result = run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert records_in(tmp_path)[0]["profile"] is None
+def test_an_unprofiled_run_has_no_profile(trained):
+    record = trained("jax-ffn").record
+    assert record.config["profile"] is False and record.profile is None

@@ -1,4 +1,4 @@
-"""The matrix on Slurm (kerasmnist.launch.slurm). The tests marked `slurm` run against a real cluster, the one-node cluster
+"""The matrix on Slurm (kerasmnist.launch.executors.slurm). The tests marked `slurm` run against a real cluster, the one-node cluster
 `.ci/slurm.sh start` brings up (partitions main and second stand for two machine kinds), and skip where sinfo does
 not answer. Their cells are tiny: the FFN under torch, 2 epochs of 1,000 images."""
 
@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
+from kerasmnist import pinning
 from kerasmnist.child import backend
 from kerasmnist import records
-from kerasmnist.launch import slurm
+from kerasmnist.launch.compare import plan_from
+from kerasmnist.launch.executors import slurm
 from kerasmnist.errors import ConfigError
 from kerasmnist.launch.matrix import matrix_from
 
@@ -67,7 +69,7 @@ def saved(out: Path) -> list[records.CellEntry]:
 
 
 def start_compare(config: Path, out: Path) -> subprocess.Popen:
-    child_env = backend.child_environment()
+    child_env = pinning.child_environment()
     child_env.pop("KERASMNIST_DATA_DIR", None)
     return subprocess.Popen([sys.executable, "-m", "kerasmnist", "compare", "--config", str(config), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env,
@@ -197,25 +199,34 @@ def test_a_partition_slurm_rejects_is_one_line_with_slurms_message(cluster, tmp_
 def test_without_submitit_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
     with pytest.raises(ConfigError, match=r'pip install "kerasmnist\[slurm\]"'):
-        slurm.run_matrix(matrix_from({}, {"slurm": True}, "t"), Path("unused"), "cmd")
+        matrix, executor = plan_from({}, {"slurm": True}, "t")
+        executor.run(matrix, Path("unused"), "cmd", False, print)
 
 
 def test_without_slurm_commands_the_error_says_so(monkeypatch):
     pytest.importorskip("submitit")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match=r"no Slurm commands on this machine \(sbatch not found\)"):
-        slurm.run_matrix(matrix_from({}, {"slurm": True}, "t"), Path("unused"), "cmd")
+        matrix, executor = plan_from({}, {"slurm": True}, "t")
+        executor.run(matrix, Path("unused"), "cmd", False, print)
+
+
+def kinds_of(tables, flags):
+    """The Slurm machine kinds compare would run a config's matrix on; none where it runs here."""
+    matrix, executor = plan_from(tables, flags, "t")
+    assert "machines" not in {field.name for field in dataclasses.fields(matrix)}  # where to run is not what to run
+    return getattr(executor, "kinds", ())
 
 
 def test_machine_kinds_take_the_slurm_defaults_flags_and_their_own_keys():
     tables = {"matrix": {"devices": ["cpu", "gpu"]}, "slurm": {"partition": "gpu", "time_minutes": 30},
               "machines": [{"name": "t4", "constraint": "t4"}, {"name": "cpus", "partition": "cpu", "devices": ["cpu"]}]}
-    t4, cpus = matrix_from(tables, {"slurm_time_minutes": 60, "slurm_parallel": 2}, "t").machines
+    t4, cpus = kinds_of(tables, {"slurm_time_minutes": 60, "slurm_parallel": 2})
     assert (t4.partition, t4.constraint, t4.time_minutes, t4.parallel, t4.devices) == ("gpu", "t4", 60, 2, ("cpu", "gpu"))
     assert (cpus.partition, cpus.devices, cpus.exclusive) == ("cpu", ("cpu",), True)
-    assert matrix_from(tables, {"slurm": False}, "t").machines == ()  # --no-slurm: here
-    assert matrix_from({}, {}, "t").machines == ()
-    (only,) = matrix_from({}, {"slurm": True}, "t").machines
+    assert kinds_of(tables, {"slurm": False}) == ()  # --no-slurm: here
+    assert kinds_of({}, {}) == ()
+    (only,) = kinds_of({}, {"slurm": True})
     assert only.name == "slurm" and only.partition is None
 
 
@@ -229,15 +240,15 @@ def test_machine_kinds_take_the_slurm_defaults_flags_and_their_own_keys():
 ])
 def test_bad_slurm_tables_are_refused_with_one_line(tables, message):
     with pytest.raises(ConfigError) as refused:
-        matrix_from(tables, {}, "t")
+        plan_from(tables, {}, "t")
     assert message in str(refused.value)
 
 
 def kind_plan(kind_name: str, entries: list[records.CellEntry], rounds: int = 2, seed: int = 0):
     """A kind's plan of a two-kind matrix (the FFN under torch), seeded against `entries`."""
-    matrix = matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": rounds}, "run": {"seed": seed},
-                          "machines": [{"name": "one"}, {"name": "two"}]}, {}, "t")
-    return slurm.kind_plan(matrix, next(kind for kind in matrix.machines if kind.name == kind_name), entries)
+    matrix, executor = plan_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": rounds},
+                                  "run": {"seed": seed}, "machines": [{"name": "one"}, {"name": "two"}]}, {}, "t")
+    return slurm.kind_plan(matrix, next(kind for kind in executor.kinds if kind.name == kind_name), entries)
 
 
 def ran_on(kind_name: str, plan) -> list[records.CellEntry]:
@@ -265,8 +276,9 @@ def test_a_kinds_resumed_rounds_keep_their_seeds_and_keys():
 
 def test_folding_a_job_brings_its_entries_home_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(slurm, "_final_state", lambda job_id: ("COMPLETED", None))
-    matrix = matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}}, {"slurm": True}, "t")
-    (kind,) = matrix.machines
+    matrix, executor = plan_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1}}, {"slurm": True},
+                                 "t")
+    (kind,) = executor.kinds
     (cell,) = slurm.kind_plan(matrix, kind, [])
     job = slurm.Job("7_0", "kerasmnist-slurm-test", kind.name, tmp_path / slurm.JOBS_DIR / "7_0", 1)
     entry = dataclasses.replace(fake_entry(cell), key=slurm.kind_key(cell, kind.name), machine_kind=kind.name,
@@ -278,6 +290,6 @@ def test_folding_a_job_brings_its_entries_home_whole(tmp_path, monkeypatch):
     records.replace_atomically(job.folder / slurm.PLAN_FILE, json.dumps(
         {"name": job.name, "kind": kind.name, "job_id": job.job_id, "stamp": {},
          "cells": [{"key": entry.key, "order": 0, "repeat": 0, "config": entry.config}]}))
-    slurm.Driver(matrix, tmp_path, "cmd", lambda line: None).fold(job, record_missing=True)
+    slurm.Driver(matrix, executor.kinds, tmp_path, "cmd", lambda line: None).fold(job, record_missing=True)
     assert saved(tmp_path) == [entry]  # phases and the Slurm fields included
     assert (job.folder / slurm.FOLDED_FILE).exists()

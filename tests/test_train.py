@@ -1,10 +1,13 @@
-"""Real training on real MNIST images (the fixture), under every backend, pinned to the CPU."""
+"""Real training on real MNIST images (the fixture), under every backend, pinned to the CPU.
+
+The slow tests read shared runs (conftest.SHARED_RUNS): each backend and model trained once, carrying the
+settings (input pipeline, data format, fit's steps per epoch) whose effects the tests here assert."""
 
 import dataclasses
 
 import pytest
 
-from conftest import FIXTURE_DIR, QUICK_ARGS, error_line, records_in, run_cli
+from conftest import FIXTURE_DIR, error_line, records_in, run_cli
 from kerasmnist import records
 from kerasmnist.child import run
 from kerasmnist.config import RunConfig
@@ -16,50 +19,47 @@ ACCURACY_BAR = {"cnn": 0.90, "ffn": 0.85}  # after 3 epochs on 4,000 images; ful
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["cnn", "ffn"])
 @pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
-def test_train_writes_a_complete_record(tmp_path, backend, model):
-    result = run_cli("train", "--backend", backend, "--device", "cpu", "--model", model, *QUICK_ARGS,
-                     "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
+def test_train_writes_a_complete_record(trained, backend, model):
+    shared = trained(f"{backend}-{model}")
+    record = shared.record
     # the record's own fields, its result's figures flat among them
     assert ({field.name for field in dataclasses.fields(records.RunRecord) if field.name != "result"}
-            | {field.name for field in dataclasses.fields(records.TrainingResult)}) == set(record)
-    assert records.RunRecord.from_json(record).to_json() == record  # one JSON form, both ways
-    contention = record["contention"]
+            | {field.name for field in dataclasses.fields(records.TrainingResult)}) == set(shared.json)
+    assert records.RunRecord.from_json(shared.json).to_json() == shared.json  # one JSON form, both ways
+    contention = record.contention
     assert 0 < contention["own_cpu_seconds"] <= contention["wall_seconds"] * contention["logical_cores"] + 0.1
     assert contention["other_cpu_seconds"] >= 0 and contention["steal_seconds"] >= 0
-    assert record["status"] == "ok" and record["error"] is None
-    assert (record["backend"], record["device"], record["model"]) == (backend, "cpu", model)
-    assert record["resolved_device"] == "cpu"
-    assert record["test_accuracy"] >= ACCURACY_BAR[model]
-    assert len(record["epoch_seconds"]) == 3 and all(seconds > 0 for seconds in record["epoch_seconds"])
-    assert record["first_epoch_seconds"] == record["epoch_seconds"][0]
-    assert record["steady_epoch_seconds"] > 0
-    assert record["samples_per_second"] == pytest.approx(4000 / record["steady_epoch_seconds"])
-    assert set(record["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
-    assert all(len(values) == 3 for values in record["history"].values())
-    assert record["config"]["backend"] == backend and record["config"]["epochs"] == 3
-    assert record["data"]["train_size"] == 4000 and record["data"]["directory"] == str(FIXTURE_DIR)
-    assert record["environment"]["packages"]["keras"]
-    assert record["environment"]["host"]["logical_cores"] >= 1
-    assert "ran on cpu" in result.stdout and "record: " in result.stdout
+    assert record.status == "ok" and record.error is None
+    assert (record.backend, record.device, record.model) == (backend, "cpu", model)
+    assert record.resolved_device == "cpu"
+    assert record.test_accuracy >= ACCURACY_BAR[model]
+    assert len(record.epoch_seconds) == 3 and all(seconds > 0 for seconds in record.epoch_seconds)
+    assert record.first_epoch_seconds == record.epoch_seconds[0]
+    assert record.steady_epoch_seconds > 0
+    assert record.samples_per_second == pytest.approx(4000 / record.steady_epoch_seconds)
+    assert set(record.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(values) == 3 for values in record.history.values())
+    assert record.config["backend"] == backend and record.config["epochs"] == 3
+    assert record.data.train_size == 4000 and record.data.directory == str(FIXTURE_DIR)
+    assert record.environment["packages"]["keras"]
+    assert record.environment["host"]["logical_cores"] >= 1
+    assert "ran on cpu" in shared.result.stdout and "record: " in shared.result.stdout
 
 
 @pytest.mark.slow
-def test_same_seed_same_split_and_similar_learning(tmp_path):
-    for _ in range(2):
-        assert run_cli("train", "--backend", "jax", "--model", "ffn", *QUICK_ARGS, "--out", str(tmp_path)).returncode == 0
-    first, second = records_in(tmp_path)
-    assert first["history"]["val_accuracy"] == pytest.approx(second["history"]["val_accuracy"], abs=0.01)
+def test_same_seed_same_split_and_similar_learning(trained):
+    first, second = trained("jax-ffn").record, trained("jax-ffn-again").record
+    assert first.config == second.config
+    assert first.history["val_accuracy"] == pytest.approx(second.history["val_accuracy"], abs=0.01)
 
 
 def test_a_failure_during_training_leaves_a_failed_record(tmp_path, monkeypatch, keras_jax):
-    from kerasmnist.child import training
+    from kerasmnist.child import trainers
 
     def broken(*args, **kwargs):
         raise MemoryError("out of memory in epoch 2")
 
-    monkeypatch.setattr(training, "train_and_evaluate", broken)
+    monkeypatch.setattr(trainers, "train_and_evaluate", broken)
     config = RunConfig(backend="jax", data_dir=str(FIXTURE_DIR), validation_size=1000)
     with pytest.raises(RunFailed, match="training failed: out of memory in epoch 2"):
         run.run_and_record(config, tmp_path)
@@ -96,13 +96,10 @@ def test_time_to_accuracy_counts_training_seconds_until_the_target(keras_jax):
 
 
 @pytest.mark.slow
-def test_channels_first_cnn_learns_under_torch(tmp_path):
-    result = run_cli("train", "--backend", "torch", "--model", "cnn", "--data-format", "channels_first", *QUICK_ARGS,
-                     "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["config"]["data_format"] == "channels_first" and record["parameters"] == 34_826
-    assert record["test_accuracy"] >= ACCURACY_BAR["cnn"]
+def test_channels_first_cnn_learns_under_torch(trained):
+    record = trained("torch-cnn").record
+    assert record.config["data_format"] == "channels_first" and record.parameters == 34_826
+    assert record.test_accuracy >= ACCURACY_BAR["cnn"]
 
 
 def test_native_runs_refuse_another_data_format(tmp_path):
@@ -111,15 +108,15 @@ def test_native_runs_refuse_another_data_format(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, pipeline", [("jax", "tf.data"), ("torch", "device"), ("tensorflow", "tf.data"),
-                                               ("torch", "torch.utils.data")])
-def test_every_input_pipeline_trains_and_is_recorded(tmp_path, backend, pipeline):
-    result = run_cli("train", "--backend", backend, "--model", "ffn", "--input-pipeline", pipeline, *QUICK_ARGS,
-                     "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["config"]["input_pipeline"] == pipeline and record["resolved_device"] == "cpu"
-    assert record["test_accuracy"] >= ACCURACY_BAR["ffn"] and len(record["history"]["val_accuracy"]) == 3
+@pytest.mark.parametrize("backend, pipeline, name", [
+    ("jax", "tf.data", "jax-ffn-tf.data"), ("torch", "device", "torch-ffn-device"),
+    ("tensorflow", "tf.data", "tensorflow-ffn"), ("torch", "torch.utils.data", "torch-ffn"),
+])
+def test_every_input_pipeline_trains_and_is_recorded(trained, backend, pipeline, name):
+    record = trained(name).record
+    assert (record.backend, record.model) == (backend, "ffn")
+    assert record.config["input_pipeline"] == pipeline and record.resolved_device == "cpu"
+    assert record.test_accuracy >= ACCURACY_BAR["ffn"] and len(record.history["val_accuracy"]) == 3
 
 
 def test_tf_data_input_without_tensorflow_is_refused_before_anything_runs(tmp_path, monkeypatch, keras_jax):
@@ -136,13 +133,13 @@ def test_tf_data_input_without_tensorflow_is_refused_before_anything_runs(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
-def test_telling_fit_the_steps_per_epoch_trains_the_same_epochs(tmp_path, backend):
+@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn"), ("torch", "torch-ffn-device")])
+def test_telling_fit_the_steps_per_epoch_trains_the_same_epochs(trained, backend, name):
     """--fit-steps-per-epoch changes how many data iterators Keras makes, not what an epoch is: every epoch
-    still sees every training image once (the last, partial batch included) and the model learns as well."""
-    result = run_cli("train", "--backend", backend, "--model", "ffn", "--fit-steps-per-epoch", *QUICK_ARGS,
-                     "--limit-train", "1000", "--batch-size", "96", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    (record,) = records_in(tmp_path)
-    assert record["config"]["fit_steps_per_epoch"] and len(record["epoch_seconds"]) == 3
-    assert record["test_accuracy"] >= 0.75 and "ran out of data" not in result.stderr
+    still sees every training image once (the last, partial batch included: 4,000 images at batch 64 end in
+    one of 32) and the model learns as well."""
+    shared = trained(name)
+    record = shared.record
+    assert record.backend == backend and record.data.train_size % record.config["batch_size"]
+    assert record.config["fit_steps_per_epoch"] and len(record.epoch_seconds) == 3
+    assert record.test_accuracy >= 0.75 and "ran out of data" not in shared.result.stderr

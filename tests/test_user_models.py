@@ -1,5 +1,6 @@
-"""A user's own models and data through `kerasmnist compare`: every backend trains them, each row carries the
-model's identity, and an edited model file makes a new row."""
+"""A user's own models and data through `kerasmnist compare`: every backend trains them (data-parallel over two
+virtual CPU devices where the backend can), each row carries the model's identity, and an edited model file
+makes a new row."""
 
 import json
 import shutil
@@ -36,6 +37,11 @@ validation_size = 200
 [[overrides]]
 models = ["{models}:build_bn_convnet"]
 model_args = {{ width = 8 }}
+[[overrides]]
+backends = ["tensorflow", "jax"]
+models = ["{models}:build_bn_convnet"]
+data_parallel = true
+cpu_devices = 2
 """
     entries = compare(tmp_path, plan)
     assert len(entries) == 9 and all(entry["status"] == "ok" for entry in entries)
@@ -47,6 +53,11 @@ model_args = {{ width = 8 }}
         if identity["kind"] == "file":
             assert identity["path"] == models and len(identity["source_sha256"]) == 64
             assert identity["arguments"] == ({"width": 8} if identity["function"] == "build_bn_convnet" else {})
+        # A user's model and data train data-parallel: the bn_convnet cells under tensorflow and jax.
+        data_parallel = entry["model"] == f"{models}:build_bn_convnet" and entry["backend"] != "torch"
+        assert record["config"]["data_parallel"] == data_parallel
+        assert record["device_count"] == (2 if data_parallel else 1)
+    assert sum(entry["record"]["device_count"] == 2 for entry in entries) == 2
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Model `build_bn_convnet(width=8)`" in report and "## Model `build_subclassed()`" in report
     assert "BatchNormalization ×1" in report

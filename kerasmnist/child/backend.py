@@ -2,9 +2,9 @@
 
 This is the only module that sets KERAS_BACKEND or any device-selection variable. Keras reads
 the backend once, at its first import, so a process can only ever train under one backend:
-comparisons run every backend in its own process (`processes.run_pinned`, with `child_environment`).
+comparisons run every backend in its own process (`launch.processes.spawn`, with `pinning.child_environment`).
 
-How each backend is pinned (`pinning_environment`), combined with what the user set, never replacing it:
+How each backend is pinned (`pinning.pinning_environment`), combined with what the user set, never replacing it:
 - CPU: CUDA_VISIBLE_DEVICES="" hides every CUDA GPU from every framework, so nothing can be
   placed there; on top, JAX_PLATFORMS=cpu, KERAS_TORCH_DEVICE=cpu (Keras >= 3.14), and for
   TensorFlow `set_visible_devices([], "GPU")`, which also hides non-CUDA devices (Apple Metal).
@@ -31,16 +31,10 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
-from kerasmnist.config import XLA_HOST_DEVICES_FLAG
 from kerasmnist.errors import BackendUnavailable
-
-FRAMEWORK_MODULES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
-FRAMEWORK_PACKAGES = {"tensorflow": "tensorflow-cpu (or tensorflow)", "torch": "torch", "jax": "jax"}
-
-# What the user had set before this process pinned itself (None: unset), for `child_environment`.
-_before_pinning: dict[str, str | None] = {}
+from kerasmnist.pinning import FRAMEWORK_MODULES, FRAMEWORK_PACKAGES, apply_pinning
 
 
 @dataclass(frozen=True)
@@ -50,54 +44,6 @@ class Pinned:
     framework_version: str
     gpu_names: tuple[str, ...]  # what the backend sees on the pinned device kind (empty on CPU)
     device_count: int  # devices of the pinned kind: GPUs, or (virtual) CPU devices
-
-
-def pinning_environment(backend: str, device: str, cpu_devices: int = 1, data_parallel: bool = False,
-                        xla_flags: str = "", environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment variables that select `backend` and pin it to `device`, combined with the user's
-    own settings in `environ` (default: this process's environment)."""
-    user = os.environ if environ is None else environ
-    env = {"KERAS_BACKEND": backend}
-    jax_cpu_split = backend == "jax" and device == "cpu" and cpu_devices > 1  # TensorFlow splits in-process
-    ours = [*xla_flags.split(), *([f"{XLA_HOST_DEVICES_FLAG}={cpu_devices}"] if jax_cpu_split else [])]
-    if ours:
-        env["XLA_FLAGS"] = _combined_xla_flags(user.get("XLA_FLAGS", ""), ours)
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        if backend == "jax":
-            env["JAX_PLATFORMS"] = "cpu"
-        if backend == "torch":
-            env["KERAS_TORCH_DEVICE"] = "cpu"
-        return env
-    chosen = user.get("CUDA_VISIBLE_DEVICES")
-    if not data_parallel:  # one GPU: the first the user allowed
-        env["CUDA_VISIBLE_DEVICES"] = "0" if chosen is None else chosen.split(",")[0].strip()
-    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = user.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    env["TF_FORCE_GPU_ALLOW_GROWTH"] = user.get("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    if backend == "jax":
-        env["JAX_PLATFORMS"] = "cuda"
-    if backend == "torch":
-        env["KERAS_TORCH_DEVICE"] = "cuda"
-    return env
-
-
-def _combined_xla_flags(users: str, ours: list[str]) -> str:
-    """The user's XLA flags with the run's own added; a run's flag replaces the user's flag of the same name."""
-    names = {flag.split("=")[0] for flag in ours}
-    return " ".join([*(flag for flag in users.split() if flag.split("=")[0] not in names), *ours])
-
-
-def child_environment() -> dict[str, str]:
-    """This process's environment as the user set it, for a child that pins itself: whatever this
-    process's own pinning changed is put back, and everything else (the user's GPU selection,
-    XLA_FLAGS, JAX_PLATFORMS) is passed on, for the child's pinning to combine with."""
-    env = dict(os.environ)
-    for key, value in _before_pinning.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None = None,
@@ -119,10 +65,7 @@ def pin(backend: str, device: str, cpu_devices: int = 1, cpu_threads: int | None
                 f"Keras is already imported with backend {active} in this process; "
                 f"backend {backend} needs a process of its own"
             )
-    pinning = pinning_environment(backend, device, cpu_devices, data_parallel, xla_flags)
-    for key in pinning:
-        _before_pinning.setdefault(key, os.environ.get(key))
-    os.environ.update(pinning)
+    apply_pinning(backend, device, cpu_devices, data_parallel, xla_flags)
     # TensorFlow's C++ start-up chatter buries the progress bar; a user's own setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if cpu_threads is not None:

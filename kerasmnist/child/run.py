@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 import sys
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kerasmnist.child import backend, data
 from kerasmnist import environment, records
-from kerasmnist.launch import inventory, processes
+from kerasmnist.child import backend, data, probe
+from kerasmnist.child.timing import EpochObserver
 from kerasmnist.config import HOST_PIPELINES, RunConfig
 from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
 
@@ -47,17 +46,20 @@ def peak_host_memory_bytes() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunRecord]:
+def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = None,
+                   epoch_observer: EpochObserver | None = None) -> tuple[Path, records.RunRecord]:
     """Runs `config` in this process and writes its record to `out_dir`.
 
     Bad input (an unusable output folder, a missing framework or device, missing or corrupt
     data) raises before training and writes nothing. A failure during training writes a
-    record with status `failed` and raises RunFailed; Ctrl-C writes one and re-raises.
+    record with status `failed` and raises RunFailed; Ctrl-C writes one and re-raises. `spawned_at`
+    (time.time()) is when a parent started this process, where the record's timeline begins.
+    `epoch_observer` is a research script's hook (timing.EpochObserver, reports/tf-two-speeds/measure.py): told
+    just before and just after each epoch's timed span, outside it; `kerasmnist train` passes none.
     """
     # Wall-clock stamps (time.time(), comparable across processes) where each phase ends: with the parent's
-    # spawn and exit times they split a cell's wall time (timing.cell_phases).
-    spawned = os.environ.get(processes.SPAWNED_AT_VARIABLE)
-    timeline = {"spawned": float(spawned) if spawned else None, "started": time.time()}
+    # spawn and exit times they split a cell's wall time (rounds.cell_phases).
+    timeline = {"spawned": spawned_at, "started": time.time()}
     records.ensure_writable(out_dir)
     started_at = _now()
     pinned = backend.pin(config.backend, config.device, config.cpu_devices, config.cpu_threads,
@@ -86,19 +88,18 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     timeline["data_loaded"] = time.time()
 
     # These import Keras and the framework, which is safe only now that the backend is pinned.
-    if config.implementation == "native":
-        from kerasmnist.child import native as training
-    else:
-        from kerasmnist.child import training
+    from kerasmnist.child import trainers
 
-    facts = environment.collect() | {"backend": inventory.framework_facts(config.backend)}
+    trainer = trainers.pick(config)
+
+    facts = environment.collect() | {"backend": probe.framework_facts(config.backend)}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
     if config.implementation == "native" and (splits.input_shape, splits.num_classes) != ((28, 28, 1), 10):
         raise ConfigError(f"--implementation native is written for 28x28 greyscale images in 10 classes (got "
                           f"{splits.input_shape} in {splits.num_classes} classes); use --implementation keras")
     timeline["described"] = time.time()
     try:
-        result = training.train_and_evaluate(config, splits, pinned)
+        result = trainers.train_and_evaluate(trainer, config, splits, pinned, epoch_observer)
     except UserCodeError:  # a user's model refused before its first step: nothing was run, nothing is written
         raise
     except KeyboardInterrupt as stop:
@@ -113,3 +114,27 @@ def run_and_record(config: RunConfig, out_dir: Path) -> tuple[Path, records.RunR
     record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes(),
                                                  timeline=records.Timeline(**timeline)), _now())
     return records.write(record, out_dir), record
+
+
+def summary(record: records.RunRecord, path: Path) -> str:
+    """What `kerasmnist train` prints when its run is recorded."""
+    def seconds(value: float | None) -> str:
+        return "n/a (needs 2 or more epochs)" if value is None else f"{value:.2f} s"
+
+    rate, reached = record.samples_per_second, record.time_to_accuracy
+    target_epochs = reached.epochs
+    return "\n".join([
+        f"backend {record.backend}, device {record.device} -> ran on {record.resolved_device}",
+        f"model {record.model} ({record.parameters:,} parameters), dataset {record.dataset}, "
+        f"{record.data.train_size:,} training images",
+        f"test accuracy {record.test_accuracy:.4f}, test loss {record.test_loss:.4f}",
+        f"first epoch {seconds(record.first_epoch_seconds)}, steady epoch {seconds(record.steady_epoch_seconds)}, "
+        f"{'n/a' if rate is None else f'{rate:,.0f}'} samples/s",
+        "inference " + (f"{record.inference_samples_per_second:,.0f} samples/s (model.predict, batch "
+                         f"{record.inference_batch_size})" if record.inference_samples_per_second else "not timed"),
+        f"time to {reached.target:.0%} validation accuracy: "
+        + (f"{reached.seconds:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
+           "checked at epoch ends)"
+           if reached.seconds is not None else "not reached"),
+        f"record: {path}",
+    ])

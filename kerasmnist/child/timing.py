@@ -1,39 +1,47 @@
 """The figures both trainers (Keras's and the native loops) derive from their epoch clocks.
 
-Kept apart from training.py so the native loops share the timing rules without importing the
-Keras trainer. Nothing here imports Keras or a framework.
+Kept apart from the trainers (trainers/) so that nothing here imports Keras or a framework.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from kerasmnist.config import RunConfig
 from kerasmnist.child.contention import ContentionMeter
 from kerasmnist.child.profiling import StepProfiler
-from kerasmnist.records import Phases, TimeToAccuracy
+from kerasmnist.records import TimeToAccuracy
 
 
-# Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
-# (an even one takes the mean of the two middle epochs, which with two speeds may be neither), and longer
-# than the longest run at one speed seen so far (4 epochs) with room for a longer one. Reasoning and
-# evidence in reports/tf-two-speeds/README.md.
-MIN_STEADY_EPOCHS = 7
+class EpochObserver(Protocol):
+    """A hook for research scripts (reports/tf-two-speeds/measure.py): told when each epoch's timed span is about
+    to start and has just stopped, for the Keras trainer and the native loops alike. Both calls fall outside the
+    span, so what an observer does is not counted in the epoch's time. kerasmnist itself passes none."""
+
+    def before_epoch(self, epoch: int) -> None:
+        """Just before epoch `epoch` (from 0) starts its clock, the device already synchronised."""
+
+    def after_epoch(self, epoch_seconds: float) -> None:
+        """Just after the epoch's clock stopped, with the seconds it recorded."""
 
 
 class EpochTimer:
     """Wall time of each epoch's training steps, with the profiler and the contention meter running
-    over exactly the same spans. The caller synchronises the device before start() and stop()."""
+    over exactly the same spans. The caller synchronises the device before start() and stop().
+    `observer` (None in every kerasmnist run) is called outside each span: see EpochObserver."""
 
-    def __init__(self, profile: bool, epochs: int) -> None:
+    def __init__(self, profile: bool, epochs: int, observer: EpochObserver | None = None) -> None:
         self.profiler = StepProfiler(profile, epochs)
         self.contention = ContentionMeter()
+        self.observer = observer
         self.epoch_seconds: list[float] = []
         self._started = 0.0
 
     def start(self, epoch: int) -> None:
+        if self.observer is not None:
+            self.observer.before_epoch(epoch)
         self.contention.start()
         self.profiler.start(epoch)
         self._started = time.perf_counter()
@@ -42,6 +50,8 @@ class EpochTimer:
         self.epoch_seconds.append(time.perf_counter() - self._started)
         self.profiler.stop()
         self.contention.stop()
+        if self.observer is not None:
+            self.observer.after_epoch(self.epoch_seconds[-1])
 
 
 def resolve_jit_compile(config: RunConfig) -> bool:
@@ -83,37 +93,6 @@ def inference_figures(warmup_seconds: float | None, seconds: list[float], images
     return {"inference_seconds": seconds or None, "inference_warmup_seconds": warmup_seconds,
             "inference_batch_size": batch_size if seconds else None,
             "inference_samples_per_second": images / median if median else None}
-
-
-# A cell's wall time, phase by phase: (phase, the timeline stamp it ends at). The training call between
-# "described" and "trained" is split further by the record's own durations (cell_phases).
-_STAMPED_PHASES = (("process start and imports", "started"), ("pinning the backend and device", "pinned"),
-                   ("data loading and checking", "data_loaded"), ("importing the trainer, reading the environment", "described"))
-
-
-def cell_phases(record: Any, exited_at: float) -> Phases | None:
-    """Where a cell's wall time went, from its process's spawn to its exit, in seconds per phase; None for a
-    record with no timeline (older records, and runs started by hand). The phases add up to the span, the
-    training call's own remainder (seeding, fit's set-up and callbacks, the placement check) included."""
-    stamps = record.timeline
-    if not stamps or stamps.spawned is None:
-        return None
-    phases, previous = {}, stamps.spawned
-    for phase, stamp in _STAMPED_PHASES:
-        phases[phase] = getattr(stamps, stamp) - previous
-        previous = getattr(stamps, stamp)
-    timed = {
-        "building and compiling the model": record.build_seconds,
-        "first epoch (tracing, compiling)": record.first_epoch_seconds,
-        "steady epochs": sum(record.epoch_seconds[1:]),
-        "validation": sum(record.validation_seconds or []),
-        "evaluation": record.evaluate_seconds,
-        "inference (warm-up and timed passes)": (record.inference_warmup_seconds or 0) + sum(record.inference_seconds or []),
-    }
-    phases |= timed
-    phases["training call, outside the timed parts"] = stamps.trained - stamps.described - sum(timed.values())
-    phases["writing the record and exiting"] = exited_at - stamps.trained
-    return Phases(phases)
 
 
 def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops: Any,

@@ -28,7 +28,7 @@ and/or flags, validated like a RunConfig:
     implementations = ["keras"]
     jit_compile = "true"
 
-    [slurm]          # run on a Slurm cluster: each round of each machine kind is one job (kerasmnist.launch.slurm)
+    [slurm]          # run on a Slurm cluster: each round of each machine kind is one job (kerasmnist.launch.executors.slurm)
     partition = "gpu"                       # also constraint, gres, time_minutes, cpus_per_task, mem_gb,
     parallel = 4                            # setup (lines run on the node first), exclusive (default true)
 
@@ -76,29 +76,6 @@ class Override:
         return all(axes[axis] in values for axis, values in self.match)
 
 
-# The [slurm] keys (each a `compare --slurm-KEY` flag too) and the types they take.
-SLURM_KEYS = {"partition": str, "constraint": str, "gres": str, "time_minutes": int, "cpus_per_task": int,
-              "mem_gb": (int, float), "setup": (list, tuple), "parallel": int, "exclusive": bool}
-
-
-@dataclass(frozen=True)
-class MachineKind:
-    """A kind of Slurm node the matrix runs on: how to ask Slurm for one, and the devices it runs.
-    None leaves a setting to the cluster's defaults."""
-
-    name: str
-    devices: tuple[str, ...]
-    partition: str | None = None
-    constraint: str | None = None
-    gres: str | None = None
-    time_minutes: int | None = None
-    cpus_per_task: int | None = None
-    mem_gb: float | None = None
-    setup: tuple[str, ...] = ()  # shell lines run on the node before kerasmnist
-    parallel: int = 4  # rounds of this kind running at once
-    exclusive: bool = True  # a benchmark that shares its node measures its neighbours
-
-
 @dataclass(frozen=True)
 class Matrix:
     backends: tuple[str, ...] = BACKENDS
@@ -114,7 +91,6 @@ class Matrix:
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
     overrides: tuple[Override, ...] = ()
     variants: tuple[Override, ...] = ()  # each matching cell also runs with a variant's settings
-    machines: tuple[MachineKind, ...] = ()  # Slurm machine kinds; none: the cells run on this machine
 
     @property
     def planned_rounds(self) -> int:
@@ -231,10 +207,8 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
         raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; "
                           "allowed: [matrix], [run], [[overrides]], [[variants]], [slurm], [[machines]]")
     overrides = dict(overrides)
-    use_slurm = overrides.pop("slurm", None)
-    slurm_flags = {key[len("slurm_"):]: overrides.pop(key) for key in list(overrides) if key.startswith("slurm_")}
-    matrix_values = _new_names(_table(file_values, "matrix", source), source)
-    run_values = dict(_table(file_values, "run", source))
+    matrix_values = _new_names(table_of(file_values, "matrix", source), source)
+    run_values = dict(table_of(file_values, "run", source))
     for key, value in overrides.items():
         if value is None:
             continue
@@ -280,9 +254,6 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     matrix = Matrix(**lists, **numbers, run=run_config_from(template, where, table="[run]"),
                     overrides=_overrides(file_values.get("overrides", []), source, "overrides"),
                     variants=_overrides(file_values.get("variants", []), source, "variants"))
-    if use_slurm is not False:
-        matrix = dataclasses.replace(matrix, machines=machine_kinds(file_values, slurm_flags, matrix.devices,
-                                                                    bool(use_slurm), where))
     try:
         planned = cells(matrix)
     except InvalidValue as error:
@@ -297,55 +268,6 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
                               f"{cell.label}): the comparison ranks steady epochs, epoch 2 on; the first "
                               "includes compiling and warming up")
     return matrix
-
-
-def machine_kinds(file_values: Mapping[str, Any], flags: Mapping[str, Any], devices: tuple[str, ...],
-                  asked: bool, where: str) -> tuple[MachineKind, ...]:
-    """The Slurm machine kinds: each [[machines]] table over the [slurm] defaults (flags over the table), or
-    one kind of the defaults alone. None where there is no [slurm], no [[machines]] and no --slurm."""
-    defaults = {**_table(file_values, "slurm", where), **{key: value for key, value in flags.items() if value not in (None, ())}}
-    tables = file_values.get("machines", [])
-    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
-        raise ConfigError(f"{where}: machines must be tables, each written [[machines]]")
-    if not (asked or defaults or tables):
-        return ()
-    kinds = [_machine_kind(defaults, table, devices, f"{where} [[machines]] {number}")
-             for number, table in enumerate(tables, start=1)] if tables else \
-        [_machine_kind(defaults, {"name": defaults.get("partition") or "slurm"}, devices, f"{where} [slurm]")]
-    names = [kind.name for kind in kinds]
-    if len(set(names)) < len(names):
-        raise ConfigError(f"{where}: two [[machines]] tables are named {max(names, key=names.count)!r}; "
-                          "each kind needs a name of its own")
-    return tuple(kinds)
-
-
-def _machine_kind(defaults: Mapping[str, Any], table: Mapping[str, Any], devices: tuple[str, ...],
-                  where: str) -> MachineKind:
-    values = {**defaults, **table}
-    unknown = sorted(set(values) - set(SLURM_KEYS) - {"name", "devices"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown Slurm key {unknown[0]}; allowed: name, devices, {', '.join(SLURM_KEYS)}")
-    name = values.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        raise ConfigError(f"{where}: a machine kind needs a name = \"...\" (no slash; got {name!r})")
-    for key, kind in SLURM_KEYS.items():
-        value = values.get(key)
-        if value is None:
-            continue
-        wrong = isinstance(value, bool) and kind is not bool or not isinstance(value, kind)
-        if wrong or key == "setup" and not all(isinstance(line, str) for line in value) \
-                or kind is int and value < 1 or key == "mem_gb" and value <= 0:
-            expected = {str: "a string", int: "a whole number of at least 1", bool: "true or false",
-                        (list, tuple): "a list of shell lines"}.get(kind, "a positive number")
-            raise ConfigError(f"{where}: {key} must be {expected} (got {value!r})")
-    kind_devices = choices(values.get("devices", list(devices)), DEVICES, "devices", where)
-    outside = [device for device in kind_devices if device not in devices]
-    if outside:
-        raise ConfigError(f"{where}: devices has {outside[0]!r}, which the matrix does not run "
-                          f"(its devices: {', '.join(devices)})")
-    settings = {key: values[key] for key in SLURM_KEYS if values.get(key) is not None}
-    settings["setup"] = tuple(settings.get("setup", ()))
-    return MachineKind(name=name.strip(), devices=kind_devices, **settings)
 
 
 def _new_names(table: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -419,16 +341,21 @@ def choices(value: Any, allowed: tuple[str, ...], key: str, where: str) -> tuple
 
 def load_matrix(path: Path | None, overrides: Mapping[str, Any]) -> Matrix:
     """The matrix of a config file, or of a shipped config named bare (`colab-t4`), with `overrides` on top."""
+    file_values, source = read_config(path)
+    return matrix_from(file_values, overrides, source)
+
+
+def read_config(path: Path | None) -> tuple[dict[str, Any], str]:
+    """A config file's tables (none without a file) and the name errors give it: its path, or the command line."""
     if path is None:
-        return matrix_from({}, overrides, "command line")
+        return {}, "command line"
     path = shipped_config(str(path)) if len(path.parts) == 1 and path.suffix != ".toml" else path
     try:
-        file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    return matrix_from(file_values, overrides, str(path))
 
 
 def shipped_config(name: str) -> Path:
@@ -439,7 +366,7 @@ def shipped_config(name: str) -> Path:
     return path
 
 
-def _table(values: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+def table_of(values: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
     table = values.get(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {name} must be a table [{name}]")

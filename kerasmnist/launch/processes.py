@@ -1,19 +1,18 @@
-"""Pinned child processes, spawned one way, and stopping cleanly.
+"""The one way into a pinned process: `spawn` starts every pinned child (a training cell, a matmul
+measurement, an environment probe) and returns one typed outcome.
 
-Every pinned child (a training cell, a matmul benchmark, an environment probe) is
-`python -m kerasmnist COMMAND ... --out FOLDER`, started by `run_pinned` with the user's environment
-(`backend.child_environment`), and reports back one way: the JSON it wrote into FOLDER, its exit
-status, and, when it failed, the one line starting with ERROR_PREFIX that every kerasmnist command
-prints (kept in FOLDER/stderr.log). A user sees exit status 2 for every bad input; a pinned child
-exits UNAVAILABLE_EXIT instead when its backend or device is not there, so that its parent records
-the cell as skipped, and a cell with bad input (missing or corrupt data) as failed.
+The child is `PYTHON -m kerasmnist.child FOLDER`, given its task (kerasmnist.tasks) whole as JSON on stdin and
+the user's environment (`pinning.child_environment`); PYTHON is this interpreter unless another is named (an
+environment of its own). It reports back one way: the JSON it wrote into FOLDER, its exit status, and, when it
+failed, the one line starting with ERROR_PREFIX (kept in FOLDER/stderr.log).
 
-SIGTERM and SIGHUP are handled as Ctrl-C is, and no child process is left orphaned.
+Each child runs in a process group of its own. A timeout, Ctrl-C, SIGTERM or SIGHUP ends the whole group, and
+so does the child's own end: worker processes that a user's model or input pipeline started (torch's
+DataLoader workers, multiprocessing) are never left behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -22,23 +21,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
-from kerasmnist.child import backend
-from kerasmnist.errors import BackendUnavailable, KerasMnistError
+from kerasmnist import tasks
+from kerasmnist.errors import ERROR_PREFIX, UNAVAILABLE_EXIT
+from kerasmnist.pinning import child_environment
 
-ERROR_PREFIX = "kerasmnist: error: "
 LOG_TAIL_LINES = 20
-UNAVAILABLE_EXIT = 3  # a pinned child's "cannot run here": its backend or device is not there
-PINNED_CHILD_VARIABLE = "KERASMNIST_PINNED_CHILD"  # set in every pinned child's environment
-SPAWNED_AT_VARIABLE = "KERASMNIST_SPAWNED_AT"  # when its parent started it (time.time()): where its timeline begins
-
-
-def exit_code(error: KerasMnistError) -> int:
-    """The exit status of a command that stopped with `error`."""
-    if isinstance(error, BackendUnavailable) and os.environ.get(PINNED_CHILD_VARIABLE):
-        return UNAVAILABLE_EXIT
-    return error.exit_code
+STOP_GRACE_SECONDS = 10  # a stopped child's time to write its own record before its group is killed
 
 
 @dataclass(frozen=True)
@@ -81,67 +70,64 @@ class ChildResult:
         return "failed", f"exit status {self.return_code}: {last}"
 
 
-def run_pinned(arguments: list[str], folder: Path, timeout_seconds: float | None = None,
-               show_output: bool = False) -> ChildResult:
-    """Runs `python -m kerasmnist ARGUMENTS --out FOLDER` and waits for it. Its stderr goes to
-    FOLDER/stderr.log; its stdout (Keras's progress) to the terminal with `show_output`, else there too."""
+def spawn(task: tasks.Task, folder: Path, python: str | None = None, timeout_seconds: float | None = None,
+          show_output: bool = False) -> ChildResult:
+    """Runs `task` in a pinned child of the interpreter `python` (default: this one) and waits for it. Its
+    stderr goes to FOLDER/stderr.log; its stdout (Keras's progress) to the terminal with `show_output`, else
+    there too. Ctrl-C, SIGTERM or SIGHUP meanwhile stop the child (it keeps what it finished) and are returned
+    in `interrupted`, for the caller to stop at."""
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "kerasmnist", *arguments, "--out", str(folder)]
     log_path = folder / "stderr.log"
     interrupted = None
     with open(log_path, "w", encoding="utf-8") as log:
-        child = subprocess.Popen(command, stdout=None if show_output else log, stderr=log,
-                                 env=backend.child_environment() | {PINNED_CHILD_VARIABLE: "1",
-                                                                    SPAWNED_AT_VARIABLE: repr(time.time())})
+        child = subprocess.Popen([python or sys.executable, "-m", "kerasmnist.child", str(folder)],
+                                 stdin=subprocess.PIPE, stdout=None if show_output else log, stderr=log,
+                                 env=child_environment(), start_new_session=True, text=True)
         try:
+            _send(child, tasks.to_json(task, time.time()))
             return_code = child.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
             return_code = None
         except KeyboardInterrupt as stop:
-            stop_child(child, forward=isinstance(stop, Stopped))
+            _stop_group(child)
             return_code, interrupted = child.returncode, stop
+        finally:
+            _end_group(child)
     exited_at = time.time()
     log_tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     return ChildResult(return_code, tuple(sorted(folder.glob("*.json"))), tuple(log_tail), timeout_seconds,
                        interrupted, exited_at)
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a scheduler's cancel, `timeout`, a closed terminal, a stopped notebook kernel):
-    stop as on Ctrl-C. Unlike Ctrl-C, it reached this process alone, so it is forwarded to the child."""
-
-    def __init__(self, signal_number: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signal_number).name}")
-        self.signal_number = signal_number
-
-
-@contextlib.contextmanager
-def stops_cleanly() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise Stopped in the main thread while the block runs, as SIGINT raises
-    KeyboardInterrupt, so every child is stopped and what finished is kept."""
-    def stop(signal_number: int, frame: Any) -> None:
-        raise Stopped(signal_number)
-
-    stoppers = [number for number in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if number is not None]
-    previous = {number: signal.signal(number, stop) for number in stoppers}
+def _send(child: subprocess.Popen, message: str) -> None:
+    """The task on the child's stdin; a child that died before reading it says why in its log."""
     try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        child.stdin.write(message)
+        child.stdin.close()
+    except BrokenPipeError:
+        pass
 
 
-def stop_child(child: subprocess.Popen, forward: bool) -> None:
-    """Ctrl-C reached the child too (one process group); any other stop is forwarded to it as SIGTERM,
-    which every kerasmnist command handles as Ctrl-C (SIGINT would not do: a shell starts background jobs
-    with SIGINT ignored, and the child inherits that). Give it a moment to write its own record, then
-    make sure no orphan is left training."""
-    if forward:
-        child.send_signal(signal.SIGTERM)
+def _stop_group(child: subprocess.Popen) -> None:
+    """A stop reached this process alone (the child has a session of its own), so it is passed to the child's
+    group as SIGTERM, which the child handles as Ctrl-C (SIGINT would not do: a shell starts background jobs
+    with SIGINT ignored, and the child inherits that). It gets a moment to write its own record."""
+    _signal_group(child, signal.SIGTERM)
     try:
-        child.wait(timeout=10)
+        child.wait(timeout=STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+        pass
+
+
+def _end_group(child: subprocess.Popen) -> None:
+    """Kills whatever is left of the child's process group (the child past its timeout or grace, and anything
+    it started), then reaps the child."""
+    _signal_group(child, signal.SIGKILL)
+    child.wait()
+
+
+def _signal_group(child: subprocess.Popen, number: signal.Signals) -> None:
+    try:
+        os.killpg(child.pid, number)  # the child leads its group: its pid is the group's id
+    except ProcessLookupError:  # nothing left in the group
+        pass

@@ -331,7 +331,7 @@ def knob_effect_lines(model_rows: list[Row]) -> list[str]:
 
 
 def wall_time_section(cells: list[CellEntry]) -> list[str]:
-    """Per compare command: its cells' wall time, and the share of it each phase took (timing.cell_phases),
+    """Per compare command: its cells' wall time, and the share of it each phase took (rounds.cell_phases),
     training steps (the first and the steady epochs) first."""
     by_command: dict[str, list[CellEntry]] = {}
     for entry in cells:
@@ -471,19 +471,19 @@ def sweep_verdicts(model_rows: list[Row]) -> list[str]:
 
 
 def where_the_time_goes(model_rows: list[Row]) -> list[str]:
-    """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/child/profiling.py)."""
-    from kerasmnist.child.profiling import OWNERS
-
+    """The profiled runs' self time by owner, and their costliest functions (see kerasmnist/child/profiling.py).
+    The owners are the records' own, in their order."""
     profiled = [(g, g.runs[0].profile) for g in model_rows if g.runs and g.runs[0].profile]
     if not profiled:
         return []
+    owners = list(profiled[0][1]["seconds_by_owner"])
     lines = ["", "Where the time goes (cProfile over the training steps of epochs 2 on, first run of each row; "
                  "self time by owner. A jitted JAX step is invisible to cProfile and counts as the self time of "
                  "the line that calls it):", "",
-             *head("run", "device", "profiled s", *OWNERS, "costliest functions (self s)")]
+             *head("run", "device", "profiled s", *owners, "costliest functions (self s)")]
     for g, profile in profiled:
         total = profile["profiled_seconds"] or 1.0
-        shares = [f"{profile['seconds_by_owner'][name] / total:.0%}" for name in OWNERS]
+        shares = [f"{profile['seconds_by_owner'].get(name, 0.0) / total:.0%}" for name in owners]
         costliest = "; ".join(f"`{f['function']}` {f['self_seconds']:.2f}" for f in profile["top_functions"][:3])
         lines.append(table_line(g.name, g.device, f"{profile['profiled_seconds']:.2f}", *shares, costliest))
     return lines

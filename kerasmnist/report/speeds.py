@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerasmnist.child import timing
+from kerasmnist.config import MIN_STEADY_EPOCHS
 
 MAX_SPEEDS = 3
 MIN_BIC_GAIN = 10.0
@@ -47,7 +47,6 @@ MIN_ASHMAN_D = 2.0
 # Timings are not repeatable below about 1% from one epoch to the next: the floor on each component's
 # log-space variance, so that identical figures (rounded logs, synthetic entries) make no zero-width speed.
 LOG_VARIANCE_FLOOR = 0.01 ** 2
-MIN_STEADY_EPOCHS = timing.MIN_STEADY_EPOCHS
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from scipy import stats
 from kerasmnist.report.stats import ratio
 
 HERE = Path(__file__).parent
-parser = argparse.ArgumentParser()
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--rounds", type=int, default=4)
 parser.add_argument("--backends", default="tensorflow,torch,jax")
 parser.add_argument("--models", default="cnn,ffn")

@@ -5,7 +5,7 @@ device`), the CNN in torch's own layout (channels_first) for Keras too: Keras's 
 After a warm-up epoch, torch.profiler records one epoch of each. Per step: how many aten ops each issues,
 their self CPU time by op, and the wall time of the profiled epoch (the profiler's own cost included, so
 it is larger than an unprofiled epoch; the op counts are exact). Writes torch-op-profile-MODEL.md beside
-this file.
+this file. From the checkout, kerasmnist installed:
 
     python reports/performance/torch_op_profile.py --model cnn --data-dir ../shared/data/mnist
 """
@@ -15,23 +15,24 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kerasmnist.child import backend
+from kerasmnist.child import backend, data
+from kerasmnist.config import RunConfig
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--model", default="cnn", choices=["cnn", "ffn"])
+parser.add_argument("--limit-train", type=int, default=8192)
+parser.add_argument("--data-dir", required=True)
+parser.add_argument("--top", type=int, default=15)
+args = parser.parse_args()
 
 pinned = backend.pin("torch", "cpu")
 
 import numpy as np  # noqa: E402  (after pinning: Keras is imported once, by pin)
 import torch  # noqa: E402
 
-from kerasmnist.child import data, native
-from kerasmnist import training  # noqa: E402
-from kerasmnist.config import RunConfig  # noqa: E402
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--model", default="cnn", choices=["cnn", "ffn"])
-parser.add_argument("--limit-train", type=int, default=8192)
-parser.add_argument("--data-dir", required=True)
-parser.add_argument("--top", type=int, default=15)
-args = parser.parse_args()
+from kerasmnist.child import models  # noqa: E402  (these import Keras)
+from kerasmnist.child.trainers import keras as keras_trainer, native  # noqa: E402
+from kerasmnist.child.trainers.native_torch import TorchLoop  # noqa: E402
 
 shared = dict(backend="torch", model=args.model, input_pipeline="device", limit_train=args.limit_train,
               validation_size=0, epochs=1, progress="none")
@@ -42,15 +43,15 @@ steps = -(-len(splits.y_train) // keras_config.batch_size)
 
 
 def keras_epoch():
-    model = training.build_and_compile(keras_config, jit_compile=False)
-    x = splits.x_train.transpose(0, 3, 1, 2) if keras_config.data_format == "channels_first" else splits.x_train
-    inputs = training.fit_inputs(keras_config, np.ascontiguousarray(x), splits.y_train)
+    model, _ = keras_trainer.build_and_compile(keras_config, False, splits)
+    x = models.images_in(splits.x_train, keras_config.data_format)
+    inputs = keras_trainer.fit_inputs(keras_config, x, splits.y_train)
     model.fit(**inputs, epochs=1, verbose=0)  # warm-up: builds the train function and the optimizer's state
     return lambda: model.fit(**inputs, epochs=1, verbose=0)
 
 
 def native_epoch():
-    loop = native.TorchLoop(native_config, splits, pinned, jit_compile=False)
+    loop = TorchLoop(native_config, splits, pinned, jit_compile=False)
     order = np.random.default_rng(0).permutation(len(splits.y_train))
     native.train_epoch(loop, order, native_config.batch_size)  # warm-up
     return lambda: native.train_epoch(loop, order, native_config.batch_size)

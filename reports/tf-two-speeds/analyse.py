@@ -2,7 +2,7 @@
 process's CPU use in its fast and its slow epochs (CPU seconds per wall second, and context switches), and,
 where measure.py timed Keras's train function, the median step and the time lost to steps over twice it.
 
-    PYTHONPATH=$PWD python reports/tf-two-speeds/analyse.py /tmp/tf-speeds [BASELINE]
+    python reports/tf-two-speeds/analyse.py /tmp/tf-speeds [BASELINE]
 
 With BASELINE (a variant's name, as ab.sh names runs NAME-ROUND), each other variant's run median over the
 baseline's of the same round, with its 95% interval (kerasmnist.report.stats.ratio), follows the table.
@@ -10,9 +10,9 @@ baseline's of the same round, with its 95% interval (kerasmnist.report.stats.rat
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 from kerasmnist.report import speeds, stats
@@ -63,15 +63,21 @@ def paired_ratios(folders: list[Path], baseline: str) -> str:
 
 
 def main() -> None:
-    root = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path,
+                        help="ab.sh's OUT folder: one NAME-ROUND folder per run, each with epochs.jsonl")
+    parser.add_argument("baseline", nargs="?", help="a variant's NAME: every other variant's run medians over its, "
+                        "paired by round")
+    args = parser.parse_args()
+    root = args.root
     print("| run | steady epochs (s) | median | speeds found | fast epochs (within 10% of the run's fastest) | "
           "slower epochs |")
     print("| --- | --- | --- | --- | --- | --- |")
     folders = sorted(path for path in root.iterdir() if (path / "epochs.jsonl").is_file())
     for folder in folders:
         print(summary(folder))
-    if len(sys.argv) > 2:
-        print("\n" + paired_ratios(folders, sys.argv[2]))
+    if args.baseline:
+        print("\n" + paired_ratios(folders, args.baseline))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """Per-thread CPU time in every epoch of one kerasmnist training run (issue 19: two CPU speeds).
 
 Runs `kerasmnist train` in this process (kerasmnist.child.run.run_and_record: the same pinning, data, model,
-trainer and record as the command) with the epoch timer wrapped so that, at each epoch's start and
-stop, it also reads every thread of this process: /proc/self/task/TID/stat (utime + stime, minor
+trainer and record as the command) with an epoch observer (run_and_record's `epoch_observer` hook,
+kerasmnist.child.timing.EpochObserver) that, just before each epoch's timed span starts and just after it
+stops, reads every thread of this process: /proc/self/task/TID/stat (utime + stime, minor
 faults, the CPU it last ran on), /proc/self/task/TID/status (voluntary and involuntary context
 switches) and /proc/self/task/TID/comm (its name), and the machine's busy CPU time from /proc/stat.
-The wrapper sits where the record's epoch times are taken (EpochTimer.start/stop, which Keras's
-trainer calls from the EpochClock callback's on_epoch_begin and at the end of the training steps, and
-the native loops call around their own epochs), so the per-thread figures cover exactly the timed spans,
-for the Keras trainer and the native loop alike; the reads themselves fall outside the timed span.
+The hook is called where the record's epoch times are taken (the epoch timer's start and stop, for the
+Keras trainer and the native loop alike), so the per-thread figures cover exactly the timed spans; the reads
+themselves fall outside them.
 
 Variants (each a command-line option), to see what the slow speed follows:
   --implementation native     the project's own tf.GradientTape loop, which showed one speed
@@ -26,6 +26,10 @@ Variants (each a command-line option), to see what the slow speed follows:
   --gc off                     Python's cyclic garbage collector disabled for the run
   --input-pipeline, --validation-size, --jit-compile, --steps-per-execution as for kerasmnist train
 
+--autotune off, --feed, --keep-iterators and the step clock below are experiments on Keras, not on kerasmnist:
+they replace methods of Keras's own classes (marked "Experiment on Keras" below), as Keras offers no hook for
+them; kerasmnist's code is not patched.
+
 Every call of Keras's train function (one batch each with steps_per_execution=1) is timed too, so that
 each epoch's line says whether a slow epoch has uniformly slower steps, a few long ones, or time before its first
 step or after its last; when an epoch's first step has not begun 0.25 s into it, every Python thread's stack is
@@ -34,9 +38,9 @@ taken then (OUT/stalls.json).
 Writes OUT/epochs.jsonl (one line per epoch: wall seconds, process and machine CPU seconds, each
 thread's deltas, and the step times' summary), OUT/threads.md (a table per thread name: CPU seconds per epoch, and, when
 kerasmnist.report.speeds finds two speeds among the steady epochs, the mean in fast and in slow epochs)
-and the run record under OUT/runs/. Example (from the checkout; about 20 s on 2 idle cores):
+and the run record under OUT/runs/. Example (from the checkout, kerasmnist installed; about 20 s on 2 idle cores):
 
-  PYTHONPATH=$PWD python reports/tf-two-speeds/measure.py --epochs 10 --limit-train 10000 \\
+  python reports/tf-two-speeds/measure.py --epochs 10 --limit-train 10000 \\
       --data-dir ../shared/data/mnist --out /tmp/tf-speeds/default
 """
 
@@ -107,7 +111,8 @@ class Snapshot:
 
 
 class EpochSampler:
-    """Snapshots at each epoch's start and stop, and the difference as one line per epoch."""
+    """Snapshots at each epoch's start and stop, and the difference as one line per epoch: a
+    kerasmnist.child.timing.EpochObserver, handed to run_and_record."""
 
     def __init__(self, sleep_after: float, step_clock: StepClock) -> None:
         self.sleep_after = sleep_after
@@ -115,12 +120,12 @@ class EpochSampler:
         self.epochs: list[dict] = []
         self._before: Snapshot | None = None
 
-    def begin(self) -> None:
+    def before_epoch(self, epoch: int) -> None:
         self.step_clock.take()  # validation and anything else since the last epoch
         self._before = Snapshot.now()
         self.step_clock.arm(self._before.wall)
 
-    def end(self, epoch_seconds: float) -> None:
+    def after_epoch(self, epoch_seconds: float) -> None:
         before, after = self._before, Snapshot.now()
         threads = {}
         for tid, now in after.threads.items():
@@ -204,8 +209,13 @@ class StepClock:
                 "their_excess_seconds": round(sum(step - median for step in long_steps), 3), **bounds}
 
 
+# Experiments on Keras (not on kerasmnist): each function below replaces a method of one of Keras's own classes
+# for the rest of this process; Keras offers no hook for any of them. Written against Keras 3.15
+# (keras/src/backend/tensorflow/trainer.py, keras/src/trainers/data_adapters/).
+
+
 def install_step_clock(clock: StepClock) -> None:
-    """Wraps the train function Keras's TensorFlow trainer makes (backend/tensorflow/trainer.py,
+    """Experiment on Keras: wraps the train function Keras's TensorFlow trainer makes (backend/tensorflow/trainer.py,
     make_train_function), which fit calls once per batch."""
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
 
@@ -221,9 +231,10 @@ def install_step_clock(clock: StepClock) -> None:
 
 
 def feed_from_python(source: str) -> None:
-    """Makes Keras's TensorFlow epoch iterator hand its train function a Python iterator instead of a
-    tf.data one: the function then calls the compiled step on each batch (trainer.py, `function`'s else
-    branch) instead of reading the iterator inside a second compiled function that returns an Optional."""
+    """Experiment on Keras (its private TFEpochIterator._get_iterator replaced): makes Keras's TensorFlow epoch
+    iterator hand its train function a Python iterator instead of a tf.data one: the function then calls the
+    compiled step on each batch (trainer.py, `function`'s else branch) instead of reading the iterator inside a
+    second compiled function that returns an Optional."""
     from keras.src.backend.tensorflow import trainer
 
     class PythonIterable:
@@ -239,8 +250,9 @@ def feed_from_python(source: str) -> None:
 
 
 def keep_iterators_alive() -> None:
-    """Keeps every tf.data iterator Keras's TensorFlow epoch iterator makes referenced until the process ends,
-    so that none is destroyed (its background threads cancelled and joined) during training."""
+    """Experiment on Keras (its private TFEpochIterator._get_iterator replaced): keeps every tf.data iterator
+    Keras's TensorFlow epoch iterator makes referenced until the process ends, so that none is destroyed (its
+    background threads cancelled and joined) during training."""
     from keras.src.backend.tensorflow import trainer
 
     made = []
@@ -256,26 +268,10 @@ def keep_iterators_alive() -> None:
     trainer.TFEpochIterator._get_iterator = lambda self: KeptIterable(self._distributed_dataset)
 
 
-def install_sampler(sampler: EpochSampler) -> None:
-    """Wraps the epoch timer both trainers use (import only after pinning: training imports Keras)."""
-    from kerasmnist.child import native, timing, training
-
-    class SampledEpochTimer(timing.EpochTimer):
-        def start(self, epoch: int) -> None:
-            sampler.begin()
-            super().start(epoch)
-
-        def stop(self) -> None:
-            super().stop()
-            sampler.end(self.epoch_seconds[-1])
-
-    training.EpochTimer = native.EpochTimer = SampledEpochTimer
-
-
 def turn_autotune_off() -> None:
-    """tf.data autotuning off on every dataset that Keras's TensorFlow trainer iterates: the arrays'
-    adapter (array_data_adapter.py get_tf_dataset, num_parallel_calls and prefetch at AUTOTUNE) and the
-    tf.data adapter (--input-pipeline tf.data)."""
+    """Experiment on Keras (its data adapters' get_tf_dataset wrapped): tf.data autotuning off on every dataset
+    that Keras's TensorFlow trainer iterates: the arrays' adapter (array_data_adapter.py get_tf_dataset,
+    num_parallel_calls and prefetch at AUTOTUNE) and the tf.data adapter (--input-pipeline tf.data)."""
     import tensorflow as tf
     from keras.src.trainers.data_adapters import array_data_adapter, tf_dataset_adapter
 
@@ -284,6 +280,9 @@ def turn_autotune_off() -> None:
     for adapter in (array_data_adapter.ArrayDataAdapter, tf_dataset_adapter.TFDatasetAdapter):
         original = adapter.get_tf_dataset
         adapter.get_tf_dataset = lambda self, original=original: original(self).with_options(options)
+
+
+# The rest uses kerasmnist's public functions and TensorFlow's public API only.
 
 
 def set_threading(inter_op: int | None, intra_op: int | None) -> None:
@@ -368,7 +367,7 @@ def main() -> None:
                        jit_compile=args.jit_compile, steps_per_execution=args.steps_per_execution,
                        fit_steps_per_epoch=args.fit_steps_per_epoch, progress="none")
     # Pinned here first, as run_and_record pins (a second pin of the same backend changes nothing), so that the
-    # threading settings come before TensorFlow's runtime starts and the sampler can wrap the trainers.
+    # threading settings come before TensorFlow's runtime starts and Keras is imported for the experiments on it.
     backend.pin(config.backend, config.device)
     set_threading(args.inter_op, args.intra_op)
     if args.autotune == "off":
@@ -382,8 +381,7 @@ def main() -> None:
     step_clock = StepClock()
     install_step_clock(step_clock)
     sampler = EpochSampler(args.sleep, step_clock)
-    install_sampler(sampler)
-    path, record = run.run_and_record(config, args.out / "runs")
+    path, record = run.run_and_record(config, args.out / "runs", epoch_observer=sampler)
 
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {key: value for key, value in vars(args).items() if key != "out"}

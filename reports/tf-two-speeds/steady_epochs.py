@@ -13,10 +13,12 @@ stretches happen too). For each count n of steady epochs in a run, over many sim
 - detected: the share of rows of two such runs (2n steady epochs pooled) where kerasmnist.report.speeds
   finds the two speeds, with 5% noise on each epoch.
 
-Run from the checkout: PYTHONPATH=$PWD python reports/tf-two-speeds/steady_epochs.py
+Run from the checkout (kerasmnist installed; it takes no options): python reports/tf-two-speeds/steady_epochs.py
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -49,6 +51,7 @@ def times(rng: np.random.Generator, states: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # no options: --help only
     print(f"{'model':>10} {'n':>3} {'one speed only':>15} {'between speeds':>15} {'detected (2 runs)':>18}")
     for name, stretch in (("uniform", stretches_uniform), ("geometric", stretches_geometric)):
         rng = np.random.default_rng(19)

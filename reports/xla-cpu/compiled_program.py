@@ -1,5 +1,6 @@
 """Does an XLA flag change JAX's optimised program for the Keras CNN's train step? Prints the flags, a hash
-of the compiled program's text and its length; run it once per flag (XLA reads XLA_FLAGS at start-up):
+of the compiled program's text and its length; run it once per flag (XLA reads XLA_FLAGS at start-up), from the
+checkout with kerasmnist installed:
 
     for f in "" --xla_cpu_use_onednn=true --xla_cpu_use_xnnpack=true; do
         XLA_FLAGS="$f" python reports/xla-cpu/compiled_program.py; done
@@ -8,19 +9,23 @@ Flags that act in code generation or the runtime (vector width, thunk runtime, E
 text alike by design; a flag that rewrites the program (oneDNN or XNNPACK calls, other fusions) changes it.
 """
 
+import argparse
 import hashlib
 import os
 
 from kerasmnist.child import backend
+from kerasmnist.config import RunConfig
+
+argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # no options: --help only
 
 backend.pin("jax", "cpu")
 
 import jax  # noqa: E402  (after pinning)
 import jax.numpy as jnp  # noqa: E402
 
-from kerasmnist import models  # noqa: E402
+from kerasmnist.child import models  # noqa: E402  (imports Keras)
 
-model = models.build_model("cnn", (128,))
+model, _ = models.build(RunConfig(backend="jax", model="cnn"), (28, 28, 1), 10)
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
 x, y = jnp.zeros((128, 28, 28, 1)), jnp.zeros((128,), jnp.int32)
 model.fit(x, y, batch_size=128, epochs=1, verbose=0)  # builds the optimizer's and the metrics' variables

@@ -1,6 +1,6 @@
 """The comparison matrix on a Slurm cluster, through submitit: each round of each machine kind is one job.
 
-A round's cells run adjacent in time on one node exactly as compare runs a round here (compare.run_round: each
+A round's cells run adjacent in time on one node exactly as a round runs here (rounds.run_round: each
 cell its own pinned process, in the fair order), so the pairing every interval rests on holds. A kind's rounds
 go in as one job array, at most `parallel` of them running at once. A job writes only into its own folder,
 OUT/jobs/JOBID/ (one writer per file: locks on network file systems are not to be trusted); the driver folds
@@ -24,12 +24,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from kerasmnist.launch import compare, processes
 from kerasmnist import records
 from kerasmnist.errors import ConfigError
-from kerasmnist.launch.matrix import Cell, MachineKind, Matrix, cells
+from kerasmnist.launch import bench, rounds
+from kerasmnist.launch.executors.machines import MachineKind
+from kerasmnist.launch.matrix import Cell, Matrix, cells
+from kerasmnist.launch.rounds import Echo, Outcome
+from kerasmnist.stops import stops_cleanly
 
 JOBS_DIR = "jobs"  # OUT/jobs/JOBID/: one job's results.jsonl, bench.jsonl and runs/
 SUBMITIT_DIR = "submitit"  # OUT/jobs/submitit/: submitit's batch scripts and pickles, and each job's logs
@@ -37,7 +40,7 @@ PLAN_FILE = "plan.json"  # what a job was to run, written by the driver when it 
 FOLDED_FILE = "folded"  # written by the driver once the job's entries are in OUT/results.jsonl
 POLL_SECONDS = 5
 CANCEL_WAIT_SECONDS = 180  # a cancelled job's running cell gets SIGTERM, then Slurm's KillWait
-SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo", "srun")
+SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sacct", "sinfo", "srun")
 LOG_TAIL_LINES = 20
 
 
@@ -77,18 +80,18 @@ class RoundJob:
         slurm = {"job_id": environment.job_id, "array_job_id": environment.array_job_id,
                  "array_index": None if environment.array_task_id is None else int(environment.array_task_id),
                  "node": environment.hostname, "partition": os.environ.get("SLURM_JOB_PARTITION")}
-        outcome = compare.Outcome()
+        outcome = Outcome()
         # submitit ignores SIGTERM; a cancelled job stops its cell as compare does on Ctrl-C, keeping what finished.
-        with processes.stops_cleanly():
+        with stops_cleanly():
             try:
-                compare.measure_peaks(self.matrix, folder, self.stamp["command"], self.stamp["invocation"], print)
+                bench.measure_peaks(self.matrix, folder, self.stamp["command"], self.stamp["invocation"], print)
             except KeyboardInterrupt:
                 return outcome.counts
-            compare.run_round(list(self.cells), self.matrix.cell_timeout, folder,
+            rounds.run_round(list(self.cells), self.matrix.cell_timeout, folder,
                               folder / records.RESULTS_FILE,
                               lambda cell: {**self.stamp, "key": kind_key(cell, self.kind), "slurm": slurm,
                                             "machine_kind": self.kind},
-                              outcome, lambda line: print(line, flush=True), compare.Progress(list(self.cells), print))
+                              outcome, lambda line: print(line, flush=True), rounds.Progress(list(self.cells), print))
         return outcome.counts
 
 
@@ -103,33 +106,38 @@ class Job:
     cells: int
 
 
-def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
-               echo: Callable[[str], None] = print) -> compare.Outcome:
+class SlurmExecutor:
     """Runs the matrix's missing cells on Slurm, a job per round and machine kind, and folds them home."""
-    submitit = _submitit()
-    _check_slurm()
-    records.ensure_writable(out_dir)
-    driver = Driver(matrix, out_dir.resolve(), command, echo)
-    try:
-        driver.run(submitit, force)
-    except KeyboardInterrupt as stop:
-        driver.outcome.interrupted = True
-        driver.cancel(f"{stop or 'interrupted'}: cancelling this run's Slurm jobs")
-        echo(f"the cells finished are kept in {driver.results_path}; rerun the same command to run the rest")
-    except ConfigError:
-        driver.cancel("Slurm refused a job: cancelling the jobs submitted before it")
-        raise
-    return driver.outcome
+
+    def __init__(self, kinds: tuple[MachineKind, ...]) -> None:
+        self.kinds = kinds
+
+    def run(self, matrix: Matrix, out_dir: Path, command: str, force: bool, echo: Echo) -> Outcome:
+        submitit = _submitit()
+        _check_slurm()
+        records.ensure_writable(out_dir)
+        driver = Driver(matrix, self.kinds, out_dir.resolve(), command, echo)
+        try:
+            driver.run(submitit, force)
+        except KeyboardInterrupt as stop:
+            driver.outcome.interrupted = True
+            driver.cancel(f"{stop or 'interrupted'}: cancelling this run's Slurm jobs")
+            echo(f"the cells finished are kept in {driver.results_path}; rerun the same command to run the rest")
+        except ConfigError:
+            driver.cancel("Slurm refused a job: cancelling the jobs submitted before it")
+            raise
+        return driver.outcome
 
 
 class Driver:
     """Submits the rounds, watches the queue, and folds each ended job's entries home."""
 
-    def __init__(self, matrix: Matrix, out_dir: Path, command: str, echo: Callable[[str], None]) -> None:
-        self.matrix, self.out_dir, self.command, self.echo = matrix, out_dir, command, echo
+    def __init__(self, matrix: Matrix, kinds: tuple[MachineKind, ...], out_dir: Path, command: str,
+                 echo: Echo) -> None:
+        self.matrix, self.kinds, self.out_dir, self.command, self.echo = matrix, kinds, out_dir, command, echo
         self.results_path = out_dir / records.RESULTS_FILE
         self.jobs_dir = out_dir / JOBS_DIR
-        self.outcome = compare.Outcome()
+        self.outcome = Outcome()
         self.invocation = records.new_invocation()
         self.plans: dict[str, list[Cell]] = {}  # each kind's cells, once the earlier jobs are folded
         self.active: dict[str, Job] = {}
@@ -141,25 +149,25 @@ class Driver:
     def run(self, submitit: Any, force: bool) -> None:
         self.adopt_earlier_jobs()
         self.wait()
-        entries, done = compare.done_cells(self.results_path, self.echo)
-        self.plans = {kind.name: kind_plan(self.matrix, kind, entries) for kind in self.matrix.machines}
-        compare.note_few_steady_epochs([cell for plan in self.plans.values() for cell in plan], self.echo)
+        entries, done = rounds.done_cells(self.results_path, self.echo)
+        self.plans = {kind.name: kind_plan(self.matrix, kind, entries) for kind in self.kinds}
+        rounds.note_few_steady_epochs([cell for plan in self.plans.values() for cell in plan], self.echo)
         total = sum(len(plan) for plan in self.plans.values())
         already = 0 if force else sum(kind_key(cell, kind) in done for kind, plan in self.plans.items() for cell in plan)
         self.outcome.counts["already done"] = already
         if already:
             self.echo(f"{already} of {total} cells already done in {self.results_path}; "
                       "submitting the rest (--force reruns them all)")
-        rounds = self.matrix.rounds
+        submitted = self.matrix.rounds
         while True:
-            self.submit(submitit, rounds, force)
+            self.submit(submitit, submitted, force)
             self.wait()
-            if not self.matrix.target_ci or rounds >= self.matrix.planned_rounds:
+            if not self.matrix.target_ci or submitted >= self.matrix.planned_rounds:
                 return
-            entries, _ = compare.done_cells(self.results_path, self.echo)
-            if compare.narrow_enough(self.matrix.target_ci, rounds, entries, self.echo):
+            entries, _ = rounds.done_cells(self.results_path, self.echo)
+            if rounds.narrow_enough(self.matrix.target_ci, submitted, entries, self.echo):
                 return
-            rounds = min(self.matrix.planned_rounds, rounds + max(kind.parallel for kind in self.matrix.machines))
+            submitted = min(self.matrix.planned_rounds, submitted + max(kind.parallel for kind in self.kinds))
 
     def adopt_earlier_jobs(self) -> None:
         """Job folders an earlier run left unfolded: their jobs are watched if still queued, else folded now."""
@@ -176,21 +184,21 @@ class Driver:
             else:
                 self.fold(job, record_missing=True)
 
-    def submit(self, submitit: Any, rounds: int, force: bool) -> None:
-        """Each kind's rounds below `rounds` not submitted yet in this run, with their cells not done, as a job array."""
-        _, done = compare.done_cells(self.results_path, self.echo)
-        for kind in self.matrix.machines:
+    def submit(self, submitit: Any, below: int, force: bool) -> None:
+        """Each kind's rounds below `below` not submitted yet in this run, with their cells not done, as a job array."""
+        _, done = rounds.done_cells(self.results_path, self.echo)
+        for kind in self.kinds:
             jobs = []
-            for round_cells in compare.rounds(self.plans[kind.name]):
+            for round_cells in rounds.rounds(self.plans[kind.name]):
                 repeat = round_cells[0].repeat
-                if repeat >= rounds or (kind.name, repeat) in self.submitted_rounds:
+                if repeat >= below or (kind.name, repeat) in self.submitted_rounds:
                     continue
                 self.submitted_rounds.add((kind.name, repeat))
                 missing = tuple(cell for cell in round_cells if force or kind_key(cell, kind.name) not in done)
                 if missing:
                     stamp = {"command": self.command, "invocation": self.invocation,
                              "round": f"{self.invocation} {kind.name} #{repeat + 1}", "target_ci": self.matrix.target_ci}
-                    jobs.append(RoundJob(dataclasses.replace(self.matrix, devices=kind.devices, machines=()),
+                    jobs.append(RoundJob(dataclasses.replace(self.matrix, devices=kind.devices),
                                          kind.name, missing, self.out_dir, stamp))
             if jobs:
                 self.submit_kind(submitit, kind, jobs)
@@ -236,7 +244,7 @@ class Driver:
 
     def progress(self, queued: dict[str, str]) -> None:
         lines = []
-        for kind in self.matrix.machines:
+        for kind in self.kinds:
             jobs = [job for job in self.active.values() if job.kind == kind.name]
             if not jobs:
                 continue
@@ -244,7 +252,7 @@ class Driver:
             finished = [entry for job in jobs for entry in _entries(job.folder / records.RESULTS_FILE)]
             remaining = sum(job.cells for job in jobs) - len(finished)
             seconds = self.seconds + [entry.wall_seconds for entry in finished]
-            left = (f", about {compare.duration_text(statistics.fmean(seconds) * remaining / min(kind.parallel, len(jobs)))}"
+            left = (f", about {rounds.duration_text(statistics.fmean(seconds) * remaining / min(kind.parallel, len(jobs)))}"
                     " left" if seconds and remaining else "")
             lines.append(f"{kind.name}: {pending} jobs pending, {len(jobs) - pending} running; "
                          f"{len(finished)} of {len(finished) + remaining} cells done{left}")
@@ -259,7 +267,7 @@ class Driver:
         plan = json.loads((job.folder / PLAN_FILE).read_text(encoding="utf-8"))
         entries = _entries(job.folder / records.RESULTS_FILE)
         for entry in entries:
-            compare.save_entry(self.results_path, entry, self.outcome, lambda line: None)
+            rounds.save_entry(self.results_path, entry, self.outcome, lambda line: None)
             self.seconds.append(entry.wall_seconds)
         bench_path = job.folder / records.BENCH_FILE
         for entry in (records.read_results(bench_path, records.BENCH_KIND)[0] if bench_path.exists() else []):
@@ -273,7 +281,7 @@ class Driver:
             why = f"Slurm job {job.job_id} ended {state}" + (f" ({reason})" if reason else "") + \
                 (f": {log_tail[-1]}" if log_tail else "")
             for cell in missing:
-                compare.save_entry(self.results_path, _failed_entry(cell, plan, job, why, log_tail), self.outcome,
+                rounds.save_entry(self.results_path, _failed_entry(cell, plan, job, why, log_tail), self.outcome,
                               lambda line: None)
             said += f"; {len(missing)} recorded failed: {why}"
         self.echo(said)
@@ -339,6 +347,8 @@ def _slurm(arguments: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(arguments, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(arguments, 1, "", f"{arguments[0]}: no answer within 60 s")
+    except FileNotFoundError:  # a command gone from PATH since the start (sacct on a cluster without it)
+        return subprocess.CompletedProcess(arguments, 127, "", f"{arguments[0]}: command not found")
 
 
 def _slurm_message(text: str) -> str:

@@ -1,0 +1,197 @@
+"""Keras's own training: model.compile, model.fit, model.evaluate and model.predict, timed like a benchmark harness.
+
+Import only after `backend.pin` (it imports Keras).
+
+Timing rules (the clocks themselves are base.py's):
+- `time.perf_counter()` around each epoch's training steps, read at epoch boundaries only: a
+  per-batch callback would turn off Keras's asynchronous dispatch and slow every backend down.
+- The device is synchronised at every boundary by copying a weight to the host: the copy cannot
+  finish before the step that wrote it, whatever the backend or device.
+- Validation runs inside `fit` but is timed apart (Keras calls `on_test_begin` when it starts), and
+  the final test evaluation is timed apart too, so neither counts as training time.
+- The first epoch, which includes tracing and XLA compilation, is reported apart from the steady
+  state (the median of the later epochs).
+- With --profile, cProfile runs over the steady epochs' training steps (see profiling.py).
+
+What differs between backends is said in two functions: `set_random_seed` (which framework is seeded) and
+`_replicated` (how --data-parallel replicates the model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ContextManager
+
+import keras
+import numpy as np
+
+from kerasmnist.child import models
+from kerasmnist.child.backend import Pinned, import_tensorflow
+from kerasmnist.child.data import Splits
+from kerasmnist.child.timing import EpochTimer
+from kerasmnist.child.trainers.base import Counted, Fitted
+from kerasmnist.config import RunConfig
+from kerasmnist.records import ModelIdentity
+
+_VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Drives an EpochTimer from fit's callbacks, and times fit's own validation pass apart."""
+
+    def __init__(self, timer: EpochTimer) -> None:
+        super().__init__()
+        self.timer = timer
+        self.validation_seconds: list[float] = []
+        self._validation_started: float | None = None
+
+    def synchronize(self) -> None:
+        keras.ops.convert_to_numpy(self.model.trainable_variables[-1])
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.synchronize()
+        self._validation_started = None
+        self.timer.start(epoch)
+
+    def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
+        # Only fit's own validation pass reaches this callback: it ends the training steps.
+        self._end_training_steps()
+        self._validation_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self._validation_started is None:  # no validation data
+            self._end_training_steps()
+        else:
+            self.synchronize()
+            self.validation_seconds.append(time.perf_counter() - self._validation_started)
+
+    def _end_training_steps(self) -> None:
+        self.synchronize()
+        self.timer.stop()
+
+
+class KerasTrainer:
+    """The run's model compiled and trained by Keras (base.Trainer)."""
+
+    model: keras.Model  # built by build()
+    identity: ModelIdentity
+
+    def __init__(self, config: RunConfig, splits: Splits, pinned: Pinned, jit_compile: bool) -> None:
+        set_random_seed(config.seed, config.backend, config.input_pipeline == "tf.data")
+        self.config, self.splits, self.jit_compile = config, splits, jit_compile
+        layout = config.data_format if config.model == "cnn" else "channels_last"  # only the CNN has a layout option
+        self.x_train, self.x_val, self.x_test = (models.images_in(x, layout)
+                                                 for x in (splits.x_train, splits.x_val, splits.x_test))
+
+    def build(self) -> None:
+        self.model, self.identity = build_and_compile(self.config, self.jit_compile, self.splits)
+
+    def fit(self, timer: EpochTimer) -> Fitted:
+        config, splits = self.config, self.splits
+        validation = None
+        if len(splits.y_val):
+            inputs = fit_inputs(config, self.x_val, splits.y_val)
+            validation = (inputs["x"], inputs["y"]) if "y" in inputs else inputs["x"]
+        clock = EpochClock(timer)
+        history = self.model.fit(
+            **fit_inputs(config, self.x_train, splits.y_train, shuffle_seed=config.seed),
+            epochs=config.epochs,
+            steps_per_epoch=math.ceil(len(splits.y_train) / config.batch_size) if config.fit_steps_per_epoch else None,
+            validation_data=validation,
+            callbacks=[clock],
+            verbose=_VERBOSITY[config.progress],
+        )
+        curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
+        return Fitted(curves, clock.validation_seconds)
+
+    def state(self) -> Sequence[object]:
+        return [variable.value for variable in [*self.model.weights, *self.model.optimizer.variables]]
+
+    def evaluate(self) -> tuple[float, float]:
+        test_loss, test_accuracy = self.model.evaluate(**fit_inputs(self.config, self.x_test, self.splits.y_test),
+                                                       verbose=0)
+        return test_loss, test_accuracy
+
+    def inference_pass(self, batch_size: int) -> Callable[[], object]:
+        # predict returns NumPy arrays, so each pass has waited for the device
+        return lambda: self.model.predict(self.x_test, batch_size=batch_size, verbose=0)
+
+    def counted(self) -> Counted:
+        return Counted(self.model, self.identity, self.x_train.shape[1:])
+
+
+def build_and_compile(config: RunConfig, jit_compile: bool, splits: Splits) -> tuple[keras.Model, ModelIdentity]:
+    """The model and its identity, under the run's dtype policy and, with --data-parallel, replicated over every
+    device."""
+    keras.config.set_dtype_policy(config.precision)
+    with _replicated(config) if config.data_parallel else contextlib.nullcontext():
+        model, identity = models.build(config, splits.input_shape, splits.num_classes, splits.x_train[:2])
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=config.from_logits),
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+            steps_per_execution=config.steps_per_execution,
+        )
+    return model, identity
+
+
+def _replicated(config: RunConfig) -> ContextManager[object]:
+    """Where a --data-parallel model is built: under JAX, Keras's distribution API over every device of the pinned
+    kind; under TensorFlow, a tf.distribute.MirroredStrategy's scope (config refuses data parallelism under torch)."""
+    if config.backend == "jax":
+        devices = keras.distribution.list_devices(config.device)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(config.device.upper())])
+    return strategy.scope()
+
+
+def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None) -> dict[str, Any]:
+    """fit's or evaluate's data arguments for --input-pipeline. NumPy arrays are sliced and copied to
+    the device batch by batch; `device` converts them once, up front (Keras shuffles either, every
+    epoch); tf.data and torch's DataLoader shuffle with `shuffle_seed`, under any backend: tf.data
+    prefetches, the DataLoader gathers each batch sample by sample and stacks it, as its users write it."""
+    if config.input_pipeline == "numpy":
+        return {"x": x, "y": y, "batch_size": config.batch_size}
+    if config.input_pipeline == "device":
+        return {"x": keras.ops.convert_to_tensor(x), "y": keras.ops.convert_to_tensor(y), "batch_size": config.batch_size}
+    if config.input_pipeline == "torch.utils.data":
+        import torch
+
+        dataset = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
+        return {"x": torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=generator is not None,
+                                                 generator=generator)}
+    tf = import_tensorflow()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return {"x": dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)}
+
+
+def set_random_seed(seed: int, backend: str, seed_tensorflow: bool) -> None:
+    """What `keras.utils.set_random_seed` does (keras/src/utils/rng_utils.py, lines 57-70), except that it
+    seeds TensorFlow only when the run uses it: Keras imports TensorFlow whenever it is installed, which
+    costs a torch or JAX run over a second and starts TensorFlow beside the training framework."""
+    if backend == "tensorflow" or seed_tensorflow:
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)  # recreated from the seed
+    random.seed(seed)
+    np.random.seed(seed)
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
