@@ -88,7 +88,7 @@ def test_cpu_threads_bind_the_process_and_set_the_frameworks_thread_count():
     import subprocess
     import sys
 
-    probe = ("import os, torch; from kerasmnist import backend; backend.pin('torch', 'cpu', cpu_threads=1); "
+    probe = ("import os, torch; from kerasmnist.child import backend; backend.pin('torch', 'cpu', cpu_threads=1); "
              "print(len(os.sched_getaffinity(0)), torch.get_num_threads())")
     child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                            env=pinning.child_environment(), timeout=300)
