@@ -47,28 +47,24 @@ SHARED_RUNS: dict[str, tuple[str, ...]] = {
     "jax-cnn": ("--backend", "jax", "--model", "cnn"),
     # test_train: complete record, channels_first.
     "torch-cnn": ("--backend", "torch", "--model", "cnn", "--data-format", "channels_first"),
-    # test_train: complete record, input pipeline, fit told the steps per epoch (the fixture's 4,000 images
-    # at batch 64 end in a partial batch of 32).
+    # test_train: complete record, input pipeline, fit told the steps per epoch (the fixture's 4,000 images at
+    # batch 64 end in a partial batch of 32); test_gpu_side: bfloat16, data-parallel.
     "tensorflow-ffn": ("--backend", "tensorflow", "--model", "ffn", "--input-pipeline", "tf.data",
-                       "--fit-steps-per-epoch"),
-    # test_train: complete record, input pipeline; test_gpu_side: the backend's device facts; test_profiling: Keras
-    # profiled.
-    "torch-ffn": ("--backend", "torch", "--model", "ffn", "--input-pipeline", "torch.utils.data", "--profile"),
+                       "--fit-steps-per-epoch", "--precision", "mixed_bfloat16",
+                       "--data-parallel", "--cpu-devices", "2"),
+    # test_train: complete record, input pipeline; test_gpu_side: the backend's device facts, float16 on a CPU.
+    "torch-ffn": ("--backend", "torch", "--model", "ffn", "--input-pipeline", "torch.utils.data",
+                  "--precision", "mixed_float16"),
     # test_train: complete record, the same seed twice (with jax-ffn-again); test_profiling: unprofiled.
     "jax-ffn": ("--backend", "jax", "--model", "ffn"),
     "jax-ffn-again": ("--backend", "jax", "--model", "ffn"),
-    # test_train: input pipeline; test_gpu_side: bfloat16.
+    # test_train: input pipeline; test_gpu_side: bfloat16, data-parallel.
     "jax-ffn-tf.data": ("--backend", "jax", "--model", "ffn", "--input-pipeline", "tf.data",
-                        "--precision", "mixed_bfloat16"),
-    # test_train: input pipeline, fit told the steps per epoch; test_gpu_side: bfloat16.
+                        "--precision", "mixed_bfloat16", "--data-parallel", "--cpu-devices", "2"),
+    # test_train: input pipeline, fit told the steps per epoch; test_gpu_side: bfloat16; test_profiling: Keras
+    # profiled (device input: the least Python per step to profile).
     "torch-ffn-device": ("--backend", "torch", "--model", "ffn", "--input-pipeline", "device",
-                         "--fit-steps-per-epoch", "--precision", "mixed_bfloat16"),
-    # test_gpu_side: bfloat16, data-parallel.
-    "tensorflow-ffn-data-parallel": ("--backend", "tensorflow", "--model", "ffn", "--precision", "mixed_bfloat16",
-                                     "--data-parallel", "--cpu-devices", "2"),
-    # test_gpu_side: data-parallel, float16 on a CPU.
-    "jax-ffn-data-parallel": ("--backend", "jax", "--model", "ffn", "--precision", "mixed_float16",
-                              "--data-parallel", "--cpu-devices", "2"),
+                         "--fit-steps-per-epoch", "--precision", "mixed_bfloat16", "--profile"),
     # test_native: every backend and model from NumPy arrays, device-resident data for a few; test_profiling: the
     # native loop profiled.
     **{f"native-{backend}-{model}-numpy": ("--implementation", "native", "--backend", backend, "--model", model,

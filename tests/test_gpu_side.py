@@ -3,8 +3,10 @@
 import json
 
 import pytest
+from click.testing import CliRunner
 
 from conftest import QUICK_ARGS, error_line, run_cli
+from kerasmnist.cli import cli
 from kerasmnist.launch import bench
 from kerasmnist import records, report
 from kerasmnist.launch.inventory import render
@@ -68,8 +70,8 @@ def test_crossover_is_where_the_gpu_wins_from_then_on():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn-data-parallel"),
-                                           ("torch", "torch-ffn-device"), ("jax", "jax-ffn-tf.data")])
+@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn"), ("torch", "torch-ffn-device"),
+                                           ("jax", "jax-ffn-tf.data")])
 def test_mixed_bfloat16_trains_and_is_recorded(trained, backend, name):
     record = trained(name).record
     assert (record.backend, record.model) == (backend, "ffn")
@@ -78,8 +80,7 @@ def test_mixed_bfloat16_trains_and_is_recorded(trained, backend, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn-data-parallel"),
-                                           ("jax", "jax-ffn-data-parallel")])
+@pytest.mark.parametrize("backend, name", [("tensorflow", "tensorflow-ffn"), ("jax", "jax-ffn-tf.data")])
 def test_data_parallel_over_virtual_cpu_devices(trained, backend, name):
     record = trained(name).record
     assert (record.backend, record.model) == (backend, "ffn")
@@ -90,22 +91,33 @@ def test_data_parallel_over_virtual_cpu_devices(trained, backend, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("args, code, message", [
     (["--backend", "jax", "--data-parallel"], 2, "--data-parallel needs 2 or more cpu devices but jax sees 1"),
-    (["--backend", "torch", "--data-parallel"], 2, "--data-parallel is not supported by the torch backend"),
-    (["--backend", "jax", "--device", "gpu", "--cpu-devices", "2"], 2, "--cpu-devices can only split the CPU"),
     (["--backend", "jax", "--data-parallel", "--cpu-devices", "2", "--batch-size", "65"], 2,
      "--batch-size 65 does not split evenly over 2 devices"),
-    (["--backend", "jax", "--precision", "float64"], 2, "--precision must be one of float32, mixed_float16"),
 ])
 def test_bad_gpu_side_options(tmp_path, args, code, message):
+    """Found once the backend is pinned, in a process of its own."""
     result = run_cli("train", *QUICK_ARGS, *args, "--out", str(tmp_path))
     assert result.returncode == code
     assert message in error_line(result.stderr)
     assert not list(tmp_path.glob("*.json"))
 
 
+@pytest.mark.parametrize("args, code, message", [
+    (["--backend", "torch", "--data-parallel"], 2, "--data-parallel is not supported by the torch backend"),
+    (["--backend", "jax", "--device", "gpu", "--cpu-devices", "2"], 2, "--cpu-devices can only split the CPU"),
+    (["--backend", "jax", "--precision", "float64"], 2, "--precision must be one of float32, mixed_float16"),
+])
+def test_bad_gpu_side_options_are_refused_before_pinning(tmp_path, args, code, message):
+    """Refused by the configuration's checks, before any framework is imported: in this process."""
+    result = CliRunner().invoke(cli, ["train", *QUICK_ARGS, *args, "--out", str(tmp_path)])
+    assert result.exit_code == code
+    assert message in error_line(result.stderr)
+    assert not list(tmp_path.glob("*.json"))
+
+
 @pytest.mark.slow
 def test_float16_on_a_cpu_runs_with_a_note(trained):
-    shared = trained("jax-ffn-data-parallel")
+    shared = trained("torch-ffn")
     assert "kerasmnist: note: float16 on a CPU is emulated" in shared.result.stderr
     assert shared.record.config["precision"] == "mixed_float16"
 

@@ -14,10 +14,10 @@ def test_code_is_owned_by_keras_the_framework_or_other():
     assert owner("/work/main/kerasmnist/child/trainers/native_torch.py", "train_step") == "other"
 
 
-# Shared runs (conftest.SHARED_RUNS): torch's FFN, Keras's with torch.utils.data input, the native loop's with
-# device input; jax's FFN unprofiled.
+# Shared runs (conftest.SHARED_RUNS): torch's FFN with device input, Keras's and the native loop's; jax's FFN
+# unprofiled.
 @pytest.mark.slow
-@pytest.mark.parametrize("implementation, name", [("keras", "torch-ffn"), ("native", "native-torch-ffn-device")])
+@pytest.mark.parametrize("implementation, name", [("keras", "torch-ffn-device"), ("native", "native-torch-ffn-device")])
 def test_a_profiled_run_records_where_its_steady_epochs_went(trained, implementation, name):
     record = trained(name).record
     assert (record.backend, record.model, record.config["implementation"]) == ("torch", "ffn", implementation)
