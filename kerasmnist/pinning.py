@@ -14,6 +14,11 @@ from kerasmnist.config import XLA_HOST_DEVICES_FLAG
 
 FRAMEWORK_MODULES = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
 FRAMEWORK_PACKAGES = {"tensorflow": "tensorflow-cpu (or tensorflow)", "torch": "torch", "jax": "jax"}
+# The variable each backend reads as it starts for its device kind (cpu or cuda), beyond CUDA_VISIBLE_DEVICES:
+# KERAS_TORCH_DEVICE is Keras's (>= 3.14). TensorFlow reads none: the child hides its GPUs in-process.
+_DEVICE_VARIABLES = {"tensorflow": None, "torch": "KERAS_TORCH_DEVICE", "jax": "JAX_PLATFORMS"}
+# The backends whose CPU --cpu-devices splits through XLA_FLAGS (TensorFlow splits it in-process).
+_CPU_SPLIT_BY_XLA_FLAGS = {"jax"}
 
 # What the user had set before this process pinned itself (None: unset), for `child_environment`.
 _before_pinning: dict[str, str | None] = {}
@@ -25,26 +30,23 @@ def pinning_environment(backend: str, device: str, cpu_devices: int = 1, data_pa
     own settings in `environ` (default: this process's environment)."""
     user = os.environ if environ is None else environ
     env = {"KERAS_BACKEND": backend}
-    jax_cpu_split = backend == "jax" and device == "cpu" and cpu_devices > 1  # TensorFlow splits in-process
-    ours = [*xla_flags.split(), *([f"{XLA_HOST_DEVICES_FLAG}={cpu_devices}"] if jax_cpu_split else [])]
+    cpu_split = backend in _CPU_SPLIT_BY_XLA_FLAGS and device == "cpu" and cpu_devices > 1
+    ours = [*xla_flags.split(), *([f"{XLA_HOST_DEVICES_FLAG}={cpu_devices}"] if cpu_split else [])]
     if ours:
         env["XLA_FLAGS"] = _combined_xla_flags(user.get("XLA_FLAGS", ""), ours)
+    device_variable = _DEVICE_VARIABLES.get(backend)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-        if backend == "jax":
-            env["JAX_PLATFORMS"] = "cpu"
-        if backend == "torch":
-            env["KERAS_TORCH_DEVICE"] = "cpu"
+        if device_variable:
+            env[device_variable] = "cpu"
         return env
     chosen = user.get("CUDA_VISIBLE_DEVICES")
     if not data_parallel:  # one GPU: the first the user allowed
         env["CUDA_VISIBLE_DEVICES"] = "0" if chosen is None else chosen.split(",")[0].strip()
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = user.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     env["TF_FORCE_GPU_ALLOW_GROWTH"] = user.get("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    if backend == "jax":
-        env["JAX_PLATFORMS"] = "cuda"
-    if backend == "torch":
-        env["KERAS_TORCH_DEVICE"] = "cuda"
+    if device_variable:
+        env[device_variable] = "cuda"
     return env
 
 

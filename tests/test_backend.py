@@ -5,6 +5,7 @@ import pytest
 
 from kerasmnist import pinning
 from kerasmnist.child import backend
+from kerasmnist.child.frameworks import for_backend
 from kerasmnist.errors import BackendUnavailable
 
 
@@ -111,5 +112,5 @@ def test_peak_gpu_memory_reads_each_frameworks_counter(monkeypatch):
         experimental=SimpleNamespace(get_memory_info=lambda name: {"GPU:0": {"current": 1, "peak": 11}}[name])))
     for name, module in (("torch", torch), ("jax", jax), ("tensorflow", tensorflow)):
         monkeypatch.setitem(sys.modules, name, module)
-    assert [backend.peak_memory_bytes(name, "gpu") for name in ("torch", "jax", "tensorflow")] == [9, 7, 11]
-    assert backend.peak_memory_bytes("torch", "cpu") is None
+    assert [for_backend(name).peak_memory_bytes("gpu") for name in ("torch", "jax", "tensorflow")] == [9, 7, 11]
+    assert for_backend("torch").peak_memory_bytes("cpu") is None

@@ -2,7 +2,7 @@
 process pinned to one backend and device (a MatmulTask; the parent half is kerasmnist/launch/bench.py).
 
 Timing: one warm-up call per shape (tracing, compilation, allocation) is excluded; then the
-median, min and max of `repeats` calls, each synchronised (`backend.synchronize`).
+median, min and max of `repeats` calls, each synchronised (`Framework.synchronize`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from kerasmnist import environment, records
 from kerasmnist.child import backend
+from kerasmnist.child.frameworks import Framework, for_backend
 
 MEMORY_HEADROOM = 0.8  # never plan to fill more than this share of the free memory
 
@@ -22,12 +23,12 @@ def matmul_bytes(size: int) -> int:
     return 3 * size * size * 4  # two float32 operands and the product
 
 
-def _timed(operation: Callable[[], Any], backend_name: str, repeats: int) -> list[float]:
-    backend.synchronize(backend_name, operation())  # warm-up: tracing, compilation, allocation
+def _timed(operation: Callable[[], Any], framework: Framework, repeats: int) -> list[float]:
+    framework.synchronize(operation())  # warm-up: tracing, compilation, allocation
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
-        backend.synchronize(backend_name, operation())
+        framework.synchronize(operation())
         seconds.append(time.perf_counter() - started)
     return seconds
 
@@ -38,11 +39,12 @@ def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int
     pinned = backend.pin(backend_name, device, float32_matmul_precision=float32_matmul_precision)
     import keras
 
+    framework = for_backend(backend_name)
     rows = []
     scalar = keras.ops.convert_to_tensor(3.0)
-    rows.append(_row("scalar multiply", 0, 1, _timed(lambda: keras.ops.multiply(scalar, scalar), backend_name, repeats)))
+    rows.append(_row("scalar multiply", 0, 1, _timed(lambda: keras.ops.multiply(scalar, scalar), framework, repeats)))
     for size in sizes:
-        free = backend.free_memory_bytes(backend_name, device)
+        free = framework.free_memory_bytes(device)
         if free is not None and matmul_bytes(size) > MEMORY_HEADROOM * free:
             rows.append({"operation": "matmul", "size": size,
                          "error": f"{size}x{size} needs {matmul_bytes(size) / 2**30:.1f} GiB for two float32 operands "
@@ -51,7 +53,7 @@ def measure(backend_name: str, device: str, sizes: tuple[int, ...], repeats: int
         try:
             a = keras.random.normal((size, size), seed=0)
             b = keras.random.normal((size, size), seed=1)
-            rows.append(_row("matmul", size, 2 * size**3, _timed(lambda: keras.ops.matmul(a, b), backend_name, repeats)))
+            rows.append(_row("matmul", size, 2 * size**3, _timed(lambda: keras.ops.matmul(a, b), framework, repeats)))
         except Exception as error:  # out of memory, above all: the other sizes are still measured
             rows.append({"operation": "matmul", "size": size,
                          "error": (str(error) or type(error).__name__).splitlines()[0][:300]})

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kerasmnist import environment, records
-from kerasmnist.child import backend, data, probe
+from kerasmnist.child import backend, data
+from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.timing import EpochObserver
 from kerasmnist.config import HOST_PIPELINES, RunConfig
 from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
@@ -83,7 +84,7 @@ def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = 
     splits = data.load(config.dataset, config.data_dir, config.validation_size, config.limit_train, config.seed,
                        config.limit_test)
     load_data_seconds = time.perf_counter() - load_started
-    if config.data_parallel and config.backend == "jax":
+    if config.data_parallel and for_backend(config.backend).data_parallel_splits_every_batch:
         _check_batches_split(config, pinned.device_count, splits)
     timeline["data_loaded"] = time.time()
 
@@ -92,7 +93,7 @@ def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = 
 
     trainer = trainers.pick(config)
 
-    facts = environment.collect() | {"backend": probe.framework_facts(config.backend)}
+    facts = environment.collect() | {"backend": for_backend(config.backend).facts()}
     record = records.RunRecord.start(config.to_dict(), facts, started_at, splits.provenance, load_data_seconds)
     if config.implementation == "native" and (splits.input_shape, splits.num_classes) != ((28, 28, 1), 10):
         raise ConfigError(f"--implementation native is written for 28x28 greyscale images in 10 classes (got "

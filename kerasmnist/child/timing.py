@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from kerasmnist.config import RunConfig
 from kerasmnist.child.contention import ContentionMeter
+from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.profiling import StepProfiler
 from kerasmnist.records import TimeToAccuracy
 
@@ -55,17 +56,11 @@ class EpochTimer:
 
 
 def resolve_jit_compile(config: RunConfig) -> bool:
-    """What Keras's jit_compile="auto" would choose if the pinned device were the only one.
-
-    Keras's own "auto" turns XLA on for TensorFlow whenever a GPU is physically present, even
-    for a run pinned to the CPU, so the choice is made here from the pinned device instead.
-    Keras itself turns XLA off under tf.distribute, and so does this.
-    """
+    """--jit-compile, where "auto" is what Keras's "auto" would choose if the pinned device were the only one
+    (`Framework.jit_compile_default`)."""
     if config.jit_compile != "auto":
         return config.jit_compile == "true"
-    if config.backend == "tensorflow":
-        return config.device == "gpu" and not config.data_parallel
-    return config.backend == "jax"
+    return for_backend(config.backend).jit_compile_default(config.device, config.data_parallel)
 
 
 def time_to_accuracy(val_accuracy: list[float], epoch_seconds: list[float], target: float) -> TimeToAccuracy:
@@ -97,8 +92,8 @@ def inference_figures(warmup_seconds: float | None, seconds: list[float], images
 
 def timing_figures(config: RunConfig, timer: EpochTimer, train_size: int, flops: Any,
                    val_accuracy: list[float]) -> dict[str, Any]:
-    """`flops` is the model's models.flops.FlopCount: no GFLOP/s where it is unknown."""
-    """The figures derived from the epoch clock, the same for Keras and native runs."""
+    """The figures derived from the epoch clock, the same for Keras and native runs. `flops` is the model's
+    models.flops.FlopCount: no GFLOP/s where it is unknown."""
     epoch_seconds = timer.epoch_seconds
     steady = statistics.median(epoch_seconds[1:]) if len(epoch_seconds) > 1 else None
     samples_per_second = train_size / steady if steady else None

@@ -19,8 +19,9 @@ from typing import Protocol
 import keras
 
 from kerasmnist.child import models
-from kerasmnist.child.backend import Pinned, peak_memory_bytes, resolved_device
+from kerasmnist.child.backend import Pinned, resolved_device
 from kerasmnist.child.data import Splits
+from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.timing import EpochObserver, EpochTimer, inference_figures, resolve_jit_compile, timing_figures
 from kerasmnist.config import RunConfig
 from kerasmnist.records import ModelIdentity, TrainingResult
@@ -122,7 +123,7 @@ def train_and_evaluate(trainer_type: TrainerType, config: RunConfig, splits: Spl
         build_seconds=build_seconds,
         evaluate_seconds=evaluate_seconds,
         history=fitted.history,
-        peak_device_memory_bytes=peak_memory_bytes(config.backend, config.device),
+        peak_device_memory_bytes=for_backend(config.backend).peak_memory_bytes(config.device),
         model_identity=counted.identity,
         **inference_figures(warmup_seconds, inference_seconds, len(splits.y_test), inference_batch_size),
     )

@@ -13,8 +13,8 @@ Timing rules (the clocks themselves are base.py's):
   state (the median of the later epochs).
 - With --profile, cProfile runs over the steady epochs' training steps (see profiling.py).
 
-What differs between backends is said in two functions: `set_random_seed` (which framework is seeded) and
-`_replicated` (how --data-parallel replicates the model).
+What differs between backends is each framework's (child/frameworks/): which generator `set_random_seed` seeds
+besides Keras's, Python's and NumPy's, and how --data-parallel replicates the model.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ContextManager
+from typing import Any
 
 import keras
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from kerasmnist.child import models
 from kerasmnist.child.backend import Pinned, import_tensorflow
 from kerasmnist.child.data import Splits
+from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.timing import EpochTimer
 from kerasmnist.child.trainers.base import Counted, Fitted
 from kerasmnist.config import RunConfig
@@ -128,7 +129,8 @@ def build_and_compile(config: RunConfig, jit_compile: bool, splits: Splits) -> t
     """The model and its identity, under the run's dtype policy and, with --data-parallel, replicated over every
     device."""
     keras.config.set_dtype_policy(config.precision)
-    with _replicated(config) if config.data_parallel else contextlib.nullcontext():
+    framework = for_backend(config.backend)
+    with framework.data_parallel_scope(config.device) if config.data_parallel else contextlib.nullcontext():
         model, identity = models.build(config, splits.input_shape, splits.num_classes, splits.x_train[:2])
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
@@ -138,19 +140,6 @@ def build_and_compile(config: RunConfig, jit_compile: bool, splits: Splits) -> t
             steps_per_execution=config.steps_per_execution,
         )
     return model, identity
-
-
-def _replicated(config: RunConfig) -> ContextManager[object]:
-    """Where a --data-parallel model is built: under JAX, Keras's distribution API over every device of the pinned
-    kind; under TensorFlow, a tf.distribute.MirroredStrategy's scope (config refuses data parallelism under torch)."""
-    if config.backend == "jax":
-        devices = keras.distribution.list_devices(config.device)
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return contextlib.nullcontext()
-    import tensorflow as tf
-
-    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(config.device.upper())])
-    return strategy.scope()
 
 
 def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None) -> dict[str, Any]:
@@ -180,7 +169,7 @@ def set_random_seed(seed: int, backend: str, seed_tensorflow: bool) -> None:
     """What `keras.utils.set_random_seed` does (keras/src/utils/rng_utils.py, lines 57-70), except that it
     seeds TensorFlow only when the run uses it: Keras imports TensorFlow whenever it is installed, which
     costs a torch or JAX run over a second and starts TensorFlow beside the training framework."""
-    if backend == "tensorflow" or seed_tensorflow:
+    if seed_tensorflow:
         keras.utils.set_random_seed(seed)
         return
     from keras.src.backend.common import global_state
@@ -191,7 +180,4 @@ def set_random_seed(seed: int, backend: str, seed_tensorflow: bool) -> None:
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)  # recreated from the seed
     random.seed(seed)
     np.random.seed(seed)
-    if backend == "torch":
-        import torch
-
-        torch.manual_seed(seed)
+    for_backend(backend).seed(seed)
