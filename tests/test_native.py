@@ -17,7 +17,9 @@ from test_train import ACCURACY_BAR
     ("jax", "cnn", "device"), ("torch", "ffn", "device"), ("tensorflow", "ffn", "device"),
 ])
 def test_native_loop_learns_and_records(trained, backend, model, pipeline):
-    record = trained(f"native-{backend}-{model}-{pipeline}").record
+    run = trained(f"native-{backend}-{model}-{pipeline}")
+    record = run.record
+    assert "Epoch " not in run.result.stdout  # --progress none (QUICK_ARGS): no line per epoch
     assert (record.backend, record.model) == (backend, model)
     assert record.status == "ok" and record.config["implementation"] == "native"
     assert record.config["input_pipeline"] == pipeline

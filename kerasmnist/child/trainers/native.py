@@ -109,8 +109,10 @@ class NativeTrainer:
                 validation_seconds.append(time.perf_counter() - started)
                 history["val_loss"].append(val_loss)
                 history["val_accuracy"].append(val_accuracy)
-            print(f"Epoch {epoch + 1}/{config.epochs} - {timer.epoch_seconds[-1]:.2f}s - loss: {loss:.4f} - accuracy: {accuracy:.4f}"
-                  + (f" - val_accuracy: {history['val_accuracy'][-1]:.4f}" if len(splits.y_val) else ""), flush=True)
+            if config.progress != "none":  # one line per epoch, as Keras's "epoch" progress: a bar has no steps here
+                print(f"Epoch {epoch + 1}/{config.epochs} - {timer.epoch_seconds[-1]:.2f}s - loss: {loss:.4f} - "
+                      f"accuracy: {accuracy:.4f}"
+                      + (f" - val_accuracy: {history['val_accuracy'][-1]:.4f}" if len(splits.y_val) else ""), flush=True)
         return Fitted({key: values for key, values in history.items() if values}, validation_seconds)
 
     def state(self) -> Sequence[object]:
