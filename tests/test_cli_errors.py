@@ -43,42 +43,40 @@ def test_unwritable_output_folder(tmp_path):
     assert "is not writable" in error_line(result.stderr)
 
 
-# The errors below are found after the backend is pinned, so each runs in a process of its own.
+# The errors below are found after the backend is pinned: under JAX on the CPU, to which this process is pinned
+# (keras_jax) as a `kerasmnist train --backend jax` process pins itself, so they run in this one.
 
-@pytest.mark.slow
-def test_limit_train_larger_than_the_data(tmp_path):
-    result = run_cli("train", "--backend", "jax", *QUICK_ARGS, "--limit-train", "4500", "--out", str(tmp_path))
-    assert result.returncode == 2
-    assert "--limit-train 4500 is larger than the 4000 training images left after holding out 1000" in \
-        error_line(result.stderr)
-    assert not list(tmp_path.glob("*.json"))
+def test_limit_train_larger_than_the_data(tmp_path, keras_jax):
+    result, line = invoke(tmp_path, "--backend", "jax", *QUICK_ARGS, "--limit-train", "4500")
+    assert result.exit_code == 2
+    assert "--limit-train 4500 is larger than the 4000 training images left after holding out 1000" in line
+    assert not list((tmp_path / "runs").glob("*.json"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, is_file", [("nowhere", False), ("a-file", True)])
-def test_unreadable_data_dir(tmp_path, name, is_file):
+def test_unreadable_data_dir(tmp_path, name, is_file, keras_jax):
     path = tmp_path / name
     if is_file:
         path.write_bytes(b"")
-    result = run_cli("train", "--backend", "jax", "--data-dir", str(path), "--out", str(tmp_path / "runs"))
-    assert result.returncode == 2  # bad input, as every other
-    assert f"data folder {path} is not a readable directory" in error_line(result.stderr)
+    result, line = invoke(tmp_path, "--backend", "jax", "--data-dir", str(path))
+    assert result.exit_code == 2  # bad input, as every other
+    assert f"data folder {path} is not a readable directory" in line
 
 
-@pytest.mark.slow
-def test_corrupt_data_file_is_named(tmp_path):
+def test_corrupt_data_file_is_named(tmp_path, keras_jax):
     data = tmp_path / "data"
     data.mkdir()
     for path in FIXTURE_DIR.iterdir():
         (data / path.name).write_bytes(path.read_bytes())
     truncated = data / "train-images-idx3-ubyte.gz"
     truncated.write_bytes(truncated.read_bytes()[:1000])
-    result = run_cli("train", "--backend", "jax", "--data-dir", str(data), "--out", str(tmp_path / "runs"))
-    line = error_line(result.stderr)
-    assert result.returncode == 2
+    result, line = invoke(tmp_path, "--backend", "jax", "--data-dir", str(data))
+    assert result.exit_code == 2
     assert f"{truncated}: SHA-256" in line and "(1000 bytes) does not match" in line
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
 
+
+# A GPU run pins a process of its own.
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])

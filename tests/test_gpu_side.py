@@ -90,12 +90,11 @@ def test_data_parallel_over_virtual_cpu_devices(trained, backend, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args, code, message", [
-    (["--backend", "jax", "--data-parallel"], 2, "--data-parallel needs 2 or more cpu devices but jax sees 1"),
     (["--backend", "jax", "--data-parallel", "--cpu-devices", "2", "--batch-size", "65"], 2,
      "--batch-size 65 does not split evenly over 2 devices"),
 ])
 def test_bad_gpu_side_options(tmp_path, args, code, message):
-    """Found once the backend is pinned, in a process of its own."""
+    """Found once the backend is pinned with its CPU split in two: in a process of its own."""
     result = run_cli("train", *QUICK_ARGS, *args, "--out", str(tmp_path))
     assert result.returncode == code
     assert message in error_line(result.stderr)
@@ -103,12 +102,14 @@ def test_bad_gpu_side_options(tmp_path, args, code, message):
 
 
 @pytest.mark.parametrize("args, code, message", [
+    (["--backend", "jax", "--data-parallel"], 2, "--data-parallel needs 2 or more cpu devices but jax sees 1"),
     (["--backend", "torch", "--data-parallel"], 2, "--data-parallel is not supported by the torch backend"),
     (["--backend", "jax", "--device", "gpu", "--cpu-devices", "2"], 2, "--cpu-devices can only split the CPU"),
     (["--backend", "jax", "--precision", "float64"], 2, "--precision must be one of float32, mixed_float16"),
 ])
-def test_bad_gpu_side_options_are_refused_before_pinning(tmp_path, args, code, message):
-    """Refused by the configuration's checks, before any framework is imported: in this process."""
+def test_bad_gpu_side_options_in_this_process(tmp_path, args, code, message, keras_jax):
+    """Refused by the configuration's checks before any framework is imported, or once the backend is pinned under
+    JAX on one CPU device, as this process is (keras_jax): in this process."""
     result = CliRunner().invoke(cli, ["train", *QUICK_ARGS, *args, "--out", str(tmp_path)])
     assert result.exit_code == code
     assert message in error_line(result.stderr)
