@@ -7,6 +7,7 @@ Call it only after `backend.pin`: a loader such as keras.datasets.cifar10:load_d
 from __future__ import annotations
 
 import hashlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,10 @@ _NAMES = ("x_train", "y_train", "x_test", "y_test")
 def load(text: str) -> tuple[Arrays, dict[str, Any]]:
     """The loader's arrays, checked (labels flattened to one dimension), and what the record says of them."""
     reference = Reference(text, "dataset")
+    loaded_before = set(sys.modules)
     returned = reference.call()
     arrays = checked(returned, text)
-    identity = reference.identity()
+    identity = reference.identity() | {"helpers": reference.helpers(loaded_before)}
     described = {name: describe(array) for name, array in zip(_NAMES, (*arrays[0], *arrays[1]))}
     return arrays, {"name": text, "origin": "loader", "loader": identity, "arrays": described,
                     "directory": None, "files": [], "credit": ""}

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
-from kerasmnist import environment, records
+from kerasmnist import environment, records, references
 from kerasmnist.config import MIN_STEADY_EPOCHS
 from kerasmnist.launch import processes
 from kerasmnist.launch.matrix import Cell
@@ -47,11 +47,34 @@ def note_few_steady_epochs(plan: list[Cell], echo: Echo) -> None:
 
 
 def done_cells(results_path: Path, echo: Echo) -> tuple[list[records.CellEntry], set[str]]:
-    """The entries of a results file, and the keys of its cells that finished ok."""
+    """The entries of a results file, and the keys of its cells that finished ok and whose user's code is still
+    what ran: a cell's key holds its model's and loader's own files' hashes (matrix.Cell.key), and its record the
+    helper modules they ran, re-hashed here (an edited helper makes the cell not done: it trains again)."""
     entries, ignored = records.read_results(results_path) if results_path.exists() else ([], [])
     for line in ignored:
         echo(f"ignored {line}")
-    return entries, {entry.key for entry in entries if entry.status == "ok"}
+    hashes: dict[str, str | None] = {}  # each helper file hashed once
+    return entries, {entry.key for entry in entries if entry.status == "ok"
+                     and not references.changed_helpers(entry.record.helper_files, hashes)}
+
+
+def note_reruns(entries: list[records.CellEntry], keys: Collection[str], done: set[str], echo: Echo) -> None:
+    """Says why cells of the plan (`keys`) that finished ok before run again: a helper module of their model or
+    loader changed since, one line per model or loader and change."""
+    hashes: dict[str, str | None] = {}
+    cells_by_reason: dict[tuple[str, str], set[str]] = {}
+    for entry in entries:
+        if entry.status == "ok" and entry.key in keys and entry.key not in done and entry.record:
+            loader = entry.record.data.loader if entry.record.data else None
+            for code, identity in ((entry.model, entry.record.model_identity), (entry.config.get("dataset"), loader)):
+                changed = references.changed_helpers(identity.helpers or [] if identity else [], hashes)
+                if changed:
+                    reason = f"its helper{'s' if len(changed) > 1 else ''} {', '.join(changed)}"
+                    cells_by_reason.setdefault((code, reason), set()).add(entry.key)
+    for (code, reason), cells in cells_by_reason.items():
+        several = len(cells) > 1
+        echo(f"{len(cells)} cell{'s' if several else ''} of {code} run{'' if several else 's'} again: {reason} "
+             f"since {'they' if several else 'it'} ran")
 
 
 def rounds(plan: list[Cell]) -> list[list[Cell]]:

@@ -8,12 +8,14 @@
 """
 
 from kerasmnist.records.schema import (BENCH_KIND, CELL_KIND, SCHEMA_VERSION, ArrayIdentity, BenchEntry, CellEntry,
-                                       CodeIdentity, DataFile, DataIdentity, ModelIdentity, Phases, RunRecord,
+                                       CodeIdentity, DataFile, DataIdentity, HelperFile,
+                                       ModelIdentity, Phases, RunRecord,
                                        Timeline, TimeToAccuracy, TrainingResult, new_invocation)
 from kerasmnist.records.store import (BENCH_FILE, RESULTS_FILE, SUPERSEDED_FILE, add_result, ensure_writable, read,
                                       read_results, replace_atomically, write)
 
 __all__ = ["BENCH_FILE", "BENCH_KIND", "CELL_KIND", "RESULTS_FILE", "SCHEMA_VERSION", "SUPERSEDED_FILE",
-           "ArrayIdentity", "BenchEntry", "CellEntry", "CodeIdentity", "DataFile", "DataIdentity", "ModelIdentity",
+           "ArrayIdentity", "BenchEntry", "CellEntry", "CodeIdentity", "DataFile", "DataIdentity", "HelperFile",
+           "ModelIdentity",
            "Phases", "RunRecord", "Timeline", "TimeToAccuracy", "TrainingResult", "add_result", "ensure_writable",
            "new_invocation", "read", "read_results", "replace_atomically", "write"]

@@ -6,6 +6,7 @@ the same keys, in the same order, a key left out where its writer left it out.
     Timeline        where each phase of a run ended (time.time() stamps)
     Phases          a cell's wall time, phase by phase
     CodeIdentity    a user's code named by PATH.py:FUNCTION or MODULE:FUNCTION, and its source's hash
+    HelperFile      a module of the user's own that their code ran besides its file, and its source's hash
     ModelIdentity   what the model is: reference, source, arguments, parameters, layers
     DataIdentity    what the data was (the splits' provenance): its checked files (DataFile) or a loader's
                     arrays (ArrayIdentity), and the splits' sizes
@@ -115,9 +116,23 @@ class Phases(JsonForm, Mapping[str, float]):
 
 
 @dataclass(frozen=True)
+class HelperFile(JsonForm):
+    """A module of the user's own that their model or loader ran besides its own file (`from my_blocks import
+    MixerBlock`, recursively), found where it ran (references.Reference.helpers): an edited helper is other code."""
+
+    module: str
+    path: str
+    source_sha256: str
+
+
+def _helper_files(helpers: list[Mapping[str, Any]]) -> list[HelperFile]:
+    return [HelperFile.from_json(helper) for helper in helpers]
+
+
+@dataclass(frozen=True)
 class CodeIdentity(JsonForm):
     """What names a user's code (references.Reference.identity): two files sharing a function name differ,
-    and so does an edited file."""
+    and so does an edited file, or an edited helper module it ran."""
 
     reference: str  # PATH.py:FUNCTION or MODULE:FUNCTION, as given
     kind: str  # "file" or "module"
@@ -125,6 +140,10 @@ class CodeIdentity(JsonForm):
     module: str | None  # None for a file
     function: str
     source_sha256: str
+    helpers: list[HelperFile] | None = None  # the user's modules it ran besides its file; None: not looked for
+
+    OPTIONAL_KEYS = ("helpers",)
+    READERS = {"helpers": _helper_files}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,8 +161,10 @@ class ModelIdentity(JsonForm):
     arguments: dict[str, Any]
     parameters: int | None
     layers: dict[str, int] | None = None  # how many of each layer class the model is made of
+    helpers: list[HelperFile] | None = None  # a user's modules it ran besides its file; None: not looked for
 
-    OPTIONAL_KEYS = ("function", "layers")
+    OPTIONAL_KEYS = ("function", "layers", "helpers")
+    READERS = {"helpers": _helper_files}
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
@@ -286,6 +307,12 @@ class RunRecord(JsonForm):
 
     def failed(self, error: str, finished_at: str, trace: str | None = None) -> RunRecord:
         return dataclasses.replace(self, status="failed", error=error, traceback=trace, finished_at=finished_at)
+
+    @property
+    def helper_files(self) -> list[HelperFile]:
+        """The helper modules its user's model and loader ran (HelperFile), as far as the record says."""
+        model, loader = self.model_identity, self.data.loader if self.data else None
+        return [*(model.helpers or [] if model else []), *(loader.helpers or [] if loader else [])]
 
     @property
     def inference_median_seconds(self) -> float | None:

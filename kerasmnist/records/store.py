@@ -146,9 +146,15 @@ def locked(path: Path) -> Iterator[None]:
 
 def _supersedes(new: Entry, old: Entry | None) -> bool:
     """A newer entry of the same cell replaces an older one, unless the older one finished ok and the
-    newer did not: a failed, skipped or interrupted rerun never replaces a result."""
+    newer did not: a failed, skipped or interrupted rerun never replaces a result. Nor does a result of other
+    code under the same key: the user's helper modules (which the key cannot hold) edited in between."""
     return (isinstance(new, CellEntry) and isinstance(old, CellEntry) and old.key == new.key
-            and (new.status == "ok" or old.status != "ok"))
+            and (new.status == "ok" or old.status != "ok")
+            and not (old.status == "ok" and new.status == "ok" and _helpers(old) != _helpers(new)))
+
+
+def _helpers(entry: CellEntry) -> set[tuple[str, str]]:
+    return {(helper.path, helper.source_sha256) for helper in entry.record.helper_files}
 
 
 def add_result(path: Path, entry: Entry) -> list[Entry]:

@@ -103,14 +103,21 @@ def identity_of(entry: CellEntry) -> tuple[tuple[str, Any], ...]:
 
 
 def _sources(record: RunRecord | None) -> tuple[tuple | None, tuple | None]:
-    """(path, SHA-256) of a user's model source; (loader path, loader SHA-256, the arrays' SHA-256s) of a
-    user's data."""
+    """(path, SHA-256, then each helper module's) of a user's model source; (loader path, loader SHA-256, the
+    arrays' SHA-256s, then each helper module's path and SHA-256) of a user's data. A helper edited between two
+    runs makes two rows; a record that listed no helpers (written before they were) has none."""
     if record is None:
         return None, None
     model, data = record.model_identity, record.data
     loader = data.loader if data else None
-    return ((model.path, model.source_sha256) if model and model.source_sha256 else None,
-            (loader.path, loader.source_sha256, *(array.sha256 for array in data.arrays.values())) if loader else None)
+    return ((model.path, model.source_sha256, *_helper_sources(model.helpers))
+            if model and model.source_sha256 else None,
+            (loader.path, loader.source_sha256, *(array.sha256 for array in data.arrays.values()),
+             *_helper_sources(loader.helpers)) if loader else None)
+
+
+def _helper_sources(helpers: list[records.HelperFile] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((helper.path, helper.source_sha256) for helper in helpers or []))
 
 
 @dataclass

@@ -10,6 +10,7 @@ Import this package only after `backend.pin`: it imports Keras, which fixes the 
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Any
 
@@ -43,9 +44,11 @@ def build(config: RunConfig, input_shape: tuple[int, ...], num_classes: int,
         identity = {"reference": config.model, "kind": "builtin", "function": BUILDERS[config.model].__name__}
     else:
         reference = Reference(config.model, "model")
+        loaded_before = set(sys.modules)
         model = reference.call(**arguments)
         identity = reference.identity()
         _check(model, reference, config, num_classes, sample)
+        identity["helpers"] = reference.helpers(loaded_before)  # the user's modules it ran: an edit is a new model
     return model, ModelIdentity.from_json(identity | {"arguments": dict(sorted(config.model_args.items())),
                                                       "parameters": model.count_params(), "layers": layer_counts(model)})
 

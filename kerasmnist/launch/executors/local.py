@@ -28,6 +28,8 @@ class LocalExecutor:
         if outcome.counts["already done"]:
             echo(f"{outcome.counts['already done']} of {len(plan)} cells already done in {results_path}; "
                  "running the rest (--force reruns them all)")
+        if not force:
+            rounds.note_reruns(entries, {cell.key for cell in plan}, done, echo)
 
         invocation = records.new_invocation()
         try:

@@ -158,6 +158,9 @@ class Driver:
         if already:
             self.echo(f"{already} of {total} cells already done in {self.results_path}; "
                       "submitting the rest (--force reruns them all)")
+        if not force:
+            rounds.note_reruns(entries, {kind_key(cell, kind) for kind, plan in self.plans.items() for cell in plan},
+                               done, self.echo)
         submitted = self.matrix.rounds
         while True:
             self.submit(submitit, submitted, force)
