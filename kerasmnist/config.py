@@ -39,6 +39,10 @@ MNIST_TRAIN_IMAGES = 60_000
 # evidence in reports/tf-two-speeds/README.md.
 MIN_STEADY_EPOCHS = 7
 
+# A run's times are suspect past these: other processes used more than a quarter of the machine's CPU time while
+# it trained, or the hypervisor stole over 5% of it (the report calls its row unstable; `train` says so).
+BUSY_SHARE, STEAL_SHARE = 0.25, 0.05
+
 XLA_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"  # how --cpu-devices splits the CPU
 _XLA_FLAG = re.compile(r"--xla_\w+(=\S*)?")
 

@@ -37,3 +37,13 @@ def test_the_summary_says_1_epoch():
     reached = with_figures(entry, time_to_accuracy=dataclasses.replace(record.time_to_accuracy, epochs=1)).record
     assert "(1 epoch, checked at epoch ends)" in run.summary(reached, "x.json")
     assert "(2 epochs, checked at epoch ends)" in run.summary(record, "x.json")
+
+
+def test_the_summary_says_when_other_processes_took_over_a_quarter_of_the_cpu():
+    entry = fake_entry(cells(Matrix())[0])
+    measured = {"wall_seconds": 10.0, "logical_cores": 2, "own_cpu_seconds": 10.0, "steal_seconds": 0.0}
+    busy = with_figures(entry, contention=measured | {"other_cpu_seconds": 8.0}).record
+    assert ("note: other processes took 40% of the CPU time while it trained (more than 25%: its times may be "
+            "slowed by them; the report marks such a row unstable)") in run.summary(busy, "x.json").splitlines()
+    for quiet in (with_figures(entry, contention=measured | {"other_cpu_seconds": 2.0}).record, entry.record):
+        assert "other processes" not in run.summary(quiet, "x.json")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fake_entry
+from conftest import fake_entry, with_figures
 from kerasmnist import records
 from kerasmnist.launch.matrix import Matrix, cells
 
@@ -77,7 +77,8 @@ def test_a_record_reads_its_results_figures_and_a_failed_one_has_none():
     started = records.RunRecord.start(record.config, record.environment, record.started_at, record.data, 0.1)
     failed = started.failed("MemoryError", "2026-11-22T10:01:00+00:00")
     assert failed.test_accuracy is None and failed.inference_median_seconds is None
-    assert all(failed.to_json()[name] is None for name in records.schema.FIGURES)
+    assert all(failed.to_json().get(name) is None for name in records.schema.FIGURES)
+    assert "test_metrics" not in failed.to_json() and "failed_phase" not in failed.to_json()  # as older ones
     assert records.RunRecord.from_json(failed.to_json()) == failed
     with pytest.raises(AttributeError, match="no attribute 'accuracy'"):
         record.accuracy
@@ -91,3 +92,24 @@ def test_phases_are_read_by_name_in_the_order_they_ran():
     phases = records.Phases.from_json(written)
     assert list(phases) == list(written) and phases["steady epochs"] == 2.0 and sum(phases.values()) == 2.75
     assert phases.get("validation", 0) == 0 and phases.to_json() == written
+
+
+def test_a_run_that_failed_after_training_began_keeps_what_it_timed_flat_and_reads_it_back():
+    record = fake_entry(cells(Matrix())[0]).record
+    started = records.RunRecord.start(record.config, record.environment, record.started_at, record.data, 0.1)
+    failed = started.failed("ValueError: bad", "2026-11-22T10:01:00+00:00", "Traceback ...", "evaluation",
+                            {"build_seconds": 0.5, "epoch_seconds": [2.0, 1.0], "first_epoch_seconds": 2.0,
+                             "history": {"loss": [0.5, 0.3]}, "test_accuracy": None})
+    written = failed.to_json()
+    assert written["failed_phase"] == "evaluation" and written["epoch_seconds"] == [2.0, 1.0]
+    assert written["history"] == {"loss": [0.5, 0.3]} and written["test_accuracy"] is None
+    assert "partial" not in written and failed.epoch_seconds == [2.0, 1.0] and failed.test_accuracy is None
+    assert records.RunRecord.from_json(json.loads(json.dumps(written))) == failed
+
+
+def test_extra_test_metrics_are_written_where_there_are_some_and_read_back():
+    entry = fake_entry(cells(Matrix())[0])
+    assert "test_metrics" not in entry.record.to_json()  # none: the key left out, as older records have it
+    with_metrics = with_figures(entry, test_metrics={"aux_loss": 0.25}).record
+    assert with_metrics.to_json()["test_metrics"] == {"aux_loss": 0.25}
+    assert records.RunRecord.from_json(with_metrics.to_json()) == with_metrics

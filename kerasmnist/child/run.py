@@ -14,7 +14,7 @@ from kerasmnist import environment, records
 from kerasmnist.child import backend, data
 from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.timing import EpochObserver
-from kerasmnist.config import HOST_PIPELINES, RunConfig
+from kerasmnist.config import BUSY_SHARE, HOST_PIPELINES, RunConfig
 from kerasmnist.errors import BackendUnavailable, ConfigError, RunFailed, UserCodeError
 
 
@@ -53,7 +53,8 @@ def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = 
 
     Bad input (an unusable output folder, a missing framework or device, missing or corrupt
     data) raises before training and writes nothing. A failure during training writes a
-    record with status `failed` and raises RunFailed; Ctrl-C writes one and re-raises. `spawned_at`
+    record with status `failed`, the phase that broke and the epochs already timed, and raises RunFailed
+    naming the phase; Ctrl-C writes one and re-raises. `spawned_at`
     (time.time()) is when a parent started this process, where the record's timeline begins.
     `epoch_observer` is a research script's hook (timing.EpochObserver, reports/tf-two-speeds/measure.py): told
     just before and just after each epoch's timed span, outside it; `kerasmnist train` passes none.
@@ -107,10 +108,16 @@ def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = 
         records.write(record.failed(f"interrupted ({stop or 'KeyboardInterrupt'})", _now()), out_dir)
         raise
     except Exception as error:
-        path = records.write(record.failed("".join(traceback.format_exception_only(error)).strip(), _now(),
-                                           traceback.format_exc()), out_dir)
-        raise RunFailed(f"training failed: {str(error).splitlines()[0] if str(error) else type(error).__name__} "
-                        f"(record: {path})") from error
+        # The skeleton says which phase broke (trainers.PhaseFailed, the error itself its cause), and what it had
+        # timed before; anything else broke in training.
+        failed = error if isinstance(error, trainers.PhaseFailed) else None
+        cause = error.__cause__ if failed and error.__cause__ else error
+        phase = failed.phase if failed else "training"
+        path = records.write(record.failed("".join(traceback.format_exception_only(cause)).strip(), _now(),
+                                           "".join(traceback.format_exception(cause)), phase,
+                                           failed.partial if failed else None), out_dir)
+        raise RunFailed(f"{phase} failed: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__} "
+                        f"(record: {path})") from cause
     timeline["trained"] = time.time()
     record = record.finished(dataclasses.replace(result, peak_host_memory_bytes=peak_host_memory_bytes(),
                                                  timeline=records.Timeline(**timeline)), _now())
@@ -137,5 +144,18 @@ def summary(record: records.RunRecord, path: Path) -> str:
         + (f"{reached.seconds:.1f} s ({target_epochs} epoch{'s' if target_epochs != 1 else ''}, "
            "checked at epoch ends)"
            if reached.seconds is not None else "not reached"),
+        *_contention_note(record.contention),
         f"record: {path}",
     ])
+
+
+def _contention_note(contention: dict | None) -> list[str]:
+    """A line when other processes took more than BUSY_SHARE of the CPU time while the epochs ran (the report
+    calls such a row unstable); none otherwise, or where it was not measured."""
+    if not contention or contention.get("other_cpu_seconds") is None or not contention.get("wall_seconds"):
+        return []
+    share = contention["other_cpu_seconds"] / (contention["wall_seconds"] * (contention.get("logical_cores") or 1))
+    if share <= BUSY_SHARE:
+        return []
+    return [f"note: other processes took {share:.0%} of the CPU time while it trained (more than {BUSY_SHARE:.0%}: "
+            "its times may be slowed by them; the report marks such a row unstable)"]

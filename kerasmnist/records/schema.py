@@ -28,7 +28,8 @@ from typing import Any, Callable, ClassVar, Self
 
 # 2: rounds, invocations, contention; 3: float32 matmul precision, peak device memory; 4: XLA flags;
 # 5: models and data sets by reference (model identity, model_args, from_logits), inference figures; a cell
-# entry's phases, and, run on Slurm, its slurm job fields and machine_kind (all optional, None before)
+# entry's phases, and, run on Slurm, its slurm job fields and machine_kind (all optional, None before); a result's
+# test_metrics, a failed record's failed_phase and the figures it timed before it broke (optional, absent before)
 SCHEMA_VERSION = 5
 KIND = "kerasmnist.run"
 
@@ -247,12 +248,18 @@ class TrainingResult(JsonForm):
     inference_samples_per_second: float | None  # test images / the median pass
     peak_host_memory_bytes: int | None = None  # the training process's peak resident memory (ru_maxrss)
     timeline: Timeline | None = None  # where each phase of the run ended (run.py)
+    # Every other metric the model's evaluation reported on the test set, by name (an auxiliary loss its own
+    # test_step tracks); None where it reported only loss and accuracy, and in older records.
+    test_metrics: dict[str, Any] | None = None
 
+    OPTIONAL_KEYS = ("test_metrics",)
     READERS = {"time_to_accuracy": TimeToAccuracy.from_json, "model_identity": ModelIdentity.from_json,
                "timeline": Timeline.from_json}
 
 
 FIGURES = tuple(field.name for field in dataclasses.fields(TrainingResult))
+# A record without a result writes these as null: an optional figure is left out, as a result leaves it out.
+_NULL_FIGURES = tuple(name for name in FIGURES if name not in TrainingResult.OPTIONAL_KEYS)
 
 
 @dataclass(frozen=True)
@@ -260,7 +267,9 @@ class RunRecord(JsonForm):
     """One run, self-describing: what was run, on what, with which data, and its TrainingResult once it
     finished (None while running, and in a failed record). Its JSON form is flat: the result's figures stand
     among the record's own keys, null without a result; and so does reading them: record.test_accuracy is
-    record.result.test_accuracy, None without a result."""
+    record.result.test_accuracy, None without a result. A run that failed after training started keeps the
+    figures it had timed (`partial`: its epochs, their curves, ...) in the same flat keys, read the same way,
+    and says in `failed_phase` which phase broke."""
 
     run_id: str
     status: str  # "running" until written: "ok" or "failed"
@@ -276,10 +285,17 @@ class RunRecord(JsonForm):
     finished_at: str | None = None
     error: str | None = None
     traceback: str | None = None
+    # Where a failed run broke: "building", "training", "the placement check", "evaluation", "inference timing"
+    # or "counting FLOPs" (trainers.base.PHASES); None for a failure outside them, and in older records.
+    failed_phase: str | None = None
     result: TrainingResult | None = None
+    # A failed run's figures timed before it broke (epoch_seconds, history, ...), by TrainingResult field name;
+    # in the JSON form they stand where the result's figures would.
+    partial: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = KIND
 
+    OPTIONAL_KEYS = ("failed_phase",)
     READERS = {"data": DataIdentity.from_json, "result": TrainingResult.from_json}
 
     def __post_init__(self) -> None:
@@ -293,7 +309,7 @@ class RunRecord(JsonForm):
         if name not in FIGURES:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         result = self.__dict__.get("result")
-        return None if result is None else getattr(result, name)
+        return (self.__dict__.get("partial") or {}).get(name) if result is None else getattr(result, name)
 
     @classmethod
     def start(cls, config: dict[str, Any], environment: dict[str, Any], started_at: str, data: DataIdentity,
@@ -305,8 +321,12 @@ class RunRecord(JsonForm):
     def finished(self, result: TrainingResult, finished_at: str) -> RunRecord:
         return dataclasses.replace(self, status="ok", finished_at=finished_at, result=result)
 
-    def failed(self, error: str, finished_at: str, trace: str | None = None) -> RunRecord:
-        return dataclasses.replace(self, status="failed", error=error, traceback=trace, finished_at=finished_at)
+    def failed(self, error: str, finished_at: str, trace: str | None = None, phase: str | None = None,
+               partial: dict[str, Any] | None = None) -> RunRecord:
+        """The record of a run that broke (in `phase`), keeping the figures `partial` it had timed."""
+        partial = {name: value for name, value in (partial or {}).items() if value is not None}
+        return dataclasses.replace(self, status="failed", error=error, traceback=trace, finished_at=finished_at,
+                                   failed_phase=phase, partial=partial or None)
 
     @property
     def helper_files(self) -> list[HelperFile]:
@@ -322,13 +342,19 @@ class RunRecord(JsonForm):
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for key, value in super().to_json().items():
-            data |= (value or dict.fromkeys(FIGURES)) if key == "result" else {key: value}
+            if key == "result":
+                data |= value or (dict.fromkeys(_NULL_FIGURES) | _json(self.partial or {}))
+            elif key != "partial":
+                data[key] = value
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
-        """The figures are read as the result of an ok record; a failed record's are null."""
-        return super().from_json({**data, "result": data if data.get("status") == "ok" else None})
+        """The figures are read as the result of an ok record; a failed record's are null, or those it timed
+        before it broke (its partial figures)."""
+        ok = data.get("status") == "ok"
+        partial = None if ok else {name: data[name] for name in FIGURES if data.get(name) is not None} or None
+        return super().from_json({**data, "result": data if ok else None, "partial": partial})
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from kerasmnist.config import RunConfig
+from kerasmnist.config import BUSY_SHARE, STEAL_SHARE, RunConfig
 from kerasmnist.report import speeds
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
 from kerasmnist.report.stats import UNSTABLE_CV, LineFit, Ratio, cv, fit_line, ratio, undecided_advice
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
-# A row is unstable past these: its steady epochs or its rounds vary by more than UNSTABLE_CV, or other
-# processes used more than a quarter of the machine's CPU time, or the hypervisor stole over 5% of it.
-BUSY_SHARE, STEAL_SHARE = 0.25, 0.05
 
 
 def ranked(row: Row) -> bool:

@@ -1,6 +1,7 @@
 """The trainers, one per way of training, all run by one skeleton:
 
-    base.py               the Trainer protocol and `train_and_evaluate`: the clocks, the checks, the TrainingResult
+    base.py               the Trainer protocol and `train_and_evaluate`: the clocks, the checks, the TrainingResult,
+                          and PhaseFailed: the phase a run broke in
     keras.py              Keras's model.fit, under any backend
     native.py             what the native loops share: the epoch loop, the initial weights, Adam's settings
     native_torch.py       the native loop under PyTorch
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from kerasmnist.child.trainers.base import TrainerType, train_and_evaluate
+from kerasmnist.child.trainers.base import PhaseFailed, TrainerType, train_and_evaluate
 from kerasmnist.config import RunConfig
 
-__all__ = ["pick", "train_and_evaluate"]
+__all__ = ["PhaseFailed", "pick", "train_and_evaluate"]
 
 
 def pick(config: RunConfig) -> TrainerType:

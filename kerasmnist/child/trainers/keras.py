@@ -13,6 +13,9 @@ Timing rules (the clocks themselves are base.py's):
   state (the median of the later epochs).
 - With --profile, cProfile runs over the steady epochs' training steps (see profiling.py).
 
+Evaluation reads the metrics by name: a model's own test_step may report more than loss and accuracy (an
+auxiliary loss it tracks), each kept in the record.
+
 What differs between backends is each framework's (child/frameworks/): which generator `set_random_seed` seeds
 besides Keras's, Python's and NumPy's, and how --data-parallel replicates the model.
 """
@@ -34,7 +37,7 @@ from kerasmnist.child.backend import Pinned, import_tensorflow
 from kerasmnist.child.data import Splits
 from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.timing import EpochTimer
-from kerasmnist.child.trainers.base import Counted, Fitted
+from kerasmnist.child.trainers.base import Counted, Evaluation, Fitted
 from kerasmnist.config import RunConfig
 from kerasmnist.records import ModelIdentity
 
@@ -42,12 +45,14 @@ _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Drives an EpochTimer from fit's callbacks, and times fit's own validation pass apart."""
+    """Drives an EpochTimer from fit's callbacks, times fit's own validation pass apart, and keeps each finished
+    epoch's logs (its curves), so that a fit that breaks part-way still has them."""
 
     def __init__(self, timer: EpochTimer) -> None:
         super().__init__()
         self.timer = timer
         self.validation_seconds: list[float] = []
+        self.history: dict[str, list[float]] = {}
         self._validation_started: float | None = None
 
     def synchronize(self) -> None:
@@ -69,6 +74,8 @@ class EpochClock(keras.callbacks.Callback):
         else:
             self.synchronize()
             self.validation_seconds.append(time.perf_counter() - self._validation_started)
+        for name, value in metric_values(logs or {}).items():
+            self.history.setdefault(name, []).append(value)
 
     def _end_training_steps(self) -> None:
         self.synchronize()
@@ -84,6 +91,7 @@ class KerasTrainer:
     def __init__(self, config: RunConfig, splits: Splits, pinned: Pinned, jit_compile: bool) -> None:
         set_random_seed(config.seed, config.backend, config.input_pipeline == "tf.data")
         self.config, self.splits, self.jit_compile = config, splits, jit_compile
+        self.clock: EpochClock | None = None  # made by fit()
         layout = config.data_format if config.model == "cnn" else "channels_last"  # only the CNN has a layout option
         self.x_train, self.x_val, self.x_test = (models.images_in(x, layout)
                                                  for x in (splits.x_train, splits.x_val, splits.x_test))
@@ -97,25 +105,40 @@ class KerasTrainer:
         if len(splits.y_val):
             inputs = fit_inputs(config, self.x_val, splits.y_val)
             validation = (inputs["x"], inputs["y"]) if "y" in inputs else inputs["x"]
-        clock = EpochClock(timer)
-        history = self.model.fit(
+        self.clock = EpochClock(timer)
+        self.model.fit(
             **fit_inputs(config, self.x_train, splits.y_train, shuffle_seed=config.seed),
             epochs=config.epochs,
             steps_per_epoch=math.ceil(len(splits.y_train) / config.batch_size) if config.fit_steps_per_epoch else None,
             validation_data=validation,
-            callbacks=[clock],
+            callbacks=[self.clock],
             verbose=_VERBOSITY[config.progress],
         )
-        curves = {key: [float(np.asarray(v)) for v in values] for key, values in history.history.items()}
-        return Fitted(curves, clock.validation_seconds)
+        return self.so_far()
+
+    def so_far(self) -> Fitted:
+        if self.clock is None:
+            return Fitted({}, [])
+        return Fitted({name: list(values) for name, values in self.clock.history.items()},
+                      list(self.clock.validation_seconds))
 
     def state(self) -> Sequence[object]:
         return [variable.value for variable in [*self.model.weights, *self.model.optimizer.variables]]
 
-    def evaluate(self) -> tuple[float, float]:
-        test_loss, test_accuracy = self.model.evaluate(**fit_inputs(self.config, self.x_test, self.splits.y_test),
-                                                       verbose=0)
-        return test_loss, test_accuracy
+    def evaluate(self) -> Evaluation:
+        reported = metric_values(self.model.evaluate(**fit_inputs(self.config, self.x_test, self.splits.y_test),
+                                                     verbose=0, return_dict=True))
+        loss, accuracy = reported.pop("loss", None), reported.pop("accuracy", None)
+        if loss is None or accuracy is None:
+            # The model's own test_step does not report them (compile's "accuracy" metric, its loss): computed
+            # here from its predictions on the test set, the loss as compile's cross-entropy alone.
+            probabilities = self.model.predict(self.x_test, batch_size=self.config.batch_size, verbose=0)
+            if accuracy is None:
+                accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == self.splits.y_test))
+            if loss is None:
+                loss = float(keras.ops.convert_to_numpy(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+                    self.splits.y_test, probabilities, from_logits=self.config.from_logits))))
+        return Evaluation(loss, accuracy, reported)
 
     def inference_pass(self, batch_size: int) -> Callable[[], object]:
         # predict returns NumPy arrays, so each pass has waited for the device
@@ -123,6 +146,19 @@ class KerasTrainer:
 
     def counted(self) -> Counted:
         return Counted(self.model, self.identity, self.x_train.shape[1:])
+
+
+def metric_values(logs: dict[str, Any], values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics by name as numbers (a list of them for a metric that is not one number), nested dicts flattened
+    as Keras flattens its own (a custom step may return {"compile_metrics": {"accuracy": ...}})."""
+    values = {} if values is None else values
+    for name, value in logs.items():
+        if isinstance(value, dict):
+            metric_values(value, values)
+        else:
+            array = np.asarray(keras.ops.convert_to_numpy(value), dtype=float)
+            values[name] = float(array) if array.ndim == 0 else array.tolist()
+    return values
 
 
 def build_and_compile(config: RunConfig, jit_compile: bool, splits: Splits) -> tuple[keras.Model, ModelIdentity]:

@@ -24,7 +24,7 @@ from kerasmnist.child import models
 from kerasmnist.child.backend import Pinned
 from kerasmnist.child.data import Splits
 from kerasmnist.child.timing import EpochTimer
-from kerasmnist.child.trainers.base import Counted, Fitted
+from kerasmnist.child.trainers.base import Counted, Evaluation, Fitted
 from kerasmnist.config import RunConfig
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
@@ -77,6 +77,8 @@ class NativeTrainer:
                  jit_compile: bool) -> None:
         self.loop_type, self.config, self.splits, self.pinned = loop_type, config, splits, pinned
         self._jit_compile = jit_compile
+        self.history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+        self.validation_seconds: list[float] = []
 
     @property
     def jit_compile(self) -> bool:
@@ -93,8 +95,7 @@ class NativeTrainer:
         self.reference = Counted(reference, identity, splits.input_shape)
 
         shuffle = np.random.default_rng(config.seed)
-        history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-        validation_seconds = []
+        history, validation_seconds = self.history, self.validation_seconds
         for epoch in range(config.epochs):
             order = shuffle.permutation(len(splits.y_train))
             loop.synchronize()
@@ -113,13 +114,17 @@ class NativeTrainer:
                 print(f"Epoch {epoch + 1}/{config.epochs} - {timer.epoch_seconds[-1]:.2f}s - loss: {loss:.4f} - "
                       f"accuracy: {accuracy:.4f}"
                       + (f" - val_accuracy: {history['val_accuracy'][-1]:.4f}" if len(splits.y_val) else ""), flush=True)
-        return Fitted({key: values for key, values in history.items() if values}, validation_seconds)
+        return self.so_far()
+
+    def so_far(self) -> Fitted:
+        return Fitted({key: list(values) for key, values in self.history.items() if values},
+                      list(self.validation_seconds))
 
     def state(self) -> Sequence[object]:
         return self.loop.variables()
 
-    def evaluate(self) -> tuple[float, float]:
-        return evaluate(self.loop, "test", self.config.batch_size)
+    def evaluate(self) -> Evaluation:
+        return Evaluation(*evaluate(self.loop, "test", self.config.batch_size), metrics={})
 
     def inference_pass(self, batch_size: int) -> None:
         return None
