@@ -13,7 +13,9 @@ from kerasmnist.child import run
 from kerasmnist.config import RunConfig
 from kerasmnist.errors import RunFailed
 
-ACCURACY_BAR = {"cnn": 0.90, "ffn": 0.85}  # after 3 epochs on 4,000 images; full MNIST does far better
+# After 3 epochs on 4,000 images; full MNIST does far better. Measured on the shared runs (2026-12-04): the CNN
+# 0.933-0.936 under Keras, 0.922-0.931 native; the FFN 0.882-0.893, with bfloat16, float16 or data-parallel too.
+ACCURACY_BAR = {"cnn": 0.90, "ffn": 0.85}
 
 
 @pytest.mark.slow

