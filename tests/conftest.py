@@ -135,10 +135,12 @@ def full_data_dir() -> Path:
 
 
 def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", reason=None, invocation="test",
-               contention=None, peak_memory=None, epoch_seconds=None):
+               contention=None, peak_memory=None, epoch_seconds=None, model_code=None):
     """A results.jsonl entry as the runner writes it, with made-up figures, for runner and report tests.
     Its round is the cell's repeat in `invocation`, as compare numbers them. Given `epoch_seconds`, the
-    steady figure is their median after the first, as a run computes it."""
+    steady figure is their median after the first, as a run computes it. Given `model_code` (a user's model
+    as references.Reference.identity names it), the entry carries it as the launch side hashed it, and an ok
+    run's record names the model by it."""
     import statistics
 
     from kerasmnist import records
@@ -162,7 +164,9 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
             contention=contention, profile=None, validation_seconds=[0.1, 0.1], build_seconds=0.1,
             evaluate_seconds=0.1, history={"val_accuracy": [accuracy - 0.05, accuracy]},
             peak_device_memory_bytes=peak_memory,
-            model_identity=records.ModelIdentity(reference=config["model"], kind="builtin", arguments={}, parameters=1000),
+            model_identity=records.ModelIdentity.from_json(
+                {"reference": config["model"], "kind": "builtin", **(model_code or {}),
+                 "arguments": config["model_args"], "parameters": 1000}),
             inference_seconds=[0.5 * steady] * 3, inference_warmup_seconds=steady, inference_batch_size=128,
             inference_samples_per_second=200 / steady)
         data = records.DataIdentity(name=config["dataset"], origin="data-dir", directory="data", files=[], credit="",
@@ -174,7 +178,8 @@ def fake_entry(cell, status="ok", steady=1.0, accuracy=0.95, hostname="laptop", 
         device=config["device"], model=config["model"], status=status, reason=reason, log_tail=[], wall_seconds=1.0,
         finished_at="2026-11-22T10:00:00+00:00", host=host, config=config, record=record,
         software={"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0", "torch": "2.13.0", "jax": "0.10.2"},
-        invocation=invocation, round=f"{invocation} #{cell.repeat + 1}")
+        invocation=invocation, round=f"{invocation} #{cell.repeat + 1}",
+        model_code=records.CodeIdentity.from_json(model_code) if model_code else None)
 
 
 def with_figures(entry, **figures):

@@ -1,4 +1,6 @@
 import dataclasses
+import hashlib
+import json
 import re
 
 import pytest
@@ -277,3 +279,20 @@ def test_a_plan_with_too_few_steady_epochs_is_noted_once_and_one_with_enough_is_
     rounds.note_few_steady_epochs(cells(matrix_from({"run": {"epochs": 8}}, {}, "t")), said.append)
     assert said == ["note: some cells have 2 steady epochs; a median needs 7 to be one speed's (--epochs 8 or more), "
                     "and the report will say so"]
+
+
+def test_a_failed_cell_of_a_users_model_names_its_file_and_hash_as_found_before_it_ran(tmp_path, monkeypatch):
+    """A cell whose child failed before writing a record (here: it crashed at once) still says which model it was:
+    the file and its source hash, found here without importing it; a built-in's cell carries none."""
+    models = tmp_path / "models.py"
+    models.write_text("def build(input_shape, num_classes):\n    raise NotImplementedError\n")
+    monkeypatch.setattr(processes, "spawn", lambda *args, **kwargs: processes.ChildResult(1, (), ("Segmentation fault",)))
+    for model, identity in ((f"{models}:build", {"reference": f"{models}:build", "kind": "file", "path": str(models),
+                                                 "module": None, "function": "build",
+                                                 "source_sha256": hashlib.sha256(models.read_bytes()).hexdigest()}),
+                            ("ffn", None)):
+        [cell] = cells(matrix_from({"matrix": {"backends": ["jax"], "models": [model], "rounds": 1}}, {}, "t"))
+        entry = rounds.run_cell(cell, 60, tmp_path)
+        assert entry.status == "failed" and entry.record is None
+        assert (entry.model_code.to_json() if entry.model_code else None) == identity
+        assert records.CellEntry.from_json(json.loads(json.dumps(entry.to_json()))) == entry

@@ -250,3 +250,24 @@ def test_where_no_cell_finished_for_several_reasons_each_row_says_its_own():
                for cell in plan(1, models=("cnn",), backends=("torch", "jax"))]
     [found] = headline.headlines(load.group(skipped))
     assert found.fastest_text() == "no fastest: every cell was skipped; each row says why"
+
+
+def test_a_model_whose_every_cell_failed_says_so_and_why_not_that_it_needs_epochs(tmp_path):
+    """The CNN's every cell failed (some with no record, some with a failed record) while the FFN finished: the
+    CNN's headline says every cell failed and why, never that a row needs 2 or more epochs (which would send the
+    user to --epochs)."""
+    why = "training failed: too many values to unpack (expected 2)"
+    entries = []
+    for cell in plan(3, models=("cnn", "ffn"), backends=("torch", "jax")):
+        entry = fake_entry(cell, steady={"jax": 1.0, "torch": 2.0}[cell.config.backend] * (1 + 0.01 * cell.order))
+        if cell.config.model == "cnn":
+            record = dataclasses.replace(entry.record, status="running", result=None).failed(why, entry.finished_at) \
+                if cell.repeat % 2 else None
+            entry = dataclasses.replace(entry, status="failed", reason=why, record=record)
+        entries.append(entry)
+    result = built(tmp_path, entries)
+    cnn, ffn = result.headlines
+    assert (cnn.label, cnn.fastest_text()) == ("cnn on cpu", f"no fastest: every cell failed: {why}")
+    assert ffn.fastest.backend == "jax"
+    assert f"cnn on cpu: no fastest: every cell failed: {why}" in result.terminal_text()
+    assert "2 or more epochs" not in result.terminal_text() + result.path.read_text()

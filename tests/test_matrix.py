@@ -201,7 +201,8 @@ def test_variants_add_rows_beside_their_baseline_in_every_round():
 
 
 @pytest.mark.parametrize("variants, message", [
-    ([{"jit_compile": "auto"}], "t: a [[variants]] table changes nothing for cell tensorflow cpu cnn round 1"),
+    ([{"jit_compile": "auto"}],
+     "t: a [[variants]] table changes nothing for cell tensorflow cpu cnn jit_compile=auto round 1"),
     ([{"models": ["mlp"], "epochs": 1}], "t [[variants]] 1: models has 'mlp'; allowed: cnn, ffn"),
     ([{"backends": ["torch"], "steps_per_execution": 4}], "t: steps_per_execution must be 1 under the torch backend"),
 ])
@@ -238,3 +239,23 @@ def test_compare_refuses_a_repeated_backend_in_one_line_with_exit_2(tmp_path):
     assert result.stderr.splitlines() == [
         "kerasmnist: error: command line: backends lists 'jax' more than once; list each value once"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_variants_cells_progress_line_names_its_settings():
+    """`[[variants]]` and a batch sweep run several cells of one backend, device and model in a round: each
+    progress line names what its cell runs with, so no two lines of a round read the same."""
+    from kerasmnist.launch import rounds
+
+    planned = cells(matrix_from({
+        "matrix": {"backends": ["torch"], "models": ["ffn"], "implementations": ["keras", "native"], "rounds": 1},
+        "variants": [{"implementations": ["keras"], "jit_compile": "true"}, {"input_pipeline": "device"}]}, {}, "t"))
+    said = []
+    progress = rounds.Progress(planned, said.append)
+    for cell in planned:
+        progress.start(cell)
+    assert said == ["[1/5] torch cpu ffn round 1", "[2/5] torch cpu ffn jit_compile=true round 1",
+                    "[3/5] torch cpu ffn input_pipeline=device round 1", "[4/5] torch cpu ffn native round 1",
+                    "[5/5] torch cpu ffn native input_pipeline=device round 1"]
+    swept = cells(matrix_from({"matrix": {"backends": ["jax"], "models": ["cnn"], "batch_sizes": [64, 128],
+                                          "rounds": 1}}, {}, "t"))
+    assert [cell.label for cell in swept] == ["jax cpu cnn batch_size=64 round 1", "jax cpu cnn batch_size=128 round 1"]

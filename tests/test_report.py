@@ -4,6 +4,7 @@ back by column (report_markdown) and, as a whole, by the golden files of tests/t
 
 import csv
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -99,8 +100,8 @@ def test_report_has_tables_plots_csv_and_problem_cells(tmp_path):
     assert report_markdown.row_of(table, row="jax", device="cpu")["vs fastest [95%]"] == "fastest"
     assert report_markdown.row_of(table, row="tensorflow", device="gpu")["GPU speed-up [95%]"] == "10.0× [10.0–10.0]"
     problems = report_markdown.table_with(text, "reason", after="## Skipped and failed cells")
-    assert {"cell": "torch gpu cnn repeat 1", "status": "skipped", "reason": "backend torch sees no CUDA GPU"} in problems
-    assert {"cell": "jax gpu cnn repeat 2", "status": "failed", "reason": "out of memory"} in problems
+    assert {"cell": "torch gpu cnn round 1", "status": "skipped", "reason": "backend torch sees no CUDA GPU"} in problems
+    assert {"cell": "jax gpu cnn round 2", "status": "failed", "reason": "out of memory"} in problems
     for name in set(report.PLOTS) - {"matmul_seconds.png", "batch_sweep.png", "step_costs.png"}:  # no benchmark, no sweep here
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
     assert not (tmp_path / "matmul_seconds.png").exists() and not (tmp_path / "batch_sweep.png").exists()
@@ -578,3 +579,135 @@ def test_bench_matmul_writes_where_compare_does_not_into_a_checkouts_reports(tmp
     assert result.exit_code == 0, result.output
     assert ran == {"out": cli.RESULTS_ROOT / "matmul", "report": cli.RESULTS_ROOT / "matmul"}
     assert str(cli.RESULTS_ROOT) == "kerasmnist-results"
+
+
+# A user's model files as users write them: each exposes `build`, never imported here (the report and the launch
+# side name them by path and source hash alone).
+BUILD = "def build(input_shape, num_classes, width=32):\n    raise NotImplementedError  # {}\n"
+
+
+def model_files(folder, *names):
+    """`folder/NAME.py` for each name (a path with folders makes them), each defining `build`; their references."""
+    references = []
+    for name in names:
+        path = folder / f"{name}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(BUILD.format(name))
+        references.append(f"{path}:build")
+    return references
+
+
+def user_cells(models, rounds=2, model_args=None, invocation="test", devices=("cpu",)):
+    """A plan of torch and JAX cells of the user's `models`, each with its model's file and hash as the launch
+    side finds them."""
+    plan = cells(matrix_from({"matrix": {"backends": ["torch", "jax"], "models": list(models), "rounds": rounds,
+                                         "devices": list(devices)},
+                              "run": {"model_args": model_args or {}}}, {}, "t"))
+    return [(cell, cell.model_code.to_json()) for cell in plan]
+
+
+def timed_user_entries(models, **options):
+    return [fake_entry(cell, steady={"torch": 2.0, "jax": 1.0}[cell.config.backend] * (1 + 0.01 * cell.order),
+                       model_code=code, invocation=options.get("invocation", "test"))
+            for cell, code in user_cells(models, **options)]
+
+
+def section_titles(text):
+    return re.findall(r"^## Model `(.*)`$", text, re.MULTILINE)
+
+
+def test_two_files_with_the_same_function_name_get_two_titles_headline_labels_and_plot_labels(tmp_path):
+    """Two model files that each expose `build`: each section title, headline label and plot label names its file,
+    as little of its path as tells them apart; a model alone in its name is `build()`."""
+    mixer, fnet = model_files(tmp_path / "models", "mixer", "fnet")
+    results, rows, text = analysed(tmp_path / "results", timed_user_entries([mixer, fnet]))
+    assert sorted(section_titles(text)) == ["fnet.py:build()", "mixer.py:build()"]
+    assert sorted(h.label for h in headline.headlines(rows)) == ["fnet.py:build() on cpu", "mixer.py:build() on cpu"]
+    headline_table = report_markdown.table_with(text, "model and device")
+    assert sorted(line["model and device"] for line in headline_table if line["model and device"]) == [
+        "fnet.py:build() on cpu", "mixer.py:build() on cpu"]
+    from kerasmnist.report import plots
+
+    assert sorted(label for label, _, _ in plots.headline_bars(rows)["cpu"]) == [
+        "fnet.py:build(): jax", "fnet.py:build(): torch", "mixer.py:build(): jax", "mixer.py:build(): torch"]
+    for name in ("mixer", "fnet"):  # each section says which file, with its hash and parameters
+        path = tmp_path / "models" / f"{name}.py"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert f"`{path}`, source SHA-256 {digest[:12]}, 1,000 parameters." in text
+    # Alone, a model is its function; two files of one name in two folders need a folder each.
+    [alone] = load.model_sections(load.group(timed_user_entries([mixer])))
+    assert alone[0].model_title == "build()"
+    first, second = model_files(tmp_path, "a/models", "b/models")
+    titles = {section[0].model_title for section in load.model_sections(load.group(timed_user_entries([first, second])))}
+    assert titles == {"a/models.py:build()", "b/models.py:build()"}
+
+
+def test_the_same_function_with_two_argument_sets_is_told_apart_by_its_arguments(tmp_path):
+    """One file's `build` with width 32 and 64, and another file's `build` with width 32: the arguments tell
+    the first two apart, the files the two of width 32 (and every title of a shared function name names its file)."""
+    mixer, fnet = model_files(tmp_path / "models", "mixer", "fnet")
+    entries = (timed_user_entries([mixer, fnet], model_args={"width": 32})
+               + timed_user_entries([mixer], model_args={"width": 64}, invocation="second"))
+    rows = load.group(entries)
+    assert sorted(section[0].model_title for section in load.model_sections(rows)) == [
+        "fnet.py:build(width=32)", "mixer.py:build(width=32)", "mixer.py:build(width=64)"]
+    assert len({h.label for h in headline.headlines(rows)}) == 3
+    alone = load.group(timed_user_entries([mixer], model_args={"width": 32})
+                       + timed_user_entries([mixer], model_args={"width": 64}, invocation="second"))
+    assert sorted(section[0].model_title for section in load.model_sections(alone)) == [
+        "build(width=32)", "build(width=64)"]
+
+
+def test_a_section_whose_every_cell_failed_names_its_file_and_hash_as_a_finished_one_does(tmp_path):
+    """Every cell of one model failed (its records say nothing of it): its section has the identity line the
+    launch side could give, its file and source hash, no parameter count; its headline says every cell failed,
+    and why. A failed cell of an edited file is not pooled with the old file's row."""
+    mixer, fnet = model_files(tmp_path / "models", "mixer", "fnet")
+    why = "training failed: too many values to unpack (expected 2)"
+    entries = [fake_entry(cell, status="failed", reason=why, model_code=code) for cell, code in user_cells([mixer])]
+    entries += timed_user_entries([fnet])
+    results, rows, text = analysed(tmp_path / "results", entries)
+    digest = entries[0].model_code.source_sha256
+    section = text[text.index("## Model `mixer.py:build()`"):]
+    assert section.split("\n")[2] == f"`{tmp_path / 'models' / 'mixer.py'}`, source SHA-256 {digest[:12]}."
+    [failed] = [h for h in headline.headlines(rows) if h.section == "mixer.py:build()"]
+    assert failed.fastest_text() == f"no fastest: every cell failed: {why}"
+    assert f"mixer.py:build() on cpu: no fastest: every cell failed: {why}" in headline.render_text(
+        headline.headlines(rows))
+    assert "2 or more epochs" not in text
+
+    # mixer.py edited after its finished rounds: its failed cells are the new file's, a section of their own.
+    finished = timed_user_entries([mixer])
+    Path(mixer.rpartition(":")[0]).write_text(BUILD.format("edited"))
+    edited = [fake_entry(cell, status="failed", reason=why, model_code=code)
+              for cell, code in user_cells([mixer], invocation="second")]
+    sections = load.model_sections(load.group(finished + edited))
+    assert sorted((sum(len(row.entries) for row in section), sum(len(row.others) for row in section))
+                  for section in sections) == [(0, 4), (4, 0)]
+    assert {section[0].model_title for section in sections} == {
+        f"build() (source {finished[0].model_code.source_sha256[:12]})",
+        f"build() (source {edited[0].model_code.source_sha256[:12]})"}
+
+
+def test_the_failed_cells_table_names_a_cells_round(tmp_path):
+    entries = [fake_entry(cell, status="failed", reason="crashed") if cell.config.backend == "torch" else fake_entry(cell)
+               for cell in cells(matrix_from({"matrix": {"backends": ["torch", "jax"], "models": ["ffn"],
+                                                         "rounds": 2}}, {}, "t"))]
+    _, _, text = analysed(tmp_path, entries)
+    problems = report_markdown.table_with(text, "reason", after="## Skipped and failed cells")
+    assert [line["cell"] for line in problems] == ["torch cpu ffn round 1", "torch cpu ffn round 2"]
+
+
+@pytest.mark.parametrize("launch_hashed", [True, False], ids=["hashed-before-running", "older-entries"])
+def test_a_user_models_skipped_gpu_cells_stay_in_its_section(tmp_path, launch_hashed):
+    """No GPU here: the GPU cells of a user's model are skipped, and their rows are in the model's one section,
+    whether the launch side hashed the file (entries now) or not (older entries: the one source its finished
+    cells ran)."""
+    [mixer] = model_files(tmp_path, "mixer")
+    entries = [fake_entry(cell, status="skipped", reason="no GPU", model_code=code if launch_hashed else None)
+               if cell.config.device == "gpu" else fake_entry(cell, model_code=code)
+               for cell, code in user_cells([mixer], devices=("cpu", "gpu"))]
+    [section] = load.model_sections(load.group(entries))
+    assert sorted((row.device, row.backend) for row in section) == [
+        ("cpu", "jax"), ("cpu", "torch"), ("gpu", "jax"), ("gpu", "torch")]
+    assert section[0].model_title == "build()"

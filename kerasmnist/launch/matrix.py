@@ -56,7 +56,8 @@ from typing import Any, Mapping
 
 from kerasmnist.config import (BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
                                coerce, run_config_from, suggestion)
-from kerasmnist.errors import ConfigError
+from kerasmnist.errors import ConfigError, UserCodeError
+from kerasmnist.records import CodeIdentity
 from kerasmnist.references import Reference, is_reference
 
 CELL_AXES = ("backend", "device", "model", "implementation")
@@ -108,6 +109,8 @@ class Cell:
     config: RunConfig
     repeat: int
     order: int  # position in the run order
+    # What tells it from the other cells of its axes in a round: a sweep's batch size, a variant's settings.
+    named: tuple[tuple[str, Any], ...] = ()
 
     @property
     def key(self) -> str:
@@ -128,7 +131,34 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.config.backend} {self.config.device} {self.config.model} round {self.repeat + 1}"
+        """'torch cpu ffn round 1'; with what tells it from its round's other cells of those axes: 'torch cpu ffn
+        native round 1', 'torch cpu ffn batch_size=64 jit_compile=true round 1'."""
+        named = [*(["native"] if self.config.implementation == "native" else []),
+                 *(f"{key}={_setting_text(value)}" for key, value in self.named)]
+        return " ".join([self.config.backend, self.config.device, self.config.model, *named,
+                         f"round {self.repeat + 1}"])
+
+    @property
+    def model_code(self) -> CodeIdentity | None:
+        """A user's model as found and hashed here, without importing it; None for a built-in, and for a file that
+        is gone (the cell fails, saying so)."""
+        if not is_reference(self.config.model):
+            return None
+        try:
+            return CodeIdentity.from_json(Reference(self.config.model, "model").identity())
+        except UserCodeError:
+            return None
+
+
+def _setting_text(value: Any) -> str:
+    """A setting's value as a TOML file writes it, less a string's quotes: true, 64, channels_first, [256, 128]."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}={_setting_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_setting_text(item) for item in value) + "]"
+    return json.dumps(value)
 
 
 def cells(matrix: Matrix, earlier: Mapping[str, int] | None = None) -> list[Cell]:
@@ -145,8 +175,8 @@ def cells(matrix: Matrix, earlier: Mapping[str, int] | None = None) -> list[Cell
     offset = -1
     for repeat in range(matrix.planned_rounds):
         offset = _seed_offset(matrix, repeat, offset + 1, earlier or {})
-        ordered += [Cell(config, repeat, len(ordered) + index)
-                    for index, config in enumerate(_round(matrix, repeat, offset))]
+        ordered += [Cell(config, repeat, len(ordered) + index, named)
+                    for index, (config, named) in enumerate(_round(matrix, repeat, offset))]
     return ordered
 
 
@@ -158,15 +188,16 @@ def _seed_offset(matrix: Matrix, repeat: int, first: int, earlier: Mapping[str, 
     used = set(earlier.values())
     offset = first
     while True:
-        configs = _round(matrix, repeat, offset)
+        configs = [config for config, _ in _round(matrix, repeat, offset)]
         if any(Cell(config, repeat, 0).key in earlier for config in configs) or \
                 used.isdisjoint(config.seed for config in configs):
             return offset
         offset += 1
 
 
-def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[RunConfig]:
-    """The configurations of one round's cells, in run order."""
+def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[tuple[RunConfig, tuple[tuple[str, Any], ...]]]:
+    """The configurations of one round's cells, in run order, each with what tells it from the round's other
+    cells of its axes (Cell.named)."""
     shift = repeat % len(matrix.backends)
     backends = matrix.backends[shift:] + matrix.backends[:shift]
     configs = []
@@ -177,8 +208,10 @@ def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[RunConfig]:
                     for batch_size in matrix.batch_sizes or (matrix.run.batch_size,):
                         axes = {"backend": backend, "device": device, "model": model,
                                 "implementation": implementation}
+                        swept = (("batch_size", batch_size),) if len(matrix.batch_sizes) > 1 else ()
                         for variant in (None, *(v for v in matrix.variants if v.applies_to(axes))):
-                            configs.append(_cell_config(matrix, axes, batch_size, seed_offset, variant))
+                            configs.append((_cell_config(matrix, axes, batch_size, seed_offset, variant),
+                                            swept + (variant.settings if variant else ())))
     return configs
 
 

@@ -180,7 +180,8 @@ def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEnt
         log_tail=list(child.log_tail) if status != "ok" else [], wall_seconds=time.perf_counter() - started,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
         software=environment.software(), config=cell.config.to_dict(), record=record,
-        phases=cell_phases(record, child.exited_at) if record and status == "ok" else None)
+        phases=cell_phases(record, child.exited_at) if record and status == "ok" else None,
+        model_code=cell.model_code)
     if child.interrupted is not None:
         raise CellInterrupted(str(child.interrupted) or "interrupted", entry if status == "ok" else None)
     return entry

@@ -386,8 +386,13 @@ class CellEntry(JsonForm):
     kind: str = "kerasmnist.cell"
     slurm: dict[str, Any] | None = None  # run on Slurm: job_id, array_job_id, array_index, node, partition
     machine_kind: str | None = None  # the Slurm machine kind ([[machines]] name) it ran on
+    # A user's model as the launch side found and hashed it before the cell ran (references.Reference.identity):
+    # what names the model of a cell that wrote no model identity (one that failed or was skipped). Left out
+    # for a built-in, and by older writers.
+    model_code: CodeIdentity | None = None
 
-    READERS = {"record": RunRecord.from_json, "phases": Phases.from_json}
+    OPTIONAL_KEYS = ("model_code",)
+    READERS = {"record": RunRecord.from_json, "phases": Phases.from_json, "model_code": CodeIdentity.from_json}
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "skipped", "failed"):

@@ -99,6 +99,8 @@ def identity_of(entry: CellEntry) -> tuple[tuple[str, Any], ...]:
     config["model_args"] = tuple(sorted(config.get("model_args", {}).items()))
     config["jit_compile_resolved"] = entry.record.jit_compile if entry.record else None
     config["model_source"], config["data_source"] = _sources(entry.record)
+    if config["model_source"] is None and entry.model_code:  # no record says: the file the launch side hashed
+        config["model_source"] = (entry.model_code.path, entry.model_code.source_sha256)
     return tuple(sorted(config.items()))
 
 
@@ -130,6 +132,7 @@ class Row:
     entries: list[CellEntry] = field(default_factory=list)  # ok cells, in run order
     others: list[CellEntry] = field(default_factory=list)  # skipped and failed cells
     name_parts: dict[str, str] = field(default_factory=dict)  # setting -> how the row's name shows it
+    model_title: str = ""  # its model section's title, told apart from every other section's (title_models)
 
     @property
     def name(self) -> str:
@@ -159,13 +162,22 @@ class Row:
 
     @property
     def model_identity(self) -> ModelIdentity | None:
-        """What its records say the model is (reference, source, arguments, parameters, layers); None where none
-        says."""
-        return next((run.model_identity for run in self.runs if run.model_identity), None)
+        """What its records say the model is (reference, source, arguments, parameters, layers); where no cell
+        wrote one (every cell failed), the user's file and source hash as the launch side found them before the
+        cells ran, with no parameter or layer count; None where nothing says (a built-in that never ran)."""
+        found = next((record.model_identity for record in [*self.runs, *(e.record for e in self.others if e.record)]
+                      if record.model_identity), None)
+        code = next((entry.model_code for entry in self.others if entry.model_code), None)
+        if found is None and code is not None:
+            found = ModelIdentity(reference=code.reference, kind=code.kind, path=code.path, module=code.module,
+                                  function=code.function, source_sha256=code.source_sha256,
+                                  arguments=dict(self.settings.get("model_args", ())), parameters=None)
+        return found
 
     @property
-    def model_title(self) -> str:
-        """A built-in's name; a user's function name and arguments, as `build_unet(width=64)`."""
+    def plain_model_title(self) -> str:
+        """A built-in's name; a user's function name and arguments, as `build_unet(width=64)`: the model's title
+        where no other model reads the same (title_models)."""
         if self.model in BUILTIN_MODELS:
             return self.model
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.settings.get("model_args", ()))
@@ -251,19 +263,37 @@ def group(cells: list[CellEntry]) -> list[Row]:
 
     ordered = sorted(rows.values(), key=rank)
     name_rows(ordered)
+    title_models(ordered)
     return ordered
 
 
 def _attach_unresolved(rows: dict[tuple, Row]) -> None:
     """A failed or skipped cell has no record to say how jit_compile resolved, or what source a user's model
-    had: it joins the one row that differs from it only in those, where there is exactly one."""
+    had. Its model is the one finished rows of its reference and arguments ran, helpers included, where they
+    ran one source, and it is the file the launch side hashed before the cell ran (CellEntry.model_code) where
+    that is known: so its row joins that model's section. And it joins the one row that differs from it only in
+    what a record says, where there is exactly one."""
     unrecorded = ("jit_compile_resolved", *SOURCE_KEYS)
+    for row in rows.values():
+        if not row.entries and row.model not in BUILTIN_MODELS:
+            source = row.settings.get("model_source")
+            ran = {other.settings["model_source"] for other in rows.values() if other.entries
+                   and other.settings.get("model_source") and other.model_key[:2] == row.model_key[:2]
+                   and (source is None or other.settings["model_source"][:2] == source[:2])}
+            if len(ran) == 1:
+                row.settings["model_source"] = ran.pop()
+    def resolved(row: Row) -> bool:
+        return bool(row.entries) or row.settings.get("jit_compile_resolved") is not None
+
     for key, row in list(rows.items()):
-        if row.entries or row.settings.get("jit_compile_resolved") is not None:
+        if resolved(row):
             continue
         bare = {k: v for k, v in row.settings.items() if k not in unrecorded}
+        source = row.settings.get("model_source")
         twins = [other for other_key, other in rows.items() if other is not row and other_key[:2] == key[:2]
-                 and {k: v for k, v in other.settings.items() if k not in unrecorded} == bare]
+                 and {k: v for k, v in other.settings.items() if k not in unrecorded} == bare
+                 and (source is None or other.settings.get("model_source") == source)]
+        twins = [other for other in twins if resolved(other)] or twins  # a row that ran, over one that did not
         if len(twins) == 1:
             twins[0].others += row.others
             del rows[key]
@@ -285,6 +315,91 @@ def model_sections(rows: list[Row]) -> list[list[Row]]:
     return list(sections.values())
 
 
+def section_header(model_rows: list[Row]) -> str:
+    """A model section's identity line (Row.model_header): the same for a section whose every cell failed as for
+    one that finished, less what only a run counts (parameters, layers)."""
+    return next((header for row in model_rows if (header := row.model_header)), "")
+
+
+def title_models(rows: list[Row]) -> None:
+    """Each row's model_title: its model section's title, the shortest that tells it from every other section
+    of `rows`. A built-in's name, or a user's function with its arguments (`build()`, `build(width=64)`);
+    where another file or module defines a function of that name, with as much of the file's path as tells
+    them apart (`mixer.py:build()`, `a/models.py:build()`) or the module (`my_models:build()`); where sections
+    still read the same, from one file edited between runs, with the first 12 characters of each source's
+    SHA-256; where even that is the same, with the reference as given, else a number. Chosen from the
+    sections' identities, never from their titles."""
+    sections = model_sections(rows)
+    titles = [section[0].plain_model_title for section in sections]
+    by_function: dict[str, list[int]] = {}  # a user's function name -> its sections
+    for index, section in enumerate(sections):
+        if section[0].model not in BUILTIN_MODELS:
+            by_function.setdefault(section[0].model.rpartition(":")[2], []).append(index)
+    for indexes in by_function.values():
+        places = [_place(sections[index]) for index in indexes]
+        if len(set(places)) > 1:  # two files (or modules) define it: each title names its own
+            for index, where in zip(indexes, _shortest(places)):
+                titles[index] = f"{where}:{titles[index]}"
+    for refine in (_with_source, _with_reference, _with_number):
+        titles = _tell_apart(titles, sections, refine)
+    for section, title in zip(sections, titles):
+        for row in section:
+            row.model_title = title
+
+
+def _tell_apart(titles: list[str], sections: list[list[Row]], refine) -> list[str]:
+    """`titles`, where several sections share one, refined (refine(title, their sections) -> their titles)."""
+    alike: dict[str, list[int]] = {}
+    for index, title in enumerate(titles):
+        alike.setdefault(title, []).append(index)
+    titles = list(titles)
+    for title, indexes in alike.items():
+        if len(indexes) > 1:
+            for index, better in zip(indexes, refine(title, [sections[index] for index in indexes])):
+                titles[index] = better
+    return titles
+
+
+def _place(section: list[Row]) -> tuple[str, ...]:
+    """Where a section's model is: its file's path, in parts, or its module, as one part; () for a built-in."""
+    row = section[0]
+    if row.model in BUILTIN_MODELS:
+        return ()
+    identity = next((found for row in section if (found := row.model_identity)), None)
+    target = row.model.rpartition(":")[0]
+    if identity and identity.module:
+        return (identity.module,)
+    if identity and identity.path:
+        return Path(identity.path).parts
+    return Path(target).parts if target.endswith(".py") else (target,)
+
+
+def _shortest(places: list[tuple[str, ...]]) -> list[str]:
+    """Each place's last parts, as few as tell the different places apart."""
+    distinct = set(places)
+    depth = next(depth for depth in range(1, max(map(len, places)) + 1)
+                 if len({place[-depth:] for place in distinct}) == len(distinct))
+    return [str(Path(*place[-depth:])) for place in places]
+
+
+def _with_source(title: str, sections: list[list[Row]]) -> list[str]:
+    sources = [(section[0].settings.get("model_source") or (None, None))[1] for section in sections]
+    if len(set(sources)) == 1:
+        return [title] * len(sections)
+    return [f"{title} (source {source[:12] if source else 'unknown'})" for source in sources]
+
+
+def _with_reference(title: str, sections: list[list[Row]]) -> list[str]:
+    references = [section[0].model for section in sections]
+    if len(set(references)) == 1:
+        return [title] * len(sections)
+    return [f"{title} (given as {reference})" for reference in references]
+
+
+def _with_number(title: str, sections: list[list[Row]]) -> list[str]:
+    return [f"{title} #{number}" for number in range(1, len(sections) + 1)]
+
+
 def name_rows(rows: list[Row]) -> None:
     """Each row's name: its backend and the settings that differ within its model's section."""
     for section in model_sections(rows):
@@ -295,14 +410,14 @@ def name_rows(rows: list[Row]) -> None:
 
 
 def sweeps(rows: list[Row]) -> dict[tuple[str, str, str, str], list[tuple[int, Row]]]:
-    """(model, machine, name less the batch size, device) -> its rows by batch size, for settings that were
+    """(model title, machine, name less the batch size, device) -> its rows by batch size, for settings that were
     run at several batch sizes and nothing else different."""
     lines: dict[tuple, list[Row]] = {}
     for row in rows:
         if row.entries:
             rest = tuple((k, v) for k, v in row.settings.items() if k not in ("batch_size", "jit_compile_resolved"))
             lines.setdefault((row.machine, row.software, rest), []).append(row)
-    return {(line[0].model, line[0].machine, line[0].name_without("batch_size"), line[0].device):
+    return {(line[0].model_title, line[0].machine, line[0].name_without("batch_size"), line[0].device):
             sorted(((row.settings["batch_size"], row) for row in line), key=lambda item: item[0])
             for line in lines.values() if len(line) > 1}
 

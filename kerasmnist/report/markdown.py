@@ -12,7 +12,7 @@ from kerasmnist.report import analysis, headline, speeds
 from kerasmnist.report.mdtable import head, line as table_line
 from kerasmnist.records import BenchEntry, CellEntry
 from kerasmnist.report.load import (NOT_DESCRIBED, Results, Row, describe, host_label, host_of, latest_bench,
-                                    model_sections, section_settings)
+                                    model_sections, section_header, section_settings)
 from kerasmnist.report.plots import HEADLINE_PLOT, PLOTS
 from kerasmnist.report.stats import CONFIDENCE, UNSTABLE_CV, order_text, verdict
 
@@ -120,9 +120,9 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
     columns = ["machine", "row", "device", "runs", "rounds", "steady epoch s", "first epoch s", "samples/s",
                "inference samples/s", "GFLOP/s (of best GEMM)", "test accuracy", "time to accuracy", "vs fastest [95%]",
                "GPU speed-up [95%]", "stability", "peak host memory", *(["peak GPU memory"] if with_memory else [])]
-    title = model_rows[0].model_title
-    lines = ["", f"## Model `{title}`", "", *([f"{model_rows[0].model_header}.", ""] if model_rows[0].model_header
-                                             else []), f"All rows: {header}." if header else "", "",
+    title, identity = model_rows[0].model_title, section_header(model_rows)
+    lines = ["", f"## Model `{title}`", "", *([f"{identity}.", ""] if identity else []),
+             f"All rows: {header}." if header else "", "",
              *head(*(columns if several_machines else columns[1:]))]
     for row in model_rows:
         lines.append(line(machine_label(row, rows), row.name, row.device, run_counts(row),
@@ -357,7 +357,7 @@ def wall_time_section(cells: list[CellEntry]) -> list[str]:
 def problems_section(cells: list[CellEntry], bench: list[BenchEntry]) -> list[str]:
     """Skipped and failed cells; a failed rerun of a cell that has an ok result is an attempt, not its result."""
     finished = {e.key for e in cells if e.status == "ok"}
-    problems = [(f"{e.backend} {e.device} {e.model} repeat {e.repeat + 1}", e,
+    problems = [(f"{e.backend} {e.device} {e.model} round {e.repeat + 1}", e,
                  f"{e.status} attempt (an earlier ok result stands)" if e.key in finished else e.status)
                 for e in sorted(cells, key=lambda e: (e.finished_at, e.order)) if e.status != "ok"]
     problems += [(f"matmul {e.backend} {e.device}", e, e.status) for e in bench if e.status != "ok"]

@@ -68,16 +68,24 @@ def write_all(rows: list[Row], latest_bench: list[BenchEntry], out_dir: Path) ->
             + write_sweep_plot(rows, out_dir) + write_step_cost_plot(rows, out_dir))
 
 
-def write_headline_plot(rows: list[Row], out_dir: Path) -> list[str]:
-    """One panel per device: per model, every row's training throughput relative to the fastest row, with the
-    95% interval of the paired ratio as error bars (none where one round gives no interval)."""
+def headline_bars(rows: list[Row]) -> dict[str, list[tuple[str, Row, Ratio | None]]]:
+    """The headline plot's bars, per device: each labelled with its model (the section's title, and its detail)
+    and its row's name, with its throughput ratio to the fastest (None: the fastest)."""
     by_device: dict[str, list[tuple[str, Row, Ratio | None]]] = {}
     for found in headline.headlines(rows):
         if found.fastest is None or not found.contenders:
             continue
         name = found.section + (f" ({found.detail})" if found.detail else "")
-        by_device.setdefault(found.device, []).append((name, found.fastest, None))
-        by_device[found.device] += [(name, c.row, c.throughput) for c in found.contenders]
+        by_device.setdefault(found.device, []).append((f"{name}: {headline.contender_name(found.fastest)}",
+                                                       found.fastest, None))
+        by_device[found.device] += [(f"{name}: {c.name}", c.row, c.throughput) for c in found.contenders]
+    return by_device
+
+
+def write_headline_plot(rows: list[Row], out_dir: Path) -> list[str]:
+    """One panel per device: per model, every row's training throughput relative to the fastest row, with the
+    95% interval of the paired ratio as error bars (none where one round gives no interval)."""
+    by_device = headline_bars(rows)
     if not by_device:
         return []
     plt = _pyplot()
@@ -96,8 +104,7 @@ def write_headline_plot(rows: list[Row], out_dir: Path) -> list[str]:
         axis.bar_label(drawn, labels=["fastest" if found is None else f"{found.estimate:.2f}×"
                                       + ("" if found.has_interval else " (1 round: no interval)") for found in ratios],
                        fontsize=8, padding=3)
-        axis.set_yticks(list(positions), [f"{name}: {headline.contender_name(row)}" for name, row, _ in bars],
-                        fontsize=8)
+        axis.set_yticks(list(positions), [label for label, _, _ in bars], fontsize=8)
         axis.invert_yaxis()
         axis.axvline(1, color="black", linewidth=0.8)
         axis.set_xlim(0, max([1.25, *(found.high * 1.1 for found in ratios if found and found.has_interval)]))

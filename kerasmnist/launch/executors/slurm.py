@@ -227,7 +227,9 @@ class Driver:
             folder.mkdir(parents=True, exist_ok=True)
             plan = {"name": name, "kind": kind.name, "job_id": job.job_id, "stamp": round_job.stamp,
                     "cells": [{"key": kind_key(cell, kind.name), "order": cell.order, "repeat": cell.repeat,
-                               "config": cell.config.to_dict()} for cell in round_job.cells]}
+                               "config": cell.config.to_dict(),
+                               **({"model_code": code.to_json()} if (code := cell.model_code) else {})}
+                              for cell in round_job.cells]}
             records.replace_atomically(folder / PLAN_FILE, json.dumps(plan, indent=2) + "\n")
             self.active[job.job_id] = Job(job.job_id, name, kind.name, folder, len(round_job.cells))
         self.echo(f"{kind.name}: submitted {len(jobs)} round{'s' * (len(jobs) > 1)} as "
@@ -321,6 +323,7 @@ def _failed_entry(cell: dict[str, Any], plan: dict[str, Any], job: Job, why: str
         device=config["device"], model=config["model"], status="failed", reason=why, log_tail=log_tail,
         wall_seconds=0.0, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host={},
         config=config, record=None, **plan["stamp"], machine_kind=job.kind,
+        model_code=records.CodeIdentity.from_json(cell["model_code"]) if cell.get("model_code") else None,
         slurm={"job_id": job.job_id, "array_job_id": job.job_id.split("_")[0] if "_" in job.job_id else None,
                "array_index": int(job.job_id.split("_")[1]) if "_" in job.job_id else None, "node": None,
                "partition": None})
