@@ -67,4 +67,9 @@ cpu_devices = 2
     entries = compare(tmp_path, plan.replace('"tensorflow", "torch", "jax"', '"jax"'))
     assert len(entries) == 11  # the two edited-file cells ran again; the cnn cell was already done
     report = (tmp_path / "out" / "report.md").read_text()
-    assert report.count("## Model `build_bn_convnet(width=8)`") == 2
+    # Two sections for the edited model, told apart by the first 12 digits of each source's SHA-256.
+    sources = {entry["record"]["model_identity"]["source_sha256"][:12] for entry in entries
+               if entry["model"] == f"{models}:build_bn_convnet"}
+    assert len(sources) == 2
+    assert report.count("## Model `build_bn_convnet(width=8)") == 2
+    assert all(report.count(f"## Model `build_bn_convnet(width=8) (source {source})`") == 1 for source in sources)
