@@ -57,6 +57,7 @@ cpu_devices = 2
         data_parallel = entry["model"] == f"{models}:build_bn_convnet" and entry["backend"] != "torch"
         assert record["config"]["data_parallel"] == data_parallel
         assert record["device_count"] == (2 if data_parallel else 1)
+        assert not data_parallel or identity["function"] == "build_bn_convnet"
     assert sum(entry["record"]["device_count"] == 2 for entry in entries) == 2
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Model `build_bn_convnet(width=8)`" in report and "## Model `build_subclassed()`" in report
