@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from kerasmnist import pinning, records
 from kerasmnist.child import backend
@@ -91,14 +92,23 @@ class Trained:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """`trained(NAME)`: the shared run NAME (SHARED_RUNS), trained on first use, passed, and read."""
-    done: dict[str, subprocess.CompletedProcess] = {}
+    """`trained(NAME)`: the shared run NAME (SHARED_RUNS), trained on first use, passed, and read. Under
+    pytest-xdist the workers share one folder of runs: the first to ask for a run trains it while holding its
+    lock, and the others read what it printed and wrote."""
+    folder = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = folder.parent  # the session's folder, above each worker's own
+    folder = folder / "shared-runs"
+    folder.mkdir(exist_ok=True)
 
     def run(name: str) -> Trained:
-        out = tmp_path_factory.getbasetemp() / "shared-runs" / name
-        if name not in done:
-            done[name] = run_cli("train", "--device", "cpu", *SHARED_RUNS[name], *QUICK_ARGS, "--out", str(out))
-        result = done[name]
+        out, printed = folder / name, folder / f"{name}.printed.json"
+        with FileLock(folder / f"{name}.lock"):
+            if not printed.exists():
+                ran = run_cli("train", "--device", "cpu", *SHARED_RUNS[name], *QUICK_ARGS, "--out", str(out))
+                printed.write_text(json.dumps({"args": ran.args, "returncode": ran.returncode,
+                                               "stdout": ran.stdout, "stderr": ran.stderr}))
+        result = subprocess.CompletedProcess(**json.loads(printed.read_text()))
         assert result.returncode == 0, f"shared run {name} failed:\n{result.stderr}"
         (path,) = sorted(out.glob("*.json"))
         return Trained(name, result, json.loads(path.read_text()), records.read(path))
@@ -188,3 +198,18 @@ def with_figures(entry, **figures):
 
     result = dataclasses.replace(entry.record.result, **figures)
     return dataclasses.replace(entry, record=dataclasses.replace(entry.record, result=result))
+
+
+# The longest tests (over a minute together on 2 cores), started first so that under pytest-xdist neither worker is left
+# running one of them alone at the end.
+LONGEST_FIRST = ("test_user_models.py", "test_colab.py", "test_slurm.py", "test_compare.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`-n 2 --dist loadgroup`), the Slurm tests run one after another on one worker: they share
+    the one-node cluster and their module's fixtures. The longest files' tests go first."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
