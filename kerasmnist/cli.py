@@ -228,6 +228,17 @@ def _all_of(options: tuple[Callable[..., Any], ...]) -> Callable[[Callable[..., 
     return decorate
 
 
+# compare's and sweep's environments: which Python each backend's cells run (launch/environments.py).
+environment_options = _all_of((
+    click.option("--env", "env", multiple=True, metavar="BACKEND=PYTHON", callback=lambda context, parameter, value:
+                 value or None,
+                 help="Run BACKEND's cells with the interpreter PYTHON, of a Python environment you made with "
+                      "kerasmnist installed; repeatable.  [default: kerasmnist's own]"),
+    click.option("--envs", default=None, metavar="NAME,NAME",
+                 help="The config's [[environments]] to run cells in, by name.  [default: all of them]"),
+))
+
+
 # compare's Slurm options, each a [slurm] key too (launch/executors/machines.py SLURM_KEYS).
 slurm_options = _all_of((
     click.option("--slurm/--no-slurm", "slurm", default=None,
@@ -253,6 +264,7 @@ slurm_options = _all_of((
 
 @cli.command()
 @matrix_options(f"{RESULTS_ROOT}/CONFIG-NAME in this folder, or {RESULTS_ROOT}/compare")
+@environment_options
 @run_settings(from_config=True)
 @slurm_options
 def compare(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
@@ -263,6 +275,7 @@ def compare(config_path: Path | None, out: Path | None, force: bool, **overrides
 
 @cli.command()
 @matrix_options(f"{RESULTS_ROOT}/sweep in this folder")
+@environment_options
 @run_settings(from_config=True)
 def sweep(config_path: Path | None, out: Path | None, force: bool, **overrides: Any) -> None:
     """Throughput and accuracy per batch size per backend: a compare over --batch-sizes (required, or batch_sizes
@@ -306,12 +319,16 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
     click.echo(report.write(list(results_dirs), out or results_dirs[0]).terminal_text())
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the inventory as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Also save it as OUT/env.json, which the report of that folder shows.  [default: not saved]")
-def env(as_json: bool, out: Path | None) -> None:
-    """What each backend is and sees here, and whether --device cpu / gpu would work."""
+@click.pass_context
+def env(context: click.Context, as_json: bool, out: Path | None) -> None:
+    """What each backend is and sees here, and whether --device cpu / gpu would work; its commands make, list and
+    remove the Python environments that compare's cells can run in ([[environments]], --env)."""
+    if context.invoked_subcommand is not None:
+        return
     import json
 
     from kerasmnist.launch import inventory
@@ -322,6 +339,60 @@ def env(as_json: bool, out: Path | None) -> None:
         records.ensure_writable(out)
         records.replace_atomically(out / inventory.INVENTORY_FILE, json.dumps(facts, indent=2) + "\n")
     click.echo(json.dumps(facts, indent=2) if as_json else inventory.render(facts))
+
+
+def environments_config_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--config", "config_path", type=click.Path(path_type=Path), required=required,
+                        help="TOML file with [[environments]] tables, or the name of one in configs/.")
+
+
+@env.command(name="create")
+@environments_config_option(required=True)
+@click.argument("names", nargs=-1)
+def env_create(config_path: Path, names: tuple[str, ...]) -> None:
+    """Make the config's managed environments (NAMES, else all of them; packages = [...]), each reused while its
+    specification is unchanged, and check every named one's interpreter."""
+    from kerasmnist.errors import ConfigError
+    from kerasmnist.launch import environments, venvs
+    from kerasmnist.launch.matrix import read_config
+
+    file_values, source = read_config(config_path)
+    chosen = environments.chosen(file_values.get("environments", []), ",".join(names) if names else None, None,
+                                 source)
+    if not chosen:
+        raise ConfigError(f"{source} has no [[environments]] tables")
+    for line in venvs.ready(chosen, echo=lambda line: click.echo(line, err=True)):
+        click.echo(line)
+
+
+@env.command(name="list")
+@environments_config_option(required=False)
+def env_list(config_path: Path | None) -> None:
+    """Each managed environment made (with --config: each of the config's environments): its interpreter, and its
+    Python's, kerasmnist's and the frameworks' versions."""
+    from kerasmnist.launch import environments, venvs
+    from kerasmnist.launch.matrix import read_config
+
+    if config_path is None:
+        listed = [venvs.describe(made_of["name"], str(folder / "bin" / "python")) for folder, made_of in venvs.made()]
+        click.echo("\n".join(listed) or f"no managed environments in {environments.cache_root()}")
+        return
+    file_values, source = read_config(config_path)
+    listed = [f"{environment.name}: not made yet (kerasmnist env create --config {config_path} {environment.name})"
+              if environment.managed and not venvs.is_made(environment.folder)
+              else venvs.describe(environment.name, environment.interpreter)
+              for environment in environments.from_tables(file_values.get("environments", []), source)]
+    click.echo("\n".join(listed) or f"{source} has no [[environments]] tables")
+
+
+@env.command(name="remove")
+@click.argument("name")
+def env_remove(name: str) -> None:
+    """Remove the managed environment NAME from the cache."""
+    from kerasmnist.launch import venvs
+
+    for folder in venvs.remove(name):
+        click.echo(f"removed {folder}")
 
 
 @cli.group()

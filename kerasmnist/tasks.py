@@ -2,7 +2,8 @@
 
 Both floors read this module: the launch side writes a task (`launch.processes.spawn`), the child reads it
 (`python -m kerasmnist.child`). The JSON is plain data, so a child may run another Python and other package
-versions than its parent.
+versions than its parent; it carries the parent's kerasmnist version, and a child whose kerasmnist is another
+(an environment's, launch/environments.py) does not run it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from kerasmnist import __version__
 from kerasmnist.config import RunConfig, run_config_from
-from kerasmnist.errors import ConfigError
+from kerasmnist.errors import BackendUnavailable, ConfigError
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,13 @@ _KINDS: dict[str, type[Task]] = {kind.kind: kind for kind in (TrainTask, MatmulT
 def to_json(task: Task, spawned_at: float) -> str:
     """The task as the child reads it, with when its parent started it (where the child's timeline begins)."""
     fields = {"config": task.config.to_dict()} if isinstance(task, TrainTask) else dataclasses.asdict(task)
-    return json.dumps({"kind": task.kind, "task": fields, "spawned_at": spawned_at})
+    return json.dumps({"kind": task.kind, "task": fields, "spawned_at": spawned_at, "kerasmnist_version": __version__})
 
 
 def from_json(text: str) -> tuple[Task, float]:
-    """The task a parent sent, and when it started this child."""
+    """The task a parent sent, and when it started this child. A parent of another kerasmnist version is refused
+    as a missing backend is (BackendUnavailable: the cell is skipped, with the reason): the two might not mean
+    the same by a setting, and the row would say a version that did not run."""
     try:
         message: dict[str, Any] = json.loads(text)
         kind, fields = _KINDS[message["kind"]], message["task"]
@@ -64,6 +68,10 @@ def from_json(text: str) -> tuple[Task, float]:
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"a pinned child needs one task as JSON on stdin ({type(error).__name__}: {error})") \
             from None
+    sent_by = message.get("kerasmnist_version", __version__)
+    if sent_by != __version__:
+        raise BackendUnavailable(f"this environment has kerasmnist {__version__}, the one that ran the comparison "
+                                 f"{sent_by}: install that one here (kerasmnist env create makes such environments)")
     if kind is TrainTask:
         return TrainTask(run_config_from(fields["config"], "the task")), spawned_at
     if kind is MatmulTask:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from kerasmnist.launch import venvs
 from kerasmnist.launch.executors import Executor
 from kerasmnist.launch.executors.local import LocalExecutor
 from kerasmnist.launch.executors.machines import machine_kinds
@@ -47,5 +48,8 @@ def run_matrix(matrix: Matrix, out_dir: Path, command: str, force: bool = False,
 
     `command` is the command line that asked for the matrix: each cell's entry keeps it, with this
     invocation's id and its round (one pass over the plan: the cells of one repeat, run adjacent in
-    time), which the report pairs cells by."""
+    time), which the report pairs cells by. Its environments are made first where they are not, and each
+    interpreter checked."""
+    for line in venvs.ready(matrix.environments, echo):
+        echo(line)
     return (executor or LocalExecutor()).run(matrix, out_dir, command, force, echo)

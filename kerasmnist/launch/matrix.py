@@ -37,6 +37,11 @@ and/or flags, validated like a RunConfig:
     constraint = "a100"
     devices = ["gpu"]
 
+    [[environments]] # a Python environment that cells run in (launch/environments.py); also --env, --envs
+    name = "torch-2.14"
+    packages = ["torch==2.14.1"]            # or python = "/path/to/venv/bin/python", one you made
+    backends = ["torch"]                    # each backend's cells run once in each environment serving it
+
 Overrides apply in order, so a later one wins where two set the same key. A variant adds a cell beside
 each cell it matches (overrides applied first), so a knob and its baseline share every round and the
 report can set one against the other with an interval.
@@ -57,6 +62,8 @@ from typing import Any, Mapping
 from kerasmnist.config import (BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
                                coerce, run_config_from, suggestion)
 from kerasmnist.errors import ConfigError, UserCodeError
+from kerasmnist.launch import environments
+from kerasmnist.launch.environments import Environment
 from kerasmnist.records import CodeIdentity
 from kerasmnist.references import Reference, is_reference
 
@@ -92,6 +99,11 @@ class Matrix:
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
     overrides: tuple[Override, ...] = ()
     variants: tuple[Override, ...] = ()  # each matching cell also runs with a variant's settings
+    environments: tuple[Environment, ...] = ()  # where each backend's cells run; none serving it: here
+
+    def serving(self, backend: str) -> tuple[Environment | None, ...]:
+        """The environments a backend's cells run in, each a cell of its own; None: kerasmnist's own."""
+        return tuple(environment for environment in self.environments if backend in environment.backends) or (None,)
 
     @property
     def planned_rounds(self) -> int:
@@ -111,6 +123,7 @@ class Cell:
     order: int  # position in the run order
     # What tells it from the other cells of its axes in a round: a sweep's batch size, a variant's settings.
     named: tuple[tuple[str, Any], ...] = ()
+    environment: Environment | None = None  # the Python environment it runs in; None: kerasmnist's own
 
     @property
     def key(self) -> str:
@@ -119,22 +132,26 @@ class Cell:
         Only settings that differ from the defaults count, so a later kerasmnist that adds a
         setting (with a default that keeps the old behaviour) still recognises earlier cells.
         A user's model or loader counts by its source's hash too: after an edit, the cell runs again.
+        An environment counts by its name, where one is given.
         """
         defaults = RunConfig().to_dict()
         changed = {key: value for key, value in self.config.to_dict().items() if value != defaults[key]}
         sources = {spec: Reference(spec, key).identity()["source_sha256"]
                    for key, spec in (("model", self.config.model), ("dataset", self.config.dataset))
                    if is_reference(spec)}
-        identity = json.dumps({"config": changed, "repeat": self.repeat, **({"sources": sources} if sources else {})},
+        identity = json.dumps({"config": changed, "repeat": self.repeat, **({"sources": sources} if sources else {}),
+                               **({"environment": self.environment.name} if self.environment else {})},
                               sort_keys=True)
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
         """'torch cpu ffn round 1'; with what tells it from its round's other cells of those axes: 'torch cpu ffn
-        native round 1', 'torch cpu ffn batch_size=64 jit_compile=true round 1'."""
+        native round 1', 'torch cpu ffn batch_size=64 jit_compile=true round 1', 'torch cpu ffn in torch-2.14
+        round 1'."""
         named = [*(["native"] if self.config.implementation == "native" else []),
-                 *(f"{key}={_setting_text(value)}" for key, value in self.named)]
+                 *(f"{key}={_setting_text(value)}" for key, value in self.named),
+                 *([f"in {self.environment.name}"] if self.environment else [])]
         return " ".join([self.config.backend, self.config.device, self.config.model, *named,
                          f"round {self.repeat + 1}"])
 
@@ -175,8 +192,8 @@ def cells(matrix: Matrix, earlier: Mapping[str, int] | None = None) -> list[Cell
     offset = -1
     for repeat in range(matrix.planned_rounds):
         offset = _seed_offset(matrix, repeat, offset + 1, earlier or {})
-        ordered += [Cell(config, repeat, len(ordered) + index, named)
-                    for index, (config, named) in enumerate(_round(matrix, repeat, offset))]
+        ordered += [dataclasses.replace(cell, order=len(ordered) + index)
+                    for index, cell in enumerate(_round(matrix, repeat, offset))]
     return ordered
 
 
@@ -188,19 +205,19 @@ def _seed_offset(matrix: Matrix, repeat: int, first: int, earlier: Mapping[str, 
     used = set(earlier.values())
     offset = first
     while True:
-        configs = [config for config, _ in _round(matrix, repeat, offset)]
-        if any(Cell(config, repeat, 0).key in earlier for config in configs) or \
-                used.isdisjoint(config.seed for config in configs):
+        round_cells = _round(matrix, repeat, offset)
+        if any(cell.key in earlier for cell in round_cells) or \
+                used.isdisjoint(cell.config.seed for cell in round_cells):
             return offset
         offset += 1
 
 
-def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[tuple[RunConfig, tuple[tuple[str, Any], ...]]]:
-    """The configurations of one round's cells, in run order, each with what tells it from the round's other
-    cells of its axes (Cell.named)."""
+def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[Cell]:
+    """One round's cells in run order (their `order` is set by `cells`); a backend's cells in each environment
+    serving it run one after another."""
     shift = repeat % len(matrix.backends)
     backends = matrix.backends[shift:] + matrix.backends[:shift]
-    configs = []
+    round_cells = []
     for model in matrix.models:
         for device in matrix.devices:
             for backend in backends:
@@ -210,9 +227,11 @@ def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[tuple[RunConfi
                                 "implementation": implementation}
                         swept = (("batch_size", batch_size),) if len(matrix.batch_sizes) > 1 else ()
                         for variant in (None, *(v for v in matrix.variants if v.applies_to(axes))):
-                            configs.append((_cell_config(matrix, axes, batch_size, seed_offset, variant),
-                                            swept + (variant.settings if variant else ())))
-    return configs
+                            config = _cell_config(matrix, axes, batch_size, seed_offset, variant)
+                            named = swept + (variant.settings if variant else ())
+                            round_cells += [Cell(config, repeat, 0, named, environment)
+                                            for environment in matrix.serving(backend)]
+    return round_cells
 
 
 def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, seed_offset: int,
@@ -235,11 +254,15 @@ _MATRIX_KEYS = {"backends": BACKENDS, "devices": DEVICES, "models": BUILTIN_MODE
 
 def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> Matrix:
     """Builds a Matrix from a parsed TOML file's tables and flag overrides (None means not given)."""
-    unknown_tables = sorted(set(file_values) - {"matrix", "run", "overrides", "variants", "slurm", "machines"})
+    unknown_tables = sorted(set(file_values) - {"matrix", "run", "overrides", "variants", "slurm", "machines",
+                                                "environments"})
     if unknown_tables:
         raise ConfigError(f"{source}: unknown table [{unknown_tables[0]}]; "
-                          "allowed: [matrix], [run], [[overrides]], [[variants]], [slurm], [[machines]]")
+                          "allowed: [matrix], [run], [[overrides]], [[variants]], [slurm], [[machines]], "
+                          "[[environments]]")
     overrides = dict(overrides)
+    chosen_environments = environments.chosen(file_values.get("environments", []), overrides.pop("envs", None),
+                                              overrides.pop("env", None), source)
     matrix_values = _new_names(table_of(file_values, "matrix", source), source)
     run_values = dict(table_of(file_values, "run", source))
     for key, value in overrides.items():
@@ -286,7 +309,8 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     template = {"model": "ffn", **run_values} if "hidden" in run_values else run_values
     matrix = Matrix(**lists, **numbers, run=run_config_from(template, where, table="[run]"),
                     overrides=_overrides(file_values.get("overrides", []), source, "overrides"),
-                    variants=_overrides(file_values.get("variants", []), source, "variants"))
+                    variants=_overrides(file_values.get("variants", []), source, "variants"),
+                    environments=chosen_environments)
     try:
         planned = cells(matrix)
     except InvalidValue as error:

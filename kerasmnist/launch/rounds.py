@@ -18,7 +18,7 @@ from typing import Any, Callable, Collection
 
 from kerasmnist import environment, records, references
 from kerasmnist.config import MIN_STEADY_EPOCHS
-from kerasmnist.launch import processes
+from kerasmnist.launch import environments, processes
 from kerasmnist.launch.matrix import Cell
 from kerasmnist.tasks import TrainTask
 
@@ -166,25 +166,40 @@ def narrow_enough(target_ci: float, rounds_done: int, entries: list[records.Cell
 
 
 def run_cell(cell: Cell, timeout_seconds: int, out_dir: Path) -> records.CellEntry:
-    """Runs one cell in its own pinned process and returns its results.jsonl entry."""
+    """Runs one cell in its own pinned process, with its environment's interpreter, and returns its results.jsonl
+    entry."""
     started = time.perf_counter()
     # Each attempt's record and stderr stay in OUT/runs/KEY/ATTEMPT (results.jsonl holds a copy): a rerun
     # never deletes the files of an earlier attempt. Keras's progress goes straight to the terminal.
     child = processes.spawn(TrainTask(cell.config), out_dir / "runs" / cell.key / records.new_invocation(),
+                            python=cell.environment.interpreter if cell.environment else None,
                             timeout_seconds=timeout_seconds, show_output=True)
     record = records.read(child.written[0]) if child.written else None
     status, reason = child.status()
+    software, host = _where_it_ran(cell, record)
     entry = records.CellEntry(
         key=cell.key, seed=cell.config.seed, order=cell.order, repeat=cell.repeat, backend=cell.config.backend,
         device=cell.config.device, model=cell.config.model, status=status, reason=reason,
         log_tail=list(child.log_tail) if status != "ok" else [], wall_seconds=time.perf_counter() - started,
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=environment.host(),
-        software=environment.software(), config=cell.config.to_dict(), record=record,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=host, software=software,
+        config=cell.config.to_dict(), record=record,
         phases=cell_phases(record, child.exited_at) if record and status == "ok" else None,
-        model_code=cell.model_code)
+        model_code=cell.model_code, environment=cell.environment.name if cell.environment else None)
     if child.interrupted is not None:
         raise CellInterrupted(str(child.interrupted) or "interrupted", entry if status == "ok" else None)
     return entry
+
+
+def _where_it_ran(cell: Cell, record: records.RunRecord | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The software versions and the host of a cell: the child's own, from its record (it may run another Python
+    and other packages than this process); without a record, its environment's versions as its interpreter said
+    them (environments.facts, asked before the cells ran), else this process's, and this host."""
+    if record:
+        facts = record.environment
+        return {"python": facts["python"], **facts["packages"]}, facts["host"]
+    if cell.environment:
+        return environments.facts(cell.environment.name, cell.environment.interpreter).software, environment.host()
+    return environment.software(), environment.host()
 
 
 # A cell's wall time, phase by phase: (phase, the timeline stamp it ends at). The training call between

@@ -390,8 +390,11 @@ class CellEntry(JsonForm):
     # what names the model of a cell that wrote no model identity (one that failed or was skipped). Left out
     # for a built-in, and by older writers.
     model_code: CodeIdentity | None = None
+    # The name of the Python environment it ran in ([[environments]], --env: launch/environments.py); left out
+    # where it ran in kerasmnist's own, and by older writers.
+    environment: str | None = None
 
-    OPTIONAL_KEYS = ("model_code",)
+    OPTIONAL_KEYS = ("model_code", "environment")
     READERS = {"record": RunRecord.from_json, "phases": Phases.from_json, "model_code": CodeIdentity.from_json}
 
     def __post_init__(self) -> None:

@@ -92,8 +92,9 @@ def software_of(entry: CellEntry) -> str:
 
 
 def identity_of(entry: CellEntry) -> tuple[tuple[str, Any], ...]:
-    """The settings that make a row: the config less NOT_IDENTITY, with jit_compile as resolved and the
-    sources of a user's model and data (an edited file makes a new row; two files sharing a name, two rows)."""
+    """The settings that make a row: the config less NOT_IDENTITY, with jit_compile as resolved, the sources of
+    a user's model and data (an edited file makes a new row; two files sharing a name, two rows), and the
+    environment it ran in where one was given."""
     config = {key: value for key, value in entry.config.items() if key not in NOT_IDENTITY}
     config["hidden"] = tuple(config.get("hidden", ())) if config.get("model") == "ffn" else ()  # the CNN ignores it
     config["model_args"] = tuple(sorted(config.get("model_args", {}).items()))
@@ -101,6 +102,8 @@ def identity_of(entry: CellEntry) -> tuple[tuple[str, Any], ...]:
     config["model_source"], config["data_source"] = _sources(entry.record)
     if config["model_source"] is None and entry.model_code:  # no record says: the file the launch side hashed
         config["model_source"] = (entry.model_code.path, entry.model_code.source_sha256)
+    if entry.environment:  # two environments are two rows, even with the same versions
+        config["environment"] = entry.environment
     return tuple(sorted(config.items()))
 
 

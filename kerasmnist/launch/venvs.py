@@ -1,0 +1,160 @@
+"""Managed environments: virtual environments kerasmnist makes from an environment's pip requirements, each kept
+in a folder named by the environment and a hash of what it is made of (environments.Environment.folder) and
+reused while that is unchanged: `kerasmnist env create`, `env list`, `env remove`, and compare on first use.
+
+Each is made with uv where it is on PATH (`uv venv`, `uv pip install --python`), else with `python -m venv` and
+the new environment's own pip, so that the user's pip or uv configuration (indexes, constraints, offline copies)
+applies. kerasmnist goes in last, at this one's version (environments.kerasmnist_requirement); with
+system_site_packages, without its dependencies, which the base interpreter is to have.
+
+A folder is whole once the file MADE_FILE is written, after the last install: a half-made one (a failed install,
+a machine that stopped) is removed and made again, never used. (It is made in place rather than in a temporary
+folder renamed at the end: a virtual environment's scripts hold its path, so it cannot be moved.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import kerasmnist
+from kerasmnist import records
+from kerasmnist.errors import ConfigError
+from kerasmnist.launch.environments import Environment, cache_root, facts, kerasmnist_requirement
+
+Echo = Callable[[str], None]
+MADE_FILE = "kerasmnist-environment.json"
+# The lines of pip's and uv's output passed on as progress while they install.
+PROGRESS_WORDS = ("Collecting", "Downloading", "Installing", "Successfully", "Resolved", "Prepared", "Installed")
+
+
+def ready(environments: tuple[Environment, ...], echo: Echo) -> list[str]:
+    """Makes each managed environment not made yet (saying each step), then asks every environment's interpreter
+    what it has: one line each. One whose kerasmnist is not this one's is said to have its cells skipped."""
+    lines = []
+    for environment in environments:
+        if environment.managed:
+            make(environment, echo)
+        found = facts(environment.name, environment.interpreter)
+        lines.append(f"environment {environment.name}: {environment.interpreter} ({found.text()})")
+        if found.kerasmnist != kerasmnist.__version__:
+            lines.append(f"    its kerasmnist is {found.kerasmnist}, not this one's {kerasmnist.__version__}: its "
+                         "cells will be skipped")
+    return lines
+
+
+def make(environment: Environment, echo: Echo) -> Path:
+    """The managed environment's folder, made first where it is not whole (a half-made one is removed)."""
+    folder = environment.folder
+    if is_made(folder):
+        return folder
+    if folder.exists():
+        echo(f"{environment.name}: removing the half-made {folder}")
+        shutil.rmtree(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        for step, command in _steps(environment):
+            echo(f"{environment.name}: {step}")
+            _run(command, f"environment {environment.name}: {step}", echo)
+        records.replace_atomically(folder / MADE_FILE,
+                                   json.dumps({"name": environment.name, **environment.specification}, indent=1) + "\n")
+    except BaseException:  # a failed install, Ctrl-C: nothing half-made stays
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    echo(f"{environment.name}: made in {folder}")
+    return folder
+
+
+def is_made(folder: Path) -> bool:
+    return (folder / MADE_FILE).is_file()
+
+
+def _steps(environment: Environment) -> list[tuple[str, list[str]]]:
+    """Each step that makes the environment, said, and its command."""
+    folder, python, uv = environment.folder, environment.interpreter, shutil.which("uv")
+    site = ["--system-site-packages"] if environment.system_site_packages else []
+    if uv:
+        version = ["--python", environment.python_version] if environment.python_version else []
+        create = [uv, "venv", "--quiet", *site, *version, str(folder)]
+        install = [uv, "pip", "install", "--python", python]
+    else:
+        create = [_base_python(environment.python_version), "-m", "venv", *site, str(folder)]
+        install = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+    steps = [(f"making a virtual environment in {folder} with {'uv' if uv else 'venv'}", create)]
+    if environment.packages:
+        steps.append((f"installing {' '.join(environment.packages)}", [*install, *environment.packages]))
+    source = kerasmnist_requirement()
+    no_deps = ["--no-deps"] if environment.system_site_packages else []
+    steps.append((f"installing kerasmnist {kerasmnist.__version__} "
+                  + (f"(editable, from {source[-1]})" if source[0] == "--editable" else "from the package index"),
+                  [*install, *no_deps, *source]))
+    return steps
+
+
+def _base_python(version: str | None) -> str:
+    """The Python a managed environment is made from without uv: this one (its base interpreter, where this one
+    runs in a virtual environment), or pythonX.Y on PATH."""
+    if version is None:
+        return sys.executable
+    found = shutil.which(f"python{version}")
+    if found is None:
+        raise ConfigError(f"no python{version} on PATH to make the environment from: install it, or uv (which "
+                          "fetches one)")
+    return found
+
+
+def _run(command: list[str], step: str, echo: Echo) -> None:
+    """Runs one step, passing on the installer's progress lines; a failure is one line with its own last error."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
+        try:
+            with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as process:
+                for line in process.stdout:
+                    if line.lstrip().startswith(PROGRESS_WORDS):
+                        echo(f"    {line.strip()}")
+        except OSError as error:  # the installer itself cannot start
+            raise ConfigError(f"{step} failed: {command[0]}: {error.strerror}") from None
+        errors.seek(0)
+        if process.returncode:
+            raise ConfigError(f"{step} failed: {_last_error(errors.read())}")
+
+
+def _last_error(output: str) -> str:
+    """pip's last 'ERROR: ...' line, else the last line said (uv's cause, less its drawing)."""
+    lines = [line.strip().lstrip("×╰─▶ ") for line in output.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+    return (errors or lines or ["it said nothing"])[-1]
+
+
+def made() -> list[tuple[Path, dict]]:
+    """The whole managed environments in the cache: each folder, with what it was made of."""
+    root = cache_root()
+    folders = sorted(folder for folder in root.iterdir() if is_made(folder)) if root.is_dir() else []
+    return [(folder, json.loads((folder / MADE_FILE).read_text(encoding="utf-8"))) for folder in folders]
+
+
+def remove(name: str) -> list[Path]:
+    """Removes every folder of the managed environment `name` (one per specification it was made with, half-made
+    ones too); the folders removed. None there is refused."""
+    root = cache_root()
+    folders = sorted(folder for folder in root.iterdir()
+                     if re.fullmatch(re.escape(name) + r"-[0-9a-f]{12}", folder.name)) if root.is_dir() else []
+    if not folders:
+        raise ConfigError(f"no managed environment named {name!r} in {root}; kerasmnist env list shows them")
+    for folder in folders:
+        shutil.rmtree(folder)
+    return folders
+
+
+def describe(name: str, interpreter: str) -> str:
+    """An environment as `env list` says it: its name and interpreter, then what it has or why it cannot run."""
+    try:
+        has = facts(name, interpreter).text()
+    except ConfigError as error:
+        has = f"cannot run cells: {error}"
+    return f"{name}: {interpreter}\n    {has}"
