@@ -10,7 +10,7 @@ import report_markdown
 from conftest import fake_entry, with_figures
 from kerasmnist import records, report
 from kerasmnist.launch.matrix import cells, matrix_from
-from kerasmnist.report import analysis, headline, load, markdown
+from kerasmnist.report import analysis, headline, load, markdown, stats
 from kerasmnist.report.plots import HEADLINE_PLOT
 
 
@@ -188,32 +188,44 @@ def test_inference_is_ranked_by_its_own_paired_times(tmp_path):
     assert (line["fastest"], line["other row"], line["verdict"]) == ("**torch** is the fastest", "jax", "slower")
 
 
-def on_two_kinds(rounds=3):
-    """Slurm kind "one" runs jax at 1 s and torch at 2 s a steady epoch; kind "two" everything twice as fast."""
-    return [dataclasses.replace(fake_entry(cell, steady=scale * {"jax": 1.0, "torch": 2.0}[cell.config.backend],
-                                           invocation=kind), machine_kind=kind)
+def on_two_kinds(rounds=3, noise=0.0, seed=0):
+    """Slurm kind "one" runs jax at 1 s and torch at 2 s a steady epoch; kind "two" everything twice as fast; each run
+    off by log-normal `noise` of its own."""
+    rng = np.random.default_rng(seed)
+    return [dataclasses.replace(fake_entry(cell, steady=scale * {"jax": 1.0, "torch": 2.0}[cell.config.backend]
+                                           * rng.lognormal(0.0, noise), invocation=kind), machine_kind=kind)
             for kind, scale in (("one", 1.0), ("two", 0.5)) for cell in plan(rounds, backends=("torch", "jax"))]
 
 
-def test_across_machines_pairs_only_the_fastests_machine_and_gives_other_machines_the_ratio_of_medians():
-    [group] = headline.across_machines(load.group(on_two_kinds()))
+def test_across_machines_pairs_only_the_fastests_machine_and_gives_other_machines_welchs_interval():
+    [group] = headline.across_machines(load.group(on_two_kinds(4, noise=0.03)))
     assert (group.section, group.fastest.backend, group.fastest.machine) == ("ffn", "jax", "Slurm machine kind two")
     by_place = {(other.row.backend, other.row.machine): other for other in group.others}
     same_kind = by_place[("torch", "Slurm machine kind two")]
-    assert (same_kind.versus_fastest.estimate, same_kind.versus_fastest.rounds) == (2.0, 3)  # paired by round
-    assert same_kind.versus_fastest.has_interval
-    for backend, ratio_of_medians in (("jax", 2.0), ("torch", 4.0)):  # kind one never shared a round with two
+    assert same_kind.paired and same_kind.versus_fastest == stats.ratio(
+        *(row.by_round("steady_epoch_seconds") for row in (same_kind.row, group.fastest)))  # paired by round
+    for backend, true_ratio in (("jax", 2.0), ("torch", 4.0)):  # kind one never shared a round with two
         other = by_place[(backend, "Slurm machine kind one")]
-        assert other.versus_fastest is None and math.isclose(other.median_ratio, ratio_of_medians)
+        found = other.versus_fastest
+        assert not other.paired and found == stats.unpaired_ratio(
+            *(row.values("steady_epoch_seconds") for row in (other.row, group.fastest)))  # each run one sample
+        assert found.rounds == 4 and found.excludes(1.0) and math.isclose(found.estimate, true_ratio, rel_tol=0.1)
 
 
-def test_report_md_says_cross_machine_ratios_come_from_unpaired_runs(tmp_path):
-    """(tests/golden/two-machine-kinds.md has the table as a whole, with the paragraph saying why.)"""
-    built(tmp_path, on_two_kinds())
+def test_report_md_gives_cross_machine_ratios_welchs_interval_and_with_one_run_the_ratio_of_medians(tmp_path):
+    """(tests/golden/two-machine-kinds.md has the table as a whole, with the paragraph saying why.) Kind one's torch
+    ran once: no interval."""
+    built(tmp_path, [entry for entry in on_two_kinds(4, noise=0.03)
+                     if (entry.machine_kind, entry.backend) != ("one", "torch") or entry.repeat == 0])
     table = report_markdown.table_with((tmp_path / "report.md").read_text(), "from", after="## Across machines")
     said = {(line["other row"], line["machine"]): (line["steady epoch time vs fastest"], line["from"]) for line in table}
-    assert said[("torch", "Slurm machine kind one")] == ("4.00×", headline.UNPAIRED)
-    assert said[("torch", "Slurm machine kind two")] == ("2.00× [2.00–2.00]", "paired, slower")
+    interval = r"\d\.\d\d× \[\d\.\d\d–\d\.\d\d\]"
+    ratio_of_medians, from_one_run = said[("torch", "Slurm machine kind one")]
+    assert re.fullmatch(r"\d\.\d\d×", ratio_of_medians) and from_one_run == headline.UNPAIRED
+    welch, from_runs = said[("jax", "Slurm machine kind one")]
+    assert re.fullmatch(interval, welch) and from_runs == f"{headline.UNPAIRED_WELCH} (4 and 4 runs), slower"
+    paired, from_rounds = said[("torch", "Slurm machine kind two")]
+    assert re.fullmatch(interval, paired) and from_rounds == "paired, slower"
 
 
 def test_one_machine_has_no_cross_machine_table():

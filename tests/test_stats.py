@@ -3,9 +3,10 @@
 import math
 
 import numpy as np
+from scipy import stats
 
 from kerasmnist.child.contention import ContentionMeter
-from kerasmnist.report.stats import fit_line, mean_interval, order_text, ratio
+from kerasmnist.report.stats import fit_line, mean_interval, order_text, ratio, unpaired_ratio, verdict
 
 
 def rounds_of(times):
@@ -59,6 +60,42 @@ def test_ratios_pair_only_shared_rounds_and_one_round_has_no_interval():
     # One round says nothing of the noise: no tie is claimed, and a 2x gap needs few rounds to be decided.
     assert order_text(found) == "2.00× undecided: 1 round, no interval (about 3 rounds would decide it)"
     assert ratio({"a": 1.0}, {"b": 1.0}) is None
+
+
+def test_an_unpaired_ratio_is_welchs_interval_on_log_times_and_covers_the_true_ratio():
+    """Runs of two machines, 1.5 times apart, 5 and 4 runs with different spreads: the estimate is the ratio of the
+    geometric means, the bounds are scipy's Welch interval on the log times, exponentiated."""
+    rng = np.random.default_rng(4)
+    slower, faster = rng.lognormal(math.log(1.5), 0.04, 5), rng.lognormal(0.0, 0.08, 4)
+    found = unpaired_ratio(list(slower), list(faster))
+    welch = stats.ttest_ind(np.log(slower), np.log(faster), equal_var=False).confidence_interval(0.95)
+    assert math.isclose(found.low, math.exp(welch.low)) and math.isclose(found.high, math.exp(welch.high))
+    assert math.isclose(found.estimate, math.exp(np.log(slower).mean() - np.log(faster).mean()))
+    assert found.low < 1.5 < found.high and found.rounds == 4 and verdict(found) == "slower"
+
+
+def test_the_unpaired_interval_covers_the_true_ratio_about_95_percent_of_the_time():
+    rng = np.random.default_rng(5)
+    covered = 0
+    for _ in range(400):
+        found = unpaired_ratio(list(rng.lognormal(math.log(1.2), 0.03, 4)), list(rng.lognormal(0.0, 0.09, 3)))
+        covered += found.low <= 1.2 <= found.high
+    assert 0.91 <= covered / 400 <= 0.99
+
+
+def test_the_same_runs_unpaired_give_a_wider_interval_than_paired_by_round():
+    """A drift shared by each round cancels in a paired ratio and widens an unpaired one."""
+    rng = np.random.default_rng(6)
+    drift = rng.uniform(0.8, 1.25, 6)
+    slower, faster = noisy(rng, 1.1, 6, drift), noisy(rng, 1.0, 6, drift)
+    paired, unpaired = ratio(rounds_of(slower), rounds_of(faster)), unpaired_ratio(list(slower), list(faster))
+    assert paired.excludes(1.0) and unpaired.high - unpaired.low > 2 * (paired.high - paired.low)
+
+
+def test_an_unpaired_ratio_with_one_run_on_a_side_has_no_interval():
+    found = unpaired_ratio([2.0], [1.0, 1.1, 0.9])
+    assert found.rounds == 1 and not found.has_interval and verdict(found).startswith("undecided: 1 round")
+    assert unpaired_ratio([], [1.0]) is None
 
 
 def test_mean_interval_of_repeats():

@@ -9,7 +9,7 @@ end of `kerasmnist compare` and `kerasmnist report`, and a plot (plots.write_hea
 
 Where several machines (hosts, Slurm machine kinds) ran a model's computation, report.md also sets every
 (backend, machine, device) row against the fastest of all (across_machines): paired by round on the fastest's
-machine, and across machines, which never share a round, as the ratio of medians of unpaired runs, said so.
+machine, and across machines, which never share a round, from unpaired runs with Welch's interval, said so.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from kerasmnist.report import analysis
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
 from kerasmnist.report.mdtable import head, line
-from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, ratio, verdict
+from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, ratio, unpaired_ratio, verdict
 
 # What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
 HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
@@ -194,8 +194,11 @@ class AcrossMachines:
     """A row set against the fastest row of its model's computation on any machine and device."""
 
     row: Row
-    versus_fastest: Ratio | None  # its time over the fastest's, paired by round: only on the fastest's machine
-    median_ratio: float  # its median time over the fastest's; where versus_fastest is None, from unpaired runs
+    # Its time over the fastest's: paired by round where it shares rounds with the fastest (on the fastest's machine
+    # only), else from unpaired runs (stats.unpaired_ratio); None where a side has no positive time.
+    versus_fastest: Ratio | None
+    paired: bool
+    median_ratio: float  # its median time over the fastest's: what an unpaired ratio without an interval shows
 
 
 @dataclass(frozen=True)
@@ -210,8 +213,8 @@ class MachinesGroup:
 
 def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[MachinesGroup]:
     """Per model, each computation that more than one machine ran: every (backend, machine, device) row with
-    the ranked time against the fastest. Rounds pair only rows of one machine: a row on the fastest's machine
-    has a paired ratio with its interval, a row of another machine only the ratio of the medians."""
+    the ranked time against the fastest. Rounds pair only rows of one machine: a row that shares rounds with the
+    fastest has a paired ratio, any other (every row of another machine) a ratio of unpaired runs."""
     groups: dict[tuple, list[Row]] = {}
     for row in filter(analysis.ranked, rows):
         if row.median(ranked.seconds) is not None:
@@ -221,16 +224,37 @@ def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Machines
     for group in several:
         fastest = min(group, key=lambda row: row.median(ranked.seconds))
         alike = [other[0] for other in several if section_of(other[0]) == section_of(group[0])]
-        others = [AcrossMachines(row, ratio(row.by_round(ranked.seconds), fastest.by_round(ranked.seconds))
-                                 if (row.machine, row.software) == (fastest.machine, fastest.software) else None,
-                                 row.median(ranked.seconds) / fastest.median(ranked.seconds))
-                  for row in group if row is not fastest]
+        others = [against_fastest(row, fastest, ranked) for row in group if row is not fastest]
         found.append(MachinesGroup(section_title(fastest), ", ".join(_what_differs(fastest, alike)), fastest,
                                    sorted(others, key=lambda other: other.median_ratio)))
     return found
 
 
+def against_fastest(row: Row, fastest: Row, ranked: Ranked) -> AcrossMachines:
+    """The row's ranked time over the fastest's: paired by round where the two ran on one machine, with the same
+    software, and share rounds; else (another machine, or another compare) from their runs, each one sample."""
+    median_ratio = row.median(ranked.seconds) / fastest.median(ranked.seconds)
+    one_machine = (row.machine, row.software) == (fastest.machine, fastest.software)
+    paired = ratio(row.by_round(ranked.seconds), fastest.by_round(ranked.seconds)) if one_machine else None
+    if paired:
+        return AcrossMachines(row, paired, True, median_ratio)
+    return AcrossMachines(row, unpaired_ratio(row.values(ranked.seconds), fastest.values(ranked.seconds)), False,
+                          median_ratio)
+
+
 UNPAIRED = "unpaired runs: the ratio of the medians, no interval"
+UNPAIRED_WELCH = "unpaired runs, Welch's interval"
+
+
+def versus_fastest_cells(other: AcrossMachines, fastest: Row, ranked: Ranked) -> tuple[str, str]:
+    """An across-machines row's ratio to the fastest, and what it comes from with its verdict."""
+    versus = other.versus_fastest
+    if other.paired:
+        return versus.text(), f"paired, {verdict(versus)}"
+    if versus and versus.has_interval:
+        runs = f"{len(other.row.values(ranked.seconds))} and {len(fastest.values(ranked.seconds))} runs"
+        return versus.text(), f"{UNPAIRED_WELCH} ({runs}), {verdict(versus)}"
+    return f"{other.median_ratio:.2f}×", UNPAIRED
 
 
 def cross_machine_table(rows: list[Row], ranked: Ranked = TRAINING) -> list[str]:
@@ -242,19 +266,20 @@ def cross_machine_table(rows: list[Row], ranked: Ranked = TRAINING) -> list[str]
              f"Per model, every backend, machine and device against the fastest by {ranked.throughput}. Rows on the "
              f"fastest's machine ran in its rounds: their ratio is paired by round, with its {CONFIDENCE:.0%} "
              "interval. Rows of different machines never share a round, so a ratio across machines comes from "
-             f"unpaired runs: it is the ratio of the two rows' median {ranked.time}s, with no interval, and no order "
-             "is decided from it.", "",
+             f"unpaired runs, each run one sample: the ratio of the two rows' geometric mean {ranked.time}s, with "
+             f"Welch's {CONFIDENCE:.0%} interval on their log times (scipy.stats.ttest_ind, unequal variances). The "
+             "machines' drift does not cancel between unpaired runs, so that interval is wider than a paired one "
+             "over as many rounds; an order is stated only where it excludes 1. With fewer than 2 runs on either "
+             "side it is the ratio of the medians, with no interval, and no order is decided from it.", "",
              *head("model", "fastest", "other row", "machine", "device", f"{ranked.time} vs fastest", "from")]
     for group in found:
         fastest = group.fastest
         label = group.section + (f" ({group.detail})" if group.detail else "")
         for first, other in zip([True, *[False] * len(group.others)], group.others):
-            versus = other.versus_fastest
             lines.append(line(label if first else "",
                               f"**{contender_name(fastest)}**, {fastest.machine}, {fastest.device}" if first else "",
                               contender_name(other.row), other.row.machine, other.row.device,
-                              versus.text() if versus else f"{other.median_ratio:.2f}×",
-                              f"paired, {verdict(versus)}" if versus else UNPAIRED))
+                              *versus_fastest_cells(other, fastest, ranked)))
     return [*lines, ""]
 
 

@@ -10,6 +10,9 @@ ratios' logarithms are then averaged, and the 95% interval is Student's t on tho
 (scipy.stats.t), turned back into a ratio. With the 3 to 6 rounds a CPU matrix affords, a
 bootstrap cannot reach its tails (3 rounds have 10 distinct resamples); the t interval accounts
 for so few samples, and logarithms of timing ratios are close to symmetric.
+
+Rows that share no round (rows of different machines) cannot be paired: their ratio comes from their runs, each
+run one sample, with Welch's interval on log times (unpaired_ratio).
 """
 
 from __future__ import annotations
@@ -88,6 +91,29 @@ def ratio(numerators: dict[str, float], denominators: dict[str, float]) -> Ratio
         return Ratio(math.exp(mean), math.exp(mean), math.exp(mean), len(logs), 0.0)
     low, high = stats.t.interval(CONFIDENCE, len(logs) - 1, loc=mean, scale=sd / math.sqrt(len(logs)))
     return Ratio(math.exp(mean), math.exp(low), math.exp(high), len(logs), sd)
+
+
+def unpaired_ratio(numerators: list[float], denominators: list[float]) -> Ratio | None:
+    """numerator / denominator from runs that share no round (rows of different machines never do), each run one
+    sample: the ratio of the geometric means, with Welch's 95% interval on the difference of the mean log times
+    (scipy.stats.ttest_ind, equal_var=False) turned back into a ratio. No drift cancels between unpaired runs, so
+    the interval is wider than a paired one over as many rounds.
+
+    Its `rounds` is the smaller run count: with fewer than 2 runs on either side there is no interval. Its log_sd
+    is the spread of a run's log time on both sides together, sqrt(sd_a² + sd_b²), so that Ratio.rounds_to_decide
+    estimates how many runs on each side would decide it (on the fewer degrees of freedom of a paired ratio:
+    erring towards more runs). None where either side has no positive time."""
+    logs = [np.log([seconds for seconds in side if seconds > 0]) for side in (numerators, denominators)]
+    if not all(len(side) for side in logs):
+        return None
+    estimate, rounds = math.exp(logs[0].mean() - logs[1].mean()), min(len(side) for side in logs)
+    if rounds < 2:
+        return Ratio(estimate, None, None, rounds, None)
+    log_sd = math.sqrt(sum(np.var(side, ddof=1) for side in logs))
+    if log_sd == 0:
+        return Ratio(estimate, estimate, estimate, rounds, 0.0)
+    low, high = stats.ttest_ind(*logs, equal_var=False).confidence_interval(CONFIDENCE)
+    return Ratio(estimate, math.exp(low), math.exp(high), rounds, log_sd)
 
 
 def mean_interval(values: list[float]) -> tuple[float, float] | None:
