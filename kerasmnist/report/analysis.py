@@ -222,6 +222,13 @@ def instability(row: Row) -> list[str]:
     return reasons
 
 
+def governors_not_performance(row: Row) -> list[str]:
+    """The CPU frequency governors other than performance in force during the row's runs, where their records have
+    them (environment.cpu_scaling): such a governor lets the CPU's clock follow its load."""
+    governors = {governor for run in row.runs for governor in run.environment["host"].get("cpu_governors") or []}
+    return sorted(governors - {"performance"})
+
+
 @dataclass(frozen=True)
 class RowSpeeds:
     """The speeds of a row's steady epochs (its runs pooled) and of its runs' steady figures."""

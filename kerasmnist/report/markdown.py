@@ -141,7 +141,20 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
         lines += ["", f"{len(unstable)} row{' is' if len(unstable) == 1 else 's are'} marked unstable: their times "
                       "moved more than the differences this report ranks may be. Close other programs, give each run the whole machine "
                       "(`--cpu-threads`), and add rounds (`--rounds`) before acting on them."]
-    return lines
+    return lines + governor_lines(model_rows)
+
+
+def governor_lines(model_rows: list[Row]) -> list[str]:
+    """The rows whose runs had a CPU frequency governor other than performance in force, beside the unstable rows'
+    sentence: such a governor lets the clock follow the load, which a benchmark's CPU should not."""
+    governed = [(row, governors) for row in model_rows if (governors := analysis.governors_not_performance(row))]
+    if not governed:
+        return []
+    return ["", "Run under a CPU frequency governor other than performance: "
+            + ", ".join(f"{row.name} on {row.device} ({', '.join(governors)})" for row, governors in governed)
+            + ". It lets the CPU's clock follow its load, so a run's times can move with how busy the CPU was and how "
+              "soon its clock rose; for timing, set the governor to performance (`sudo cpupower frequency-set -g "
+              "performance`, or `pyperf system tune`)."]
 
 
 def memory_text(row: Row, key: str) -> str:
@@ -502,10 +515,30 @@ def environment_table(sources: list[tuple[dict[str, Any], dict[str, Any], str]])
             "cells": (key[0], f"{memory / 2**30:.0f} GiB", gpus, environment["python"], packages["keras"],
                       packages["tensorflow"] or "–", packages["torch"] or "–", packages["jax"] or "–"),
             "dates": dates,
+            "hosts": [*rows.get(key, {}).get("hosts", []), environment["host"]],
         }
     if not rows:
         return ["No finished cells: nothing is known about the machines."]
+    scaling = {key: cpu_scaling_text(row["hosts"]) for key, row in rows.items()}
+    shown = any(scaling.values())  # older records and VMs without cpufreq have none: no column
     return [
-        *head("machine", "memory", "GPUs", "Python", "Keras", "TensorFlow", "torch", "JAX", "dates"),
-        *[table_line(*row["cells"], ", ".join(sorted(row["dates"]))) for row in rows.values()],
+        *head("machine", "memory", "GPUs", "Python", "Keras", "TensorFlow", "torch", "JAX",
+              *(["CPU frequency scaling"] if shown else []), "dates"),
+        *[table_line(*row["cells"], *([scaling[key] or "not exposed"] if shown else []),
+                     ", ".join(sorted(row["dates"]))) for key, row in rows.items()],
     ]
+
+
+def cpu_scaling_text(hosts: list[dict[str, Any]]) -> str:
+    """A machine's CPU frequency scaling over its records (environment.cpu_scaling), as 'governor powersave
+    (intel_pstate); turbo on; 800–3,400 MHz'; "" where no record has any of it."""
+    def union(key: str) -> list:
+        return sorted({value for host in hosts for value in host.get(key) or []})
+
+    governors, drivers, mhz = union("cpu_governors"), union("cpu_scaling_drivers"), union("cpu_mhz")
+    turbo = sorted({host["cpu_turbo"] for host in hosts if host.get("cpu_turbo") is not None}, reverse=True)
+    governed = f"governor {', '.join(governors)}" if governors else ""
+    parts = [f"{governed} ({', '.join(drivers)})".strip() if drivers else governed,
+             "turbo " + " and ".join("on" if state else "off" for state in turbo) if turbo else "",
+             (f"{mhz[0]:,}–{mhz[-1]:,} MHz" if len(mhz) > 1 else f"{mhz[0]:,} MHz") if mhz else ""]
+    return "; ".join(part for part in parts if part)
