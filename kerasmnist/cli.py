@@ -5,6 +5,7 @@ It never imports Keras at module level: the backend must be chosen first (kerasm
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,8 @@ RUN_SETTINGS = (
              metavar=_choices(config_module.PRECISIONS)),
     _setting("data_format", "The CNN's image layout (the same network); channels_first is torch's own.",
              metavar=_choices(config_module.DATA_FORMATS)),
-    _setting("input_pipeline", "What fit gets: NumPy arrays, a shuffled tf.data pipeline or torch DataLoader, or "
+    _setting("input_pipeline", "What fit gets: NumPy arrays, a shuffled tf.data pipeline (tf.data-repeat: repeated, "
+                               "with the steps per epoch, one iterator for the whole fit) or torch DataLoader, or "
                                "tensors already on the device.", metavar=_choices(config_module.INPUT_PIPELINES)),
     _setting("data_parallel", "Replicate the model over every device of the pinned kind (jax, tensorflow).",
              is_flag=True),
@@ -184,6 +186,12 @@ def _listed(key: str) -> str:
     return ",".join(getattr(MATRIX_DEFAULTS, key))
 
 
+ACCURACY_MARGIN_OPTION = click.option(
+    "--accuracy-margin", type=float, default=None,
+    help="Points of test accuracy within which a row learns as well as the fastest (two one-sided tests at 5%).  "
+         f"[default: {config_module.ACCURACY_MARGIN_POINTS}]")
+
+
 def matrix_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """compare's and sweep's own options: the matrix, its rounds, and where results go."""
     options = (
@@ -212,6 +220,7 @@ def matrix_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[
         click.option("--peak-matmul-size", type=int, default=None,
                      help="N of the N x N matrix multiply timed per backend and device, the peak each cell's GFLOP/s "
                           f"is set against; 0 skips it.  [default: {MATRIX_DEFAULTS.peak_matmul_size}]"),
+        ACCURACY_MARGIN_OPTION,
         click.option("--out", type=click.Path(path_type=Path), default=None,
                      help=f"Folder for results.jsonl and the report.  [default: {default_out}]"),
         click.option("--force", is_flag=True, help="Rerun cells that are already done."),
@@ -297,7 +306,7 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
     if (out / records.RESULTS_FILE).is_file():  # not when stopped before any cell finished
-        click.echo(report.write([out], out).terminal_text())
+        click.echo(report.write([out], out, matrix.accuracy_margin).terminal_text())
     sys.exit(outcome.exit_code)
 
 
@@ -305,7 +314,11 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
 @click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the report; needed to merge several RESULTS_DIRs.  [default: the one RESULTS_DIR]")
-def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
+@ACCURACY_MARGIN_OPTION
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the answer as data (comparison.json, also written beside report.md) instead of the headline.")
+def report_command(results_dirs: tuple[Path, ...], out: Path | None, accuracy_margin: float | None,
+                   as_json: bool) -> None:
     """Rebuild the report from the results.jsonl of one or more compare folders (no training).
 
     Several folders, e.g. a laptop's and a Colab GPU's, are merged into one report, written to --out.
@@ -316,7 +329,11 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None) -> None:
     if out is None and len(results_dirs) > 1:
         raise ConfigError(f"merging {len(results_dirs)} results folders needs --out DIR for the merged report "
                           f"(without it, it would replace {results_dirs[0]}'s own report)")
-    click.echo(report.write(list(results_dirs), out or results_dirs[0]).terminal_text())
+    margin = config_module.ACCURACY_MARGIN_POINTS if accuracy_margin is None else accuracy_margin
+    if not 0 < margin < 100:
+        raise ConfigError(f"--accuracy-margin must be points of test accuracy between 0 and 100, e.g. 1.0 (got {margin})")
+    built = report.write(list(results_dirs), out or results_dirs[0], margin)
+    click.echo(json.dumps(built.comparison, indent=1) if as_json else built.terminal_text())
 
 
 @cli.group(invoke_without_command=True)

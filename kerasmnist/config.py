@@ -27,11 +27,17 @@ PROGRESS = ("bar", "epoch", "none")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 IMPLEMENTATIONS = ("keras", "native")
 DATA_FORMATS = ("channels_last", "channels_first")
-INPUT_PIPELINES = ("numpy", "tf.data", "torch.utils.data", "device")
-HOST_PIPELINES = {"tf.data": "tensorflow", "torch.utils.data": "torch"}  # a framework's own input pipeline
+INPUT_PIPELINES = ("numpy", "tf.data", "tf.data-repeat", "torch.utils.data", "device")
+# A framework's own input pipeline. tf.data-repeat is tf.data repeated without end, fit told the steps per epoch:
+# Keras then keeps one iterator for the whole fit instead of one per epoch (reports/tf-two-speeds).
+HOST_PIPELINES = {"tf.data": "tensorflow", "tf.data-repeat": "tensorflow", "torch.utils.data": "torch"}
 FLOAT32_MATMUL_PRECISIONS = ("float32", "tf32")  # full float32, or TF32 tensor cores (Ampere and newer GPUs)
 
 MNIST_TRAIN_IMAGES = 60_000
+
+# The report's default margin for "learns as well", in points of test accuracy (report/stats.Learning): chosen from
+# the seed-to-seed spread of the built-in models' committed runs (reports/learning-margin/README.md).
+ACCURACY_MARGIN_POINTS = 1.0
 
 # Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
 # (an even one takes the mean of the two middle epochs, which with two speeds may be neither), and longer
@@ -76,7 +82,8 @@ class RunConfig:
     progress: str = "bar"  # Keras's per-batch bar, one line per epoch, or silence
     precision: str = "float32"  # a Keras dtype policy
     data_format: str = "channels_last"  # the CNN's image layout; the same network either way
-    input_pipeline: str = "numpy"  # what fit gets: NumPy arrays, a tf.data or torch pipeline, or tensors on the device
+    input_pipeline: str = "numpy"  # what fit gets: NumPy arrays, a tf.data (once or repeated) or torch pipeline, or
+    #                                tensors on the device
     data_parallel: bool = False  # one model replicated over every device of the pinned kind
     float32_matmul_precision: str = "float32"  # "tf32": TF32 tensor cores for float32 matmuls and convolutions
     cpu_devices: int = 1  # split the CPU into this many virtual devices (for --data-parallel)

@@ -43,8 +43,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -
 # (tests/test_*.py). The six backend-model runs are the complete-record test's; the other settings ride on them
 # where a run can carry them, so that one process answers several tests.
 SHARED_RUNS: dict[str, tuple[str, ...]] = {
-    # test_train: complete record.
-    "tensorflow-cnn": ("--backend", "tensorflow", "--model", "cnn"),
+    # test_train: complete record, the repeated tf.data pipeline (one iterator for the whole fit).
+    "tensorflow-cnn": ("--backend", "tensorflow", "--model", "cnn", "--input-pipeline", "tf.data-repeat"),
     "jax-cnn": ("--backend", "jax", "--model", "cnn"),
     # test_train: complete record, channels_first.
     "torch-cnn": ("--backend", "torch", "--model", "cnn", "--data-format", "channels_first"),

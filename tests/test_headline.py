@@ -6,6 +6,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 import report_markdown
 from conftest import fake_entry, with_figures
 from kerasmnist import records, report
@@ -63,7 +64,8 @@ def test_a_backend_twice_as_fast_over_four_rounds_is_the_fastest_and_the_other_i
     [line] = report_markdown.table_with(report_text, "verdict", after="## Which backend for which model")
     assert re.fullmatch(r"2\.\d\d× \[[\d.]+–[\d.]+\]", line.pop("steady epoch time vs fastest [95%]"))
     assert line == {"model and device": "ffn on cpu", "fastest": "**jax** is the fastest", "other row": "torch",
-                    "rounds": "4", "verdict": "slower"}
+                    "rounds": "4", "verdict": "slower",  # the same accuracy every round: as well, decided
+                    "test accuracy vs fastest, points [95%]": "+0.00 [+0.00, +0.00]", "learning": "learns as well"}
     assert report_text.index("## Which backend for which model") < report_text.index("## Model `ffn`")
     assert (tmp_path / HEADLINE_PLOT).stat().st_size > 0 and f"]({HEADLINE_PLOT})" in report_text
 
@@ -102,7 +104,7 @@ def test_no_fastest_is_named_from_missing_figures(tmp_path):
     assert found.fastest is None and not found.contenders and found.none_finished is None
     assert [why for _, why in found.unranked] == ["no steady epoch time (it needs 2 or more epochs)"] * 3
     assert [markdown.versus_fastest_text(row, analysis.standings(rows)) for row in rows] == ["–"] * 3
-    assert not any("is the fastest" in line or "ran fastest" in line for line in markdown.fastest_lines(rows))
+    assert not any("is the fastest" in line or "ran fastest" in line for line in markdown.fastest_lines(headline.headlines(rows)))
     assert "ffn on cpu: no fastest: no row has a steady epoch time" in result.terminal_text()
 
 
@@ -169,7 +171,8 @@ def test_compare_ends_by_printing_the_headline_and_the_report_path(tmp_path, mon
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[-1] == f"full report: {out / 'report.md'}"
-    assert "ffn on cpu: jax is the fastest" in lines
+    assert ("ffn on cpu: jax is the fastest; both learn as well (within ±1.0 points of test accuracy, paired by "
+            "round)") in lines
     assert any(re.fullmatch(r"    torch  2\.\d\d× \[[\d.–]+\] slower, 3 rounds", line) for line in lines), lines
 
 
@@ -283,3 +286,94 @@ def test_a_model_whose_every_cell_failed_says_so_and_why_not_that_it_needs_epoch
     assert ffn.fastest.backend == "jax"
     assert f"cnn on cpu: no fastest: every cell failed: {why}" in result.terminal_text()
     assert "2 or more epochs" not in result.terminal_text() + result.path.read_text()
+
+
+def with_accuracy(entries, accuracy_of, seed=0):
+    """Each ok entry's test accuracy: accuracy_of[backend] plus 0.2 points of noise of its own."""
+    rng = np.random.default_rng(seed)
+    return [with_figures(e, test_accuracy=accuracy_of[e.backend] + rng.normal(0, 0.002)) for e in entries]
+
+
+def test_a_backend_that_learns_five_points_worse_is_said_to_in_every_form_of_the_answer(tmp_path):
+    """jax fastest, torch as accurate, tensorflow 5 points lower, 6 rounds: the headline, report.md, rows.csv, the
+    plot's labels and comparison.json all say tensorflow learns worse with a decided interval, torch as well."""
+    import csv
+
+    from kerasmnist.report import comparison, plots
+    from kerasmnist.report.stats import AS_WELL, WORSE
+
+    entries = with_accuracy(timed({"jax": 1.0, "torch": 2.0, "tensorflow": 1.5}, 6),
+                            {"jax": 0.95, "torch": 0.95, "tensorflow": 0.90})
+    result = built(tmp_path, entries)
+    [found] = result.headlines
+    learning = {c.row.backend: c.learning for c in found.contenders}
+    assert learning["torch"].verdict == AS_WELL and learning["tensorflow"].verdict == WORSE
+    worse = learning["tensorflow"].difference
+    assert worse.low < -5.0 < worse.high and worse.high < -1.0
+    assert found.learning_text().startswith("against jax's test accuracy (within ±1.0 points")
+    assert "tensorflow learns worse by 5." in found.learning_text() and "torch learns as well (" in found.learning_text()
+    assert f"ffn on cpu: jax is the fastest; {found.learning_text()}" in result.terminal_text()
+    assert f"- ffn on cpu: {found.learning_text()}" in result.path.read_text()
+
+    answer = json.loads((tmp_path / comparison.FILE).read_text())
+    assert answer == result.comparison and (answer["kind"], answer["schema"]) == (comparison.KIND, comparison.SCHEMA)
+    [group] = answer["headlines"]["training"]
+    assert answer["rows"][group["fastest"]]["settings"]["backend"] == "jax" and group["decided"]
+    by_backend = {answer["rows"][other["row"]]["settings"]["backend"]: other for other in group["others"]}
+    assert by_backend["tensorflow"]["learning"]["verdict"] == WORSE
+    assert by_backend["tensorflow"]["learning"]["accuracy_difference_points"]["high"] < -1.0
+    assert by_backend["torch"]["learning"]["verdict"] == AS_WELL and by_backend["torch"]["verdict"] == "slower"
+    assert by_backend["torch"]["time_ratio"]["low"] > 1 and by_backend["torch"]["time_ratio"]["rounds"] == 6
+    assert all(other["learning"] is None for found_group in answer["headlines"]["inference"]
+               for other in found_group["others"])  # learning is judged against the training headline's fastest
+
+    with open(tmp_path / "rows.csv", newline="") as file:
+        lines = {line["backend"]: line for line in csv.DictReader(file)}
+    assert (lines["tensorflow"]["learning"], lines["torch"]["learning"], lines["jax"]["learning"]) == (WORSE, AS_WELL, "")
+    assert float(lines["torch"]["vs_fastest_ci_low"]) > 1 and lines["torch"]["verdict"] == "slower"
+    labels = [label for label, _, _ in plots.headline_bars(result.headlines)["cpu"]]
+    assert "ffn: tensorflow (learns worse)" in labels and "ffn: torch" in labels
+
+
+def test_a_wider_margin_calls_the_same_rows_as_well(tmp_path):
+    entries = with_accuracy(timed({"jax": 1.0, "tensorflow": 1.5}, 6, backends=("tensorflow", "jax")),
+                            {"jax": 0.95, "tensorflow": 0.90})
+    (tmp_path / records.RESULTS_FILE).write_text("".join(json.dumps(e.to_json()) + "\n" for e in entries))
+    result = report.write([tmp_path], tmp_path, accuracy_margin=8.0)
+    [found] = result.headlines
+    assert found.learning_text() == "both learn as well (within ±8.0 points of test accuracy, paired by round)"
+    assert result.comparison["accuracy_margin_points"] == 8.0
+
+
+def test_the_accuracy_margin_is_a_flag_and_a_toml_key_and_a_bad_one_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from kerasmnist import cli
+    from kerasmnist.errors import ConfigError
+
+    assert matrix_from({"matrix": {"accuracy_margin": 0.5}}, {}, "t").accuracy_margin == 0.5
+    assert matrix_from({}, {"accuracy_margin": 2.0}, "command line").accuracy_margin == 2.0
+    with pytest.raises(ConfigError, match="t: accuracy_margin must be points of test accuracy between 0 and 100"):
+        matrix_from({"matrix": {"accuracy_margin": -1}}, {}, "t")
+    result = CliRunner().invoke(cli.cli, ["report", str(tmp_path), "--accuracy-margin", "0"])
+    assert result.exit_code == 2 and "--accuracy-margin must be points of test accuracy" in result.output
+
+
+def test_time_to_accuracy_is_ranked_paired_by_round_and_runs_that_never_reached_it_are_counted(tmp_path):
+    """fake_entry reaches the target at 3 steady epochs' time: jax first, torch about 2x later; 2 of torch's 6 runs
+    never reach it, so its ratio pairs the 4 rounds where both did."""
+    never = records.TimeToAccuracy(target=0.98, epochs=None, seconds=None, resolution="epoch ends")
+    entries = timed({"jax": 1.0, "torch": 2.0}, 6, backends=("torch", "jax"))
+    entries = [with_figures(e, time_to_accuracy=never) if e.backend == "torch" and e.repeat < 2 else e
+               for e in entries]
+    result = built(tmp_path, entries)
+    text = result.path.read_text()
+    assert "## Which backend reaches the target accuracy first" in text
+    [line] = report_markdown.table_with(text, "verdict", after="## Which backend reaches the target accuracy first")
+    assert line["other row"] == "torch (not reached in 2 of 6 runs)" and line["rounds"] == "4"
+    assert line["verdict"] == "slower" and re.fullmatch(r"2\.\d\d× \[[\d.]+–[\d.]+\]",
+                                                         line["time to accuracy vs fastest [95%]"])
+    [group] = result.comparison["headlines"]["time_to_accuracy"]
+    assert group["ranked_by"] == "time_to_accuracy_seconds" and group["fastest_name"] == "jax"
+    torch_row = result.comparison["rows"][group["others"][0]["row"]]
+    assert torch_row["time_to_accuracy"]["reached_runs"] == 4 and torch_row["time_to_accuracy"]["runs"] == 6

@@ -573,7 +573,7 @@ def test_bench_matmul_writes_where_compare_does_not_into_a_checkouts_reports(tmp
     ran = {}
     monkeypatch.setattr(bench, "run_bench", lambda backends, devices, sizes, repeats, out, command, **_: ran.update(
         out=out))
-    monkeypatch.setattr(report, "write", lambda folders, out: ran.update(report=out) or report.Built(out, [], []))
+    monkeypatch.setattr(report, "write", lambda folders, out: ran.update(report=out) or report.Built(out, [], [], {}))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli.cli, ["bench", "matmul", "--backends", "jax", "--devices", "cpu"])
     assert result.exit_code == 0, result.output
@@ -628,7 +628,7 @@ def test_two_files_with_the_same_function_name_get_two_titles_headline_labels_an
         "fnet.py:build() on cpu", "mixer.py:build() on cpu"]
     from kerasmnist.report import plots
 
-    assert sorted(label for label, _, _ in plots.headline_bars(rows)["cpu"]) == [
+    assert sorted(label for label, _, _ in plots.headline_bars(headline.headlines(rows))["cpu"]) == [
         "fnet.py:build(): jax", "fnet.py:build(): torch", "mixer.py:build(): jax", "mixer.py:build(): torch"]
     for name in ("mixer", "fnet"):  # each section says which file, with its hash and parameters
         path = tmp_path / "models" / f"{name}.py"

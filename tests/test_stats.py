@@ -141,3 +141,64 @@ def test_points_that_bend_away_from_a_line_are_told_apart_from_noise():
     assert straight.fits and straight.lack_of_fit_p > 0.05
     assert not bent.fits and bent.lack_of_fit_p < 0.01
 
+
+
+# Learning verdicts: test accuracy in points, paired by round, against a margin (stats.Learning).
+
+def learning(differences, margin=1.0, base=95.0):
+    from kerasmnist.report.stats import Learning, paired_difference
+
+    accuracies = rounds_of([base + d for d in differences])
+    return Learning(paired_difference(accuracies, rounds_of([base] * len(differences))), margin)
+
+
+def test_rows_that_learn_alike_learn_as_well_and_a_bug_learns_worse():
+    from kerasmnist.report.stats import AS_WELL, BETTER, WORSE
+
+    rng = np.random.default_rng(3)
+    alike = learning(rng.normal(0.0, 0.3, 6))
+    assert alike.verdict == AS_WELL and alike.text().startswith("learns as well (")
+    worse = learning(rng.normal(-8.0, 0.3, 6))  # keras#20713's size of bug: several points
+    assert worse.verdict == WORSE and worse.difference.high < -1.0
+    assert worse.text().startswith("learns worse by 8.") and "6 rounds" in worse.text()
+    assert learning(rng.normal(3.0, 0.2, 4)).verdict == BETTER
+
+
+def test_one_round_is_never_as_well_and_says_how_many_rounds_would_decide():
+    from kerasmnist.report.stats import UNDECIDED
+
+    once = learning([0.0])
+    assert once.verdict == UNDECIDED and once.equivalence_p() is None
+    assert "1 round: no interval" in once.text() and "rounds would decide it" in once.text()
+    assert once.rounds_to_decide() >= 2
+
+
+def test_a_difference_beside_the_margin_is_undecided():
+    """Lower by about a point, its interval excluding zero but reaching inside the margin: neither as well nor
+    decidedly worse."""
+    from kerasmnist.report.stats import UNDECIDED
+
+    found = learning([-0.5, -1.4, -0.9, -0.8])
+    assert found.difference.high < 0 < -found.difference.low - 1.0  # excludes zero, reaches past -1
+    assert found.difference.high > -1.0 and found.verdict == UNDECIDED
+
+
+def test_the_equivalence_p_is_two_one_sided_t_tests():
+    from scipy import stats
+
+    differences = [0.2, -0.3, 0.5, 0.1, -0.1, 0.4]
+    expected = max(stats.ttest_1samp(np.add(differences, 1.0), 0.0, alternative="greater").pvalue,
+                   stats.ttest_1samp(np.subtract(differences, 1.0), 0.0, alternative="less").pvalue)
+    assert math.isclose(learning(differences).equivalence_p(), expected, rel_tol=1e-9)
+
+
+def test_rows_exactly_at_the_margin_are_called_as_well_at_most_five_percent_of_the_time():
+    """The equivalence test's error rate, simulated: a true difference of exactly the margin (the worst case)
+    must be called 'as well' in at most 5% of matrices of 6 rounds; a true difference of zero mostly is."""
+    from kerasmnist.report.stats import AS_WELL
+
+    rng = np.random.default_rng(7)
+    at_margin = [learning(rng.normal(-1.0, 0.4, 6)).verdict == AS_WELL for _ in range(2000)]
+    alike = [learning(rng.normal(0.0, 0.4, 6)).verdict == AS_WELL for _ in range(500)]
+    assert np.mean(at_margin) <= 0.05 + 0.015  # 5% plus three binomial standard errors
+    assert np.mean(alike) >= 0.9

@@ -5,6 +5,7 @@ settings (input pipeline, data format, fit's steps per epoch) whose effects the 
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from conftest import FIXTURE_DIR, error_line, records_in, run_cli
@@ -120,6 +121,48 @@ def test_every_input_pipeline_trains_and_is_recorded(trained, backend, pipeline,
     assert (record.backend, record.model) == (backend, "ffn")
     assert record.config["input_pipeline"] == pipeline and record.resolved_device == "cpu"
     assert record.test_accuracy >= ACCURACY_BAR["ffn"] and len(record.history["val_accuracy"]) == 3
+
+
+@pytest.mark.slow
+def test_a_repeated_tf_data_pipeline_trains_and_learns_as_well(trained):
+    """tf.data-repeat under Keras's TensorFlow trainer: 3 epochs of the fixture's 4,000 images (62 batches of 64
+    and one of 32 each, the epoch sizes fit_inputs' test checks), fit never told it ran out of data."""
+    shared = trained("tensorflow-cnn")
+    record = shared.record
+    assert record.config["input_pipeline"] == "tf.data-repeat" and record.data.train_size % record.config["batch_size"]
+    assert len(record.epoch_seconds) == 3 and len(record.history["val_accuracy"]) == 3
+    assert record.test_accuracy >= ACCURACY_BAR["cnn"] and "ran out of data" not in shared.result.stderr
+
+
+def test_a_repeated_tf_data_pipeline_is_one_reshuffled_pass_per_epoch(keras_jax):
+    """fit's training data under tf.data-repeat: endless, each run of steps_per_epoch batches one pass over the
+    images (the last batch partial, as fit(x, y) makes it), each pass in a new order; its validation data ends."""
+    from kerasmnist.child.trainers import keras as keras_trainer
+
+    config = RunConfig(backend="jax", input_pipeline="tf.data-repeat", batch_size=4)
+    images, labels = np.zeros((10, 1), "float32"), np.arange(10)
+    steps = keras_trainer.steps_per_epoch(config, len(labels))
+    training = keras_trainer.fit_inputs(config, images, labels, shuffle_seed=1, repeat=True)["x"]
+    assert steps == 3 and training.cardinality() < 0  # endless (tf.data.INFINITE_CARDINALITY)
+    batches = [y.numpy().tolist() for _, y in training.take(4 * steps)]
+    passes = [sum(batches[i:i + steps], []) for i in range(0, len(batches), steps)]
+    assert [len(batch) for batch in batches] == [4, 4, 2] * 4
+    assert all(sorted(order) == list(range(10)) for order in passes) and len({tuple(p) for p in passes}) == 4
+    validation = keras_trainer.fit_inputs(config, images, labels)["x"]
+    assert [len(y) for _, y in validation] == [4, 4, 2]
+    assert keras_trainer.steps_per_epoch(RunConfig(backend="jax"), 10) is None  # fit counts the batches itself
+
+
+def test_a_repeated_tf_data_pipeline_refuses_calls_that_would_run_past_an_epoch(tmp_path, keras_jax):
+    """With several steps per call, Keras takes whole calls from endless data: refused unless they fill the
+    epoch exactly (the fixture's 4,000 images at batch 64: 63 batches), before anything trains."""
+    from kerasmnist.errors import ConfigError
+
+    config = RunConfig(backend="jax", input_pipeline="tf.data-repeat", steps_per_execution=2, batch_size=64,
+                       validation_size=1000, data_dir=str(FIXTURE_DIR))
+    with pytest.raises(ConfigError, match="each epoch's 63 batches to be whole calls of --steps-per-execution 2"):
+        run.run_and_record(config, tmp_path)
+    assert records_in(tmp_path) == []
 
 
 def test_tf_data_input_without_tensorflow_is_refused_before_anything_runs(tmp_path, monkeypatch, keras_jax):

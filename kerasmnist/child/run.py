@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import sys
 import time
 import traceback
@@ -87,6 +88,12 @@ def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = 
     load_data_seconds = time.perf_counter() - load_started
     if config.data_parallel and for_backend(config.backend).data_parallel_splits_every_batch:
         _check_batches_split(config, pinned.device_count, splits)
+    steps = math.ceil(len(splits.y_train) / config.batch_size)
+    if config.input_pipeline == "tf.data-repeat" and steps % config.steps_per_execution:
+        # Keras takes steps_per_execution batches per call from the endless data: the epoch would run past its pass
+        raise ConfigError(f"--input-pipeline tf.data-repeat needs each epoch's {steps} batches to be whole calls of "
+                          f"--steps-per-execution {config.steps_per_execution}, so that an epoch is one pass over "
+                          f"the data; choose a count that divides {steps}, or --input-pipeline tf.data")
     timeline["data_loaded"] = time.time()
 
     # These import Keras and the framework, which is safe only now that the backend is pinned.

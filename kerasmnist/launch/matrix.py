@@ -13,6 +13,7 @@ and/or flags, validated like a RunConfig:
     target_ci = 0.05                        # ... until every ratio's 95% interval is within ±5%
     cell_timeout = 3600                     # seconds (`cell_timeout_seconds` is read too)
     peak_matmul_size = 4096                 # the GFLOP/s peak each cell is set against; 0: none
+    accuracy_margin = 1.0                   # points of test accuracy within which a row "learns as well"
 
     [run]            # any RunConfig key except backend, device, model and implementation
     epochs = 5
@@ -59,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasmnist.config import (BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
+from kerasmnist.config import (ACCURACY_MARGIN_POINTS, BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
                                coerce, run_config_from, suggestion)
 from kerasmnist.errors import ConfigError, UserCodeError
 from kerasmnist.launch import environments
@@ -95,6 +96,7 @@ class Matrix:
     max_rounds: int | None = None  # with target_ci: the most rounds to run
     target_ci: float | None = None  # stop adding rounds once every ratio's interval is within ± this share
     cell_timeout: int = 3600  # seconds
+    accuracy_margin: float = ACCURACY_MARGIN_POINTS  # the report's "learns as well" margin, points of test accuracy
     peak_matmul_size: int = 4096  # an N x N matrix multiply per backend and device, timed in the same run
     run: RunConfig = RunConfig(progress="epoch")  # backend, device and model are set per cell
     overrides: tuple[Override, ...] = ()
@@ -112,7 +114,7 @@ class Matrix:
 
 # The keys of [matrix] (Matrix's fields less the other tables), and the older names still read as them.
 MATRIX_KEYS = ("backends", "devices", "models", "implementations", "batch_sizes", "rounds", "max_rounds", "target_ci",
-               "cell_timeout", "peak_matmul_size")
+               "cell_timeout", "peak_matmul_size", "accuracy_margin")
 OLD_MATRIX_KEYS = {"repeats": "rounds", "max_repeats": "max_rounds", "cell_timeout_seconds": "cell_timeout"}
 
 
@@ -215,8 +217,7 @@ def _seed_offset(matrix: Matrix, repeat: int, first: int, earlier: Mapping[str, 
 def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[Cell]:
     """One round's cells in run order (their `order` is set by `cells`); a backend's cells in each environment
     serving it run one after another."""
-    shift = repeat % len(matrix.backends)
-    backends = matrix.backends[shift:] + matrix.backends[:shift]
+    backends = _rotated(tuple(matrix.backends), repeat)
     round_cells = []
     for model in matrix.models:
         for device in matrix.devices:
@@ -226,12 +227,19 @@ def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[Cell]:
                         axes = {"backend": backend, "device": device, "model": model,
                                 "implementation": implementation}
                         swept = (("batch_size", batch_size),) if len(matrix.batch_sizes) > 1 else ()
-                        for variant in (None, *(v for v in matrix.variants if v.applies_to(axes))):
+                        for variant in _rotated((None, *(v for v in matrix.variants if v.applies_to(axes))), repeat):
                             config = _cell_config(matrix, axes, batch_size, seed_offset, variant)
                             named = swept + (variant.settings if variant else ())
                             round_cells += [Cell(config, repeat, 0, named, environment)
                                             for environment in matrix.serving(backend)]
     return round_cells
+
+
+def _rotated(items: tuple, repeat: int) -> tuple:
+    """The items in an order that turns by one each round, as the backends do: a row and its variants run
+    adjacent, and none is always first (machine drift within a round would favour it)."""
+    shift = repeat % len(items)
+    return items[shift:] + items[:shift]
 
 
 def _cell_config(matrix: Matrix, axes: dict[str, str], batch_size: int, seed_offset: int,
@@ -303,6 +311,11 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
             raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum} (got {value!r})")
         numbers[key] = value
     numbers.update(_adaptive(matrix_values, numbers["rounds"], where))
+    margin = matrix_values.get("accuracy_margin", Matrix.accuracy_margin)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 100:
+        raise ConfigError(f"{where}: accuracy_margin must be points of test accuracy between 0 and 100, e.g. 1.0 "
+                          f"(got {margin!r})")
+    numbers["accuracy_margin"] = float(margin)
     run_values.setdefault("progress", "epoch")
     # [run] is every cell's template, the model set per cell; hidden sizes sizes the ffn cells, so the template
     # is checked as an ffn's.

@@ -339,6 +339,13 @@ class RunRecord(JsonForm):
         """The median model.predict pass over the test set: the time inference is ranked by."""
         return statistics.median(self.inference_seconds) if self.inference_seconds else None
 
+    @property
+    def time_to_accuracy_seconds(self) -> float | None:
+        """Training seconds until the run first reached its target validation accuracy (at an epoch end,
+        compilation included), the time a time-to-accuracy headline ranks by; None where it never did."""
+        reached = self.time_to_accuracy
+        return reached.seconds if reached else None
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for key, value in super().to_json().items():

@@ -9,16 +9,19 @@ Along the data's way, a module each:
     markdown.py  report.md
     plots.py     the PNG plots
     tables.py    results.csv (one line per cell) and rows.csv (one line per report row)
+    comparison.py  comparison.json: every headline, ratio, interval and verdict as data
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from kerasmnist import records
-from kerasmnist.report import headline, load, markdown, plots, tables
+from kerasmnist.report import comparison, headline, load, markdown, plots, tables
 from kerasmnist.report.plots import PLOTS
+from kerasmnist.report.stats import ACCURACY_MARGIN_POINTS
 
 __all__ = ["PLOTS", "Built", "build", "write"]
 
@@ -30,6 +33,7 @@ class Built:
     path: Path
     headlines: list[headline.Headline]
     ignored: list[str]
+    comparison: dict  # comparison.json's content (comparison.build)
 
     def terminal_text(self) -> str:
         """What a command prints once the report is written: the headline, the ignored lines, the report's path."""
@@ -39,20 +43,27 @@ class Built:
                           f"full report: {self.path}"])
 
 
-def build(results_dirs: list[Path], out_dir: Path) -> Path:
+def build(results_dirs: list[Path], out_dir: Path, accuracy_margin: float = ACCURACY_MARGIN_POINTS) -> Path:
     """Writes report.md, the plots, results.csv and rows.csv to `out_dir`; returns the report's path."""
-    return write(results_dirs, out_dir).path
+    return write(results_dirs, out_dir, accuracy_margin).path
 
 
-def write(results_dirs: list[Path], out_dir: Path) -> Built:
-    """Writes report.md, the plots, results.csv and rows.csv to `out_dir`."""
+def write(results_dirs: list[Path], out_dir: Path, accuracy_margin: float = ACCURACY_MARGIN_POINTS) -> Built:
+    """Writes report.md, the plots, results.csv and rows.csv to `out_dir`; each row's learning verdict is decided
+    within `accuracy_margin` points of test accuracy."""
     results = load.gather(results_dirs)
     rows = load.group(results.cells)
+    found = {"training": headline.headlines(rows, margin=accuracy_margin),
+             "inference": headline.headlines(rows, headline.INFERENCE),
+             "time_to_accuracy": headline.headlines(rows, headline.TIME_TO_ACCURACY)}
+    answer = comparison.build(rows, found, accuracy_margin)
     records.ensure_writable(out_dir)
     (out_dir / "results.csv").write_text(tables.results_csv(results.cells), encoding="utf-8")
-    (out_dir / "rows.csv").write_text(tables.rows_csv(rows), encoding="utf-8")
-    plotted = plots.write_all(rows, load.latest_bench(results.bench), out_dir)
-    text = markdown.render(results, rows, plotted, results_dirs, markdown.inventory_section(results_dirs))
+    (out_dir / "rows.csv").write_text(tables.rows_csv(rows, found["training"]), encoding="utf-8")
+    written = json.dumps(answer, indent=1)
+    records.replace_atomically(out_dir / comparison.FILE, written + "\n")
+    plotted = plots.write_all(rows, found["training"], load.latest_bench(results.bench), out_dir)
+    text = markdown.render(results, rows, found, plotted, results_dirs, markdown.inventory_section(results_dirs))
     report_path = out_dir / "report.md"
     records.replace_atomically(report_path, text)
-    return Built(report_path, headline.headlines(rows), results.ignored)
+    return Built(report_path, found["training"], results.ignored, json.loads(written))  # as a reader gets it

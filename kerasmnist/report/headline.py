@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from kerasmnist.report import analysis
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
 from kerasmnist.report.mdtable import head, line
-from kerasmnist.report.stats import CONFIDENCE, Ratio, order_text, ratio, unpaired_ratio, verdict
+from kerasmnist.report.stats import (ACCURACY_MARGIN_POINTS, AS_WELL, CONFIDENCE, Learning, Ratio, order_text,
+                                     paired_difference, ratio, unpaired_ratio, verdict)
 
 # What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
 HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
@@ -34,11 +35,23 @@ class Ranked:
     throughput: str  # what a faster time means, as the headline says it
     time: str  # the figure, as the headline says it
     missing: str  # why a finished row may lack it
+    absent: str = "no figure"  # what a finished run lacking it is, as "(ABSENT in 2 of 6 runs)" says it
 
 
 TRAINING = Ranked("steady_epoch_seconds", "training throughput", "steady epoch time", "it needs 2 or more epochs")
 INFERENCE = Ranked("inference_median_seconds", "inference throughput", "model.predict time over the test set",
                    "the native loops and older records time no inference")
+# MLPerf's measure: training seconds from the first step, compilation included, to a target validation accuracy,
+# checked at epoch ends (validation runs there); a run that never reached it has no time.
+TIME_TO_ACCURACY = Ranked("time_to_accuracy_seconds", "time to the target validation accuracy (checked at epoch ends)",
+                          "time to accuracy", "no run reached the target validation accuracy", "not reached")
+
+
+def missing_runs(row: Row, ranked: Ranked) -> str:
+    """' (not reached in 2 of 6 runs)' where some of a row's finished runs lack the ranked time (here, runs that
+    never reached the target accuracy); "" where none does."""
+    missing = sum(getattr(entry.record, ranked.seconds) is None for entry in row.entries)
+    return f" ({ranked.absent} in {missing} of {len(row.entries)} runs)" if missing else ""
 
 
 def section_of(row: Row) -> Hashable:
@@ -58,6 +71,7 @@ class Contender:
 
     row: Row
     versus_fastest: Ratio  # its steady epoch time over the fastest's, per round; above 1: slower
+    learning: Learning | None = None  # its test accuracy against the fastest's, per round; None: no round shared
 
     @property
     def name(self) -> str:
@@ -84,6 +98,7 @@ class Headline:
     contenders: list[Contender]  # in order of their ratio to the fastest
     unranked: list[tuple[Row, str]]  # rows with no ratio to the fastest, and why
     ranked: Ranked = TRAINING
+    margin: float = ACCURACY_MARGIN_POINTS  # of the learning verdicts, in points of test accuracy
 
     @property
     def label(self) -> str:
@@ -115,7 +130,7 @@ class Headline:
         """Which row was fastest and how sure that is; `mark` goes either side of its name (markdown's **)."""
         if self.fastest is None:
             return f"no fastest: {self.none_finished or f'no row has a {self.ranked.time} ({self.ranked.missing})'}"
-        name = f"{mark}{contender_name(self.fastest)}{mark}"
+        name = f"{mark}{contender_name(self.fastest)}{mark}{missing_runs(self.fastest, self.ranked)}"
         if not self.contenders:
             return f"only {name} has a {self.ranked.time} here: nothing to compare it with"
         if self.decided:
@@ -125,14 +140,28 @@ class Headline:
         return f"{name} ran fastest, but not every order is decided"
 
 
+    def learning_text(self) -> str:
+        """Whether the other rows learn as well as the fastest: 'all three learn as well (within ±1.0 points)', or
+        each row's verdict where not all do; "" where no row has a learning verdict."""
+        judged = [c for c in self.contenders if c.learning]
+        if not judged or self.fastest is None:
+            return ""
+        within = f"within ±{self.margin:.1f} points of test accuracy, paired by round"
+        if len(judged) == len(self.contenders) and all(c.learning.verdict == AS_WELL for c in judged):
+            every = {1: "both", 2: "all three"}.get(len(judged), f"all {len(judged) + 1}")
+            return f"{every} learn as well ({within})"
+        said = [f"{c.name} {c.learning.text()}" for c in judged]
+        return f"against {contender_name(self.fastest)}'s test accuracy ({within}): " + "; ".join(said)
+
+
 def contender_name(row: Row) -> str:
     """The row's backend and the settings that say how it ran (the rest is its group's computation)."""
     return row.name_without(*(key for key in row.settings if key not in HOW_IT_RAN))
 
 
-def headlines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Headline]:
+def headlines(rows: list[Row], ranked: Ranked = TRAINING, margin: float = ACCURACY_MARGIN_POINTS) -> list[Headline]:
     """Per section: every group of rows that computed the same thing (profiled rows aside), in the rows' order,
-    ranked by `ranked`."""
+    ranked by `ranked`, each other row's test accuracy set against the fastest's within `margin` points."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         if not row.profiled:  # rows with no finished run too: the headline says why they are missing
@@ -145,12 +174,21 @@ def headlines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Headline]:
         for row in group:
             versus = standing_of[id(row)].versus_fastest if id(row) in standing_of else None
             if versus:
-                contenders.append(Contender(row, versus))
+                learning = learning_against(row, fastest, margin) if ranked is TRAINING else None
+                contenders.append(Contender(row, versus, learning))
             elif row is not fastest:
                 unranked.append((row, why_unranked(row, ranked)))
         found.append(Headline(section_title(group[0]), group[0].device, detail, fastest,
-                              sorted(contenders, key=lambda c: c.versus_fastest.estimate), unranked, ranked))
+                              sorted(contenders, key=lambda c: c.versus_fastest.estimate), unranked, ranked,
+                              margin))
     return found
+
+
+def learning_against(row: Row, fastest: Row, margin: float) -> Learning | None:
+    """The row's test accuracy against the fastest's, in points, paired by round; None where they share none."""
+    found = paired_difference(*({r: 100 * a for r, a in each.by_round("test_accuracy").items()}
+                                for each in (row, fastest)))
+    return Learning(found, margin) if found else None
 
 
 def why_unranked(row: Row, ranked: Ranked = TRAINING) -> str:
@@ -296,7 +334,8 @@ def render_text(found: list[Headline]) -> list[str]:
     none without a headline."""
     lines = [f"{TITLE}, {explanation(found[0].ranked)}.", ""] if found else []
     for headline in found:
-        lines.append(f"{headline.label}: {headline.fastest_text()}")
+        learning = headline.learning_text()
+        lines.append(f"{headline.label}: {headline.fastest_text()}" + (f"; {learning}" if learning else ""))
         width = max((len(c.name) for c in headline.contenders), default=0)
         lines += [f"    {c.name:<{width}}  {order_text(c.versus_fastest)}" for c in headline.contenders]
         lines += [f"    {contender_name(row)}: {why}" for row, why in headline.unranked]
@@ -308,14 +347,27 @@ def markdown_table(found: list[Headline], title: str = TITLE) -> list[str]:
     if not found:
         return []
     ranked = found[0].ranked
-    lines = [f"## {title}", "", f"By {explanation(ranked)[3:]}. Each model's section below has the figures.", "",
+    learns = any(c.learning for headline in found for c in headline.contenders)
+    lines = [f"## {title}", "", f"By {explanation(ranked)[3:]}. "
+                                 + (LEARNING_EXPLANATION.format(found[0].margin) + " " if learns else "")
+                                 + "Each model's section below has the figures.", "",
              *head("model and device", "fastest", "other row", f"{ranked.time} vs fastest [{CONFIDENCE:.0%}]", "rounds",
-                   "verdict")]
+                   "verdict", *([f"test accuracy vs fastest, points [{CONFIDENCE:.0%}]", "learning"] if learns else []))]
     for headline in found:
-        against = [(c.name, c.versus_fastest.text(), str(c.versus_fastest.rounds), c.verdict)
+        against = [(c.name + missing_runs(c.row, ranked), c.versus_fastest.text(), str(c.versus_fastest.rounds),
+                    c.verdict, *([c.learning.difference.text(unit="") if c.learning else "–",
+                                  c.learning.verdict if c.learning else "–"] if learns else []))
                    for c in headline.contenders]
-        against += [(contender_name(row), "–", "–", why) for row, why in headline.unranked]
+        against += [(contender_name(row), "–", "–", why, *(["–", "–"] if learns else [])) for row, why in headline.unranked]
         # The group's model and fastest on its first line only: the lines under it read as its members.
         lines += [line(headline.label if first else "", headline.fastest_text(mark="**") if first else "", *cells)
-                  for first, cells in zip([True, *[False] * len(against)], against or [("–",) * 4])]
-    return [*lines, ""]
+                  for first, cells in zip([True, *[False] * len(against)], against or [("–",) * (6 if learns else 4)])]
+    learning = [f"- {headline.label}: {text}" for headline in found if (text := headline.learning_text())]
+    return [*lines, "", *([*learning, ""] if learning else [])]
+
+
+LEARNING_EXPLANATION = (
+    "Each other row's test accuracy is set against the fastest's, paired by round (a round's cells share their "
+    "seed): it learns as well where two one-sided t tests at 5% put the difference within ±{:.1f} points (its 90% "
+    "interval inside the margin), worse or better where the 95% interval lies wholly beyond the margin, and is "
+    "undecided otherwise (always with one round).")

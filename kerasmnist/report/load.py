@@ -219,7 +219,8 @@ class Row:
 
     def by_round(self, key: str) -> dict[str, float]:
         """round id -> the figure; a round holds at most one cell of a row (a later one wins)."""
-        return {entry.round: getattr(entry.record, key) for entry in self.entries if getattr(entry.record, key)}
+        return {entry.round: getattr(entry.record, key) for entry in self.entries
+                if getattr(entry.record, key) is not None}
 
     def median(self, key: str) -> float | None:
         values = self.values(key)

@@ -50,7 +50,11 @@ METHOD = (
 )
 
 
-def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: list[Path], inventory: str) -> str:
+def render(results: Results, rows: list[Row], found: dict[str, list[headline.Headline]], plotted: list[str],
+           results_dirs: list[Path], inventory: str) -> str:
+    """report.md, from the rows and their headlines by what they rank (training, inference, time_to_accuracy:
+    headline.headlines, which decide every order and learning verdict)."""
+    training = found["training"]
     cells, bench = results.cells, results.bench
     counts = {status: sum(e.status == status for e in cells) for status in ("ok", "skipped", "failed")}
     lines = [
@@ -60,10 +64,12 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
         f"{len({e.round for e in cells})} rounds. Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"by `kerasmnist report {' '.join(str(d) for d in results_dirs)}` from the results below.",
         "",
-        *headline.markdown_table(headline.headlines(rows)),
+        *headline.markdown_table(training),
         *headline.cross_machine_table(rows),
-        *(headline.markdown_table(headline.headlines(rows, headline.INFERENCE), "Which backend infers fastest")
+        *(headline.markdown_table(found["inference"], "Which backend infers fastest")
           if any(row.values(headline.INFERENCE.seconds) for row in rows) else []),
+        *(headline.markdown_table(found["time_to_accuracy"], "Which backend reaches the target accuracy first")
+          if any(row.values(headline.TIME_TO_ACCURACY.seconds) for row in rows) else []),
         *([f"Every row's throughput relative to the fastest: [{HEADLINE_PLOT}]({HEADLINE_PLOT}).", ""]
           if HEADLINE_PLOT in plotted else []),
         "Made by (in the order they ran):",
@@ -80,7 +86,8 @@ def render(results: Results, rows: list[Row], plotted: list[str], results_dirs: 
     ]
     standings, peaks = analysis.standings(rows), analysis.peak_rates(bench)
     for model_rows in model_sections(rows):
-        lines += model_section(model_rows, rows, standings, peaks)
+        lines += model_section(model_rows, rows, standings, peaks,
+                               [found for found in training if found.section == model_rows[0].model_title])
     lines += matmul_section(bench)
     lines += ["", "## Plots", ""]
     lines += [f"![{PLOTS[name]}]({name})" for name in plotted] or ["No finished cells to plot."]
@@ -104,7 +111,7 @@ def commands_in_order(cells: list[CellEntry], bench: list[BenchEntry]) -> list[s
 
 
 def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, analysis.Standing],
-                  peaks: dict) -> list[str]:
+                  peaks: dict, training: list[headline.Headline]) -> list[str]:
     shared, _ = section_settings(model_rows)
     header = ", ".join(part for key, value in shared.items()
                        if key not in NOT_DESCRIBED
@@ -132,8 +139,8 @@ def model_section(model_rows: list[Row], rows: list[Row], standings: dict[int, a
                           versus_fastest_text(row, standings), speedup_text(row, rows), stability_text(row),
                           memory_text(row, "peak_host_memory_bytes"),
                           *([memory_text(row, "peak_device_memory_bytes")] if with_memory else [])))
-    lines += ["", *fastest_lines(model_rows), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),
-              *short_of_target(model_rows),
+    lines += ["", *fastest_lines(training), *keras_native_lines(model_rows), *knob_effect_lines(model_rows),
+              *epoch_pause_lines(model_rows), *short_of_target(model_rows),
               *sweep_verdicts(model_rows), *step_cost_lines(model_rows), *where_the_time_goes(model_rows)]
     lines += several_speeds_lines(model_rows) + few_steady_epochs_lines(model_rows)
     unstable = [row for row in model_rows if analysis.instability(row)]
@@ -298,15 +305,16 @@ def stability_text(row: Row) -> str:
     return "unstable: " + "; ".join(reasons) if reasons else "ok"
 
 
-def fastest_lines(model_rows: list[Row]) -> list[str]:
-    """For each set of rows that computed the same thing: the fastest, and each other row's ratio to it."""
+def fastest_lines(training: list[headline.Headline]) -> list[str]:
+    """For each set of a model's rows that computed the same thing: the fastest, each other row's ratio to it, and
+    whether each learns as well."""
     lines = []
-    for found in headline.headlines(model_rows):
+    for found in training:
         if len(found.contenders) + len(found.unranked) == 0:
             continue  # a single row: nothing to rank
         accuracy = f" (test accuracy {accuracy_text(found.fastest)})" if found.fastest else ""
-        details = "; ".join([*(f"{c.name} {order_text(c.versus_fastest)} (test accuracy {accuracy_text(c.row)})"
-                               for c in found.contenders),
+        details = "; ".join([*(f"{c.name} {order_text(c.versus_fastest)} (test accuracy {accuracy_text(c.row)}"
+                               + (f", {c.learning.text()})" if c.learning else ")") for c in found.contenders),
                              *(f"{headline.contender_name(row)}: {why}" for row, why in found.unranked)])
         lines.append(f"- {found.label}: {found.fastest_text(mark='**')}{accuracy}. "
                      f"{'Against it' if found.fastest else 'The rows'}: {details}.")
@@ -340,6 +348,43 @@ def knob_effect_lines(model_rows: list[Row]) -> list[str]:
         lines.append(table_line(effect.row.name, describe(effect.knob, effect.row.settings[effect.knob]),
                                 effect.without.name, speedup.text(), speedup.rounds,
                                 verdict(speedup, above="faster", below="slower")))
+    return lines
+
+
+# What fit is given that it iterates anew every epoch under Keras's TensorFlow trainer: it keeps one iterator for
+# the whole fit only when the data never ends and fit is told the steps per epoch (keras/src/trainers/
+# epoch_iterator.py, _enumerate_iterator), as --input-pipeline tf.data-repeat does.
+PER_EPOCH_ITERATOR_PIPELINES = ("numpy", "tf.data")
+# Measured with configs/tf-pipeline.toml and reports/performance/tf-pipeline.toml (reports/tf-two-speeds/README.md,
+# 2026-12-05, 6 paired rounds each).
+TF_PIPELINE_FINDING = ("in kerasmnist's reports/tf-two-speeds, 2-core CPU, the keras-io CNN on full MNIST, 6 paired "
+                       "rounds: the epochs took 0.82× [0.77–0.87] the time, the whole process 1.02× [0.86–1.21], not "
+                       "decidedly faster, as fit stalled 24–27 s on returning in 4 of 6 processes")
+
+
+def epoch_pause_lines(model_rows: list[Row]) -> list[str]:
+    """Under the Keras TensorFlow CPU rows: where fit makes a new tf.data iterator every epoch, the pause it costs and
+    what a user can write instead; where it keeps one (tf.data-repeat), where that moves the cost."""
+    def rows_fed(pipelines: tuple[str, ...]) -> list[Row]:
+        return [row for row in model_rows if row.entries and row.backend == "tensorflow" and row.device == "cpu"
+                and row.settings.get("implementation") == "keras" and row.settings.get("input_pipeline") in pipelines]
+
+    lines = []
+    if paused := rows_fed(PER_EPOCH_ITERATOR_PIPELINES):
+        lines += ["", f"{', '.join(row.name for row in paused)} on cpu: Keras's TensorFlow trainer makes a new tf.data "
+                      "iterator for every epoch of this input, and on a CPU some epochs start after an idle pause "
+                      "while TensorFlow destroys the previous one. One endless pipeline with the steps per epoch "
+                      "keeps one iterator (`--input-pipeline tf.data-repeat`; in your own code "
+                      "`model.fit(dataset.repeat(), steps_per_epoch=math.ceil(len(x) / batch_size))`, `dataset` "
+                      "shuffled and batched): the pauses leave the epochs, but part of the cost comes back when fit "
+                      f"drops that iterator on returning ({TF_PIPELINE_FINDING}). The stall is paid once per fit, "
+                      "the pauses in every epoch."]
+    if kept := rows_fed(("tf.data-repeat",)):
+        lines += ["", f"{', '.join(row.name for row in kept)} on cpu: one endless tf.data iterator for the whole fit, "
+                      "so no epoch waits for the previous epoch's iterator to be destroyed; but in some processes fit "
+                      "stalls for seconds as it drops that iterator on returning, outside the timed epochs. Its "
+                      "process's whole time is in *Where each compare's time went* (the training call, outside the "
+                      "timed parts)."]
     return lines
 
 

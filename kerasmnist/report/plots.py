@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from kerasmnist.records import BenchEntry
 from kerasmnist.report import headline
 from kerasmnist.report.analysis import gpu_speedup, step_costs
 from kerasmnist.report.load import Row, model_sections, sweeps
-from kerasmnist.report.stats import CONFIDENCE, Ratio
+from kerasmnist.report.stats import CONFIDENCE, WORSE, Ratio
 
 HEADLINE_PLOT = "relative_throughput.png"
 PLOTS = {
@@ -62,30 +63,34 @@ def _pyplot():
     return plt
 
 
-def write_all(rows: list[Row], latest_bench: list[BenchEntry], out_dir: Path) -> list[str]:
+def write_all(rows: list[Row], training: list[headline.Headline], latest_bench: list[BenchEntry],
+              out_dir: Path) -> list[str]:
     """Draws every plot that has data; returns the file names written."""
-    return (write_headline_plot(rows, out_dir) + write_plots(rows, out_dir) + write_matmul_plot(latest_bench, out_dir)
+    return (write_headline_plot(training, out_dir) + write_plots(rows, out_dir)
+            + write_matmul_plot(latest_bench, out_dir)
             + write_sweep_plot(rows, out_dir) + write_step_cost_plot(rows, out_dir))
 
 
-def headline_bars(rows: list[Row]) -> dict[str, list[tuple[str, Row, Ratio | None]]]:
+def headline_bars(training: list[headline.Headline]) -> dict[str, list[tuple[str, Row, Ratio | None]]]:
     """The headline plot's bars, per device: each labelled with its model (the section's title, and its detail)
     and its row's name, with its throughput ratio to the fastest (None: the fastest)."""
     by_device: dict[str, list[tuple[str, Row, Ratio | None]]] = {}
-    for found in headline.headlines(rows):
+    for found in training:
         if found.fastest is None or not found.contenders:
             continue
         name = found.section + (f" ({found.detail})" if found.detail else "")
         by_device.setdefault(found.device, []).append((f"{name}: {headline.contender_name(found.fastest)}",
                                                        found.fastest, None))
-        by_device[found.device] += [(f"{name}: {c.name}", c.row, c.throughput) for c in found.contenders]
+        by_device[found.device] += [(f"{name}: {c.name}" + (" (learns worse)" if c.learning and c.learning.verdict
+                                                             == WORSE else ""), c.row, c.throughput)
+                                    for c in found.contenders]
     return by_device
 
 
-def write_headline_plot(rows: list[Row], out_dir: Path) -> list[str]:
+def write_headline_plot(training: list[headline.Headline], out_dir: Path) -> list[str]:
     """One panel per device: per model, every row's training throughput relative to the fastest row, with the
     95% interval of the paired ratio as error bars (none where one round gives no interval)."""
-    by_device = headline_bars(rows)
+    by_device = headline_bars(training)
     if not by_device:
         return []
     plt = _pyplot()
@@ -111,8 +116,10 @@ def write_headline_plot(rows: list[Row], out_dir: Path) -> list[str]:
         axis.set_title(device)
         axis.set_xlabel("training throughput relative to the fastest (1: the fastest)")
         axis.grid(axis="x", alpha=0.3)
-    figure.suptitle(f"Which backend for which model (bars: {CONFIDENCE:.0%} interval of the ratio paired by round; "
-                    "hatched: native loops)", fontsize=10)
+    title = (f"Which backend for which model (bars: {CONFIDENCE:.0%} interval of the ratio paired by round; "
+             "hatched: native loops; a row whose test accuracy is decidedly lower than the fastest's says so)")
+    # About 12 characters of 10-point text to an inch: wrapped to the figure's width, the title is never cut off.
+    figure.suptitle("\n".join(textwrap.wrap(title, width=int(12 * figure.get_figwidth()))), fontsize=10)
     figure.tight_layout()
     figure.savefig(out_dir / HEADLINE_PLOT, dpi=110)
     plt.close(figure)

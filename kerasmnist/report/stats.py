@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from kerasmnist.config import ACCURACY_MARGIN_POINTS  # noqa: F401 (the report's default)
+
 CONFIDENCE = 0.95
 MOST_ROUNDS_WORTH_SUGGESTING = 50
 # The most a row's figures may vary (steady epochs within a run, or runs over rounds) for the report to call
@@ -219,3 +221,108 @@ def _lack_of_fit_p(x: np.ndarray, y: np.ndarray, fitted: np.ndarray) -> float | 
         return 0.0 if residual > 0 else 1.0
     statistic = ((residual - pure) / (len(levels) - 2)) / (pure / (len(x) - len(levels)))
     return float(stats.f.sf(statistic, len(levels) - 2, len(x) - len(levels)))
+
+
+# Learning: does a row's model learn as well as another's? Test accuracy in percentage points, paired by round
+# (a round's cells share their seed), decided by an equivalence test within a margin.
+#
+# The default margin (config.ACCURACY_MARGIN_POINTS) and the paired spread it was chosen from are measured in
+# reports/learning-margin/README.md.
+MEASURED_PAIRED_SD = 0.4  # points; the rounds-needed estimate assumes it where one round gives no spread
+AS_WELL, WORSE, BETTER, UNDECIDED = "learns as well", "learns worse", "learns better", "undecided"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A mean of paired differences (A − B per shared round), with its 95% t interval (None with one round)."""
+
+    estimate: float
+    low: float | None
+    high: float | None
+    rounds: int
+    sd: float | None  # of the per-round differences; None with one round
+
+    def text(self, unit: str = " points", digits: int = 2) -> str:
+        if self.low is None:
+            return f"{self.estimate:+.{digits}f}{unit} (1 round: no interval)"
+        return f"{self.estimate:+.{digits}f}{unit} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> Difference | None:
+    """a − b paired by round id; None when the two share no round."""
+    differences = [a[r] - b[r] for r in sorted(set(a) & set(b))]
+    if not differences:
+        return None
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return Difference(mean, None, None, 1, None)
+    sd = statistics.stdev(differences)
+    if sd == 0:
+        return Difference(mean, mean, mean, len(differences), 0.0)
+    low, high = stats.t.interval(CONFIDENCE, len(differences) - 1, loc=mean, scale=sd / math.sqrt(len(differences)))
+    return Difference(mean, float(low), float(high), len(differences), sd)
+
+
+@dataclass(frozen=True)
+class Learning:
+    """Whether row A learns as well as row B: the paired difference in test accuracy (A − B, points) against
+    ±margin. As well: two one-sided t tests at 5% both reject a difference beyond the margin (the 90% interval
+    lies within ±margin); worse or better: the 95% interval excludes zero and lies wholly beyond the margin;
+    undecided otherwise, and always with one round."""
+
+    difference: Difference
+    margin: float
+
+    def equivalence_p(self) -> float | None:
+        """The larger p of the two one-sided tests (difference ≤ −margin; difference ≥ +margin); None with one
+        round. Equivalent within the margin where it is below 5%."""
+        found = self.difference
+        if found.sd is None:
+            return None
+        if found.sd == 0:
+            return 0.0 if abs(found.estimate) < self.margin else 1.0
+        scale, freedom = found.sd / math.sqrt(found.rounds), found.rounds - 1
+        above_lower = stats.t.sf((found.estimate + self.margin) / scale, freedom)
+        below_upper = stats.t.cdf((found.estimate - self.margin) / scale, freedom)
+        return float(max(above_lower, below_upper))
+
+    @property
+    def verdict(self) -> str:
+        found = self.difference
+        p = self.equivalence_p()
+        if p is not None and p < 1 - CONFIDENCE:
+            return AS_WELL
+        if found.low is not None and (found.high < -self.margin or found.low > self.margin):
+            return WORSE if found.estimate < 0 else BETTER
+        return UNDECIDED
+
+    def rounds_to_decide(self) -> int | None:
+        """About how many rounds in all would decide it (equivalent, or beyond the margin) if the difference and
+        its spread stay as they are (with one round, the spread MEASURED_PAIRED_SD); None when no plausible
+        number would (the difference sits at the margin)."""
+        found = self.difference
+        sd = MEASURED_PAIRED_SD if found.sd is None else found.sd
+        room = abs(abs(found.estimate) - self.margin)
+        if room == 0:
+            return None
+        one_sided = abs(found.estimate) < self.margin  # equivalence: each one-sided test at 5%
+        quantile = CONFIDENCE if one_sided else 0.5 + CONFIDENCE / 2
+        for rounds in range(2, MOST_ROUNDS_WORTH_SUGGESTING + 1):
+            if stats.t.ppf(quantile, rounds - 1) * sd / math.sqrt(rounds) < room:
+                return rounds
+        return None
+
+    def text(self) -> str:
+        """'learns as well (+0.03 points [-0.20, +0.26], 6 rounds)', 'learns worse by 8.10 points [...]',
+        'undecided (...; about N rounds would decide it)'."""
+        found, verdict = self.difference, self.verdict
+        figures = f"{found.text()}, {_rounds(found.rounds)}"
+        if verdict in (WORSE, BETTER):
+            return f"{verdict} by {abs(found.estimate):.2f} points ({figures})"
+        if verdict == AS_WELL:
+            return f"{verdict} ({figures})"
+        needed = self.rounds_to_decide()
+        advice = (f"about {needed} rounds would decide it" if needed and needed > found.rounds
+                  else "more rounds would decide it" if needed
+                  else f"more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds: the difference sits at the margin")
+        return f"{verdict} ({figures}; {advice})"

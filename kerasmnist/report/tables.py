@@ -9,6 +9,7 @@ from typing import Any
 
 from kerasmnist.records import CellEntry
 from kerasmnist.report import analysis
+from kerasmnist.report.headline import Contender, Headline
 from kerasmnist.report.load import Row, host_of
 from kerasmnist.report.stats import mean_interval
 
@@ -20,7 +21,9 @@ CELL_COLUMNS = (
 ROW_COLUMNS = (
     "machine", "software", "model", "backend", "device", "row", "ok_runs", "rounds", "steady_median",
     "steady_ci_low", "steady_ci_high", "samples_per_second_median", "test_accuracy_mean", "test_accuracy_sd",
-    "unstable", "speeds", "settings",
+    "unstable", "speeds", "vs_fastest", "vs_fastest_ci_low", "vs_fastest_ci_high", "vs_fastest_rounds", "verdict",
+    "accuracy_vs_fastest_points", "accuracy_vs_fastest_ci_low", "accuracy_vs_fastest_ci_high", "learning",
+    "settings",
 )
 
 
@@ -51,7 +54,10 @@ def results_csv(cells: list[CellEntry]) -> str:
     return _csv(CELL_COLUMNS, lines)
 
 
-def rows_csv(rows: list[Row]) -> str:
+def rows_csv(rows: list[Row], training: list[Headline]) -> str:
+    """A line per row; its steady epoch time and test accuracy against its group's fastest (the training
+    headline's ratio, interval, rounds, verdict and learning verdict), blank for the fastest and unranked rows."""
+    against = {id(c.row): c for found in training for c in found.contenders}
     lines = []
     for row in rows:
         interval = mean_interval(row.steady)
@@ -67,6 +73,19 @@ def rows_csv(rows: list[Row]) -> str:
             "test_accuracy_sd": statistics.stdev(accuracy) if len(accuracy) > 1 else None,
             "unstable": "; ".join(analysis.instability(row)),
             "speeds": analysis.row_speeds(row).text(),
+            **versus_fastest_columns(against.get(id(row))),
             "settings": "; ".join(f"{key}={value}" for key, value in sorted(row.settings.items())),
         })
     return _csv(ROW_COLUMNS, lines)
+
+
+def versus_fastest_columns(contender: Contender | None) -> dict[str, Any]:
+    if contender is None:
+        return {}
+    versus, learning = contender.versus_fastest, contender.learning
+    return {"vs_fastest": versus.estimate, "vs_fastest_ci_low": versus.low, "vs_fastest_ci_high": versus.high,
+            "vs_fastest_rounds": versus.rounds, "verdict": contender.verdict,
+            **({"accuracy_vs_fastest_points": learning.difference.estimate,
+                "accuracy_vs_fastest_ci_low": learning.difference.low,
+                "accuracy_vs_fastest_ci_high": learning.difference.high, "learning": learning.verdict}
+               if learning else {})}

@@ -38,7 +38,7 @@ from kerasmnist.child.data import Splits
 from kerasmnist.child.frameworks import for_backend
 from kerasmnist.child.timing import EpochTimer
 from kerasmnist.child.trainers.base import Counted, Evaluation, Fitted
-from kerasmnist.config import RunConfig
+from kerasmnist.config import HOST_PIPELINES, RunConfig
 from kerasmnist.records import ModelIdentity
 
 _VERBOSITY = {"bar": 1, "epoch": 2, "none": 0}
@@ -89,7 +89,7 @@ class KerasTrainer:
     identity: ModelIdentity
 
     def __init__(self, config: RunConfig, splits: Splits, pinned: Pinned, jit_compile: bool) -> None:
-        set_random_seed(config.seed, config.backend, config.input_pipeline == "tf.data")
+        set_random_seed(config.seed, config.backend, HOST_PIPELINES.get(config.input_pipeline) == "tensorflow")
         self.config, self.splits, self.jit_compile = config, splits, jit_compile
         self.clock: EpochClock | None = None  # made by fit()
         layout = config.data_format if config.model == "cnn" else "channels_last"  # only the CNN has a layout option
@@ -107,9 +107,9 @@ class KerasTrainer:
             validation = (inputs["x"], inputs["y"]) if "y" in inputs else inputs["x"]
         self.clock = EpochClock(timer)
         self.model.fit(
-            **fit_inputs(config, self.x_train, splits.y_train, shuffle_seed=config.seed),
+            **fit_inputs(config, self.x_train, splits.y_train, shuffle_seed=config.seed, repeat=True),
             epochs=config.epochs,
-            steps_per_epoch=math.ceil(len(splits.y_train) / config.batch_size) if config.fit_steps_per_epoch else None,
+            steps_per_epoch=steps_per_epoch(config, len(splits.y_train)),
             validation_data=validation,
             callbacks=[self.clock],
             verbose=_VERBOSITY[config.progress],
@@ -178,11 +178,24 @@ def build_and_compile(config: RunConfig, jit_compile: bool, splits: Splits) -> t
     return model, identity
 
 
-def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None) -> dict[str, Any]:
+def steps_per_epoch(config: RunConfig, train_size: int) -> int | None:
+    """fit's steps_per_epoch: one pass over the training images, the last batch partial as fit(x, y) makes it,
+    where the run tells fit (--fit-steps-per-epoch) or the data never ends (tf.data-repeat); else None, and fit
+    counts the batches itself."""
+    if config.fit_steps_per_epoch or config.input_pipeline == "tf.data-repeat":
+        return math.ceil(train_size / config.batch_size)
+    return None
+
+
+def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: int | None = None,
+               repeat: bool = False) -> dict[str, Any]:
     """fit's or evaluate's data arguments for --input-pipeline. NumPy arrays are sliced and copied to
     the device batch by batch; `device` converts them once, up front (Keras shuffles either, every
     epoch); tf.data and torch's DataLoader shuffle with `shuffle_seed`, under any backend: tf.data
-    prefetches, the DataLoader gathers each batch sample by sample and stacks it, as its users write it."""
+    prefetches, the DataLoader gathers each batch sample by sample and stacks it, as its users write it.
+    tf.data-repeat (given `repeat`, fit's training data) batches each reshuffled pass and repeats the passes
+    without end, so that fit, told the steps per epoch, keeps one iterator for the whole fit and each epoch is
+    one pass; its validation and test data are plain tf.data."""
     if config.input_pipeline == "numpy":
         return {"x": x, "y": y, "batch_size": config.batch_size}
     if config.input_pipeline == "device":
@@ -198,7 +211,10 @@ def fit_inputs(config: RunConfig, x: np.ndarray, y: np.ndarray, shuffle_seed: in
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return {"x": dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)}
+    dataset = dataset.batch(config.batch_size)
+    if repeat and config.input_pipeline == "tf.data-repeat":
+        dataset = dataset.repeat()  # after shuffle and batch: each pass reshuffled, batched apart from the next
+    return {"x": dataset.prefetch(tf.data.AUTOTUNE)}
 
 
 def set_random_seed(seed: int, backend: str, seed_tensorflow: bool) -> None:
