@@ -158,6 +158,10 @@ def test_each_environment_serving_a_backend_is_a_cell_of_its_own_and_no_environm
     without = cells(matrix_from({}, {**flags, "env": None}, "test.toml"))
     assert planned[0].key == without[0].key and planned[1].key != without[1].key
 
+    second_round = cells(matrix_from(tables, {**flags, "rounds": 2}, "test.toml"))[4:]
+    torch_cells = [cell.label for cell in second_round if cell.config.backend == "torch"]
+    assert torch_cells == ["torch cpu ffn in torch-b round 2", "torch cpu ffn in torch-a round 2"]  # the order turns
+
     picked = cells(matrix_from(tables, {**flags, "envs": "torch-b", "env": None}, "test.toml"))
     assert [cell.environment and cell.environment.name for cell in picked] == [None, "torch-b", None]
 

@@ -377,3 +377,35 @@ def test_time_to_accuracy_is_ranked_paired_by_round_and_runs_that_never_reached_
     assert group["ranked_by"] == "time_to_accuracy_seconds" and group["fastest_name"] == "jax"
     torch_row = result.comparison["rows"][group["others"][0]["row"]]
     assert torch_row["time_to_accuracy"]["reached_runs"] == 4 and torch_row["time_to_accuracy"]["runs"] == 6
+
+
+def in_environment(entry, name, torch_version):
+    """The entry as a cell run in environment `name`, whose torch is `torch_version`, records it."""
+    environment = {**entry.record.environment,
+                   "packages": {**entry.record.environment["packages"], "torch": torch_version}}
+    record = dataclasses.replace(entry.record, environment=environment)
+    return dataclasses.replace(entry, environment=name, record=record,
+                               software={**entry.software, "torch": torch_version})
+
+
+def test_two_environments_of_one_backend_are_set_against_each_other_by_round(tmp_path):
+    """torch in two environments, 10% slower with 2.14.1 in every one of 6 rounds (a shared drift): the report's
+    'What changed between environments' gives the ratio with its interval, names the package that differs, and
+    says it learns as well."""
+    rng = np.random.default_rng(5)
+    drift = rng.uniform(0.8, 1.25, 6)
+    entries = []
+    for cell in plan(6, backends=("torch",)):
+        for name, version, factor in (("torch-2.13", "2.13.0", 1.0), ("torch-2.14", "2.14.1", 1.1)):
+            steady = factor * drift[cell.repeat] * rng.lognormal(0, 0.01)
+            entries.append(in_environment(fake_entry(cell, steady=steady), name, version))
+    result = built(tmp_path, entries)
+    [change] = analysis.environment_changes(load.group(load.gather([tmp_path]).cells), margin=1.0)
+    assert (change.row.settings["environment"], change.baseline.settings["environment"]) == ("torch-2.14", "torch-2.13")
+    assert change.slower.rounds == 6 and change.slower.low < 1.1 < change.slower.high and change.slower.excludes(1.0)
+    assert change.packages == {"torch": ("2.13.0", "2.14.1")}
+    [line] = report_markdown.table_with(result.path.read_text(), "what differs",
+                                        after="## What changed between environments")
+    assert (line["environment"], line["against"], line["what differs"]) == ("torch-2.14", "torch-2.13",
+                                                                             "torch 2.14.1 vs 2.13.0")
+    assert line["verdict"] == "slower" and line["learning"].startswith("learns as well (")

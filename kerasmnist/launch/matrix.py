@@ -216,7 +216,7 @@ def _seed_offset(matrix: Matrix, repeat: int, first: int, earlier: Mapping[str, 
 
 def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[Cell]:
     """One round's cells in run order (their `order` is set by `cells`); a backend's cells in each environment
-    serving it run one after another."""
+    serving it run one after another, their order turning each round."""
     backends = _rotated(tuple(matrix.backends), repeat)
     round_cells = []
     for model in matrix.models:
@@ -231,7 +231,7 @@ def _round(matrix: Matrix, repeat: int, seed_offset: int) -> list[Cell]:
                             config = _cell_config(matrix, axes, batch_size, seed_offset, variant)
                             named = swept + (variant.settings if variant else ())
                             round_cells += [Cell(config, repeat, 0, named, environment)
-                                            for environment in matrix.serving(backend)]
+                                            for environment in _rotated(matrix.serving(backend), repeat)]
     return round_cells
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from kerasmnist.config import BUSY_SHARE, STEAL_SHARE, RunConfig
 from kerasmnist.report import speeds
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
-from kerasmnist.report.stats import UNSTABLE_CV, LineFit, Ratio, cv, fit_line, ratio, undecided_advice
+from kerasmnist.report.stats import (UNSTABLE_CV, Learning, LineFit, Ratio, cv, fit_line, paired_difference, ratio,
+                                     undecided_advice)
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
@@ -123,6 +124,51 @@ def knob_effects(rows: list[Row]) -> list[KnobEffect]:
             if speedup:
                 effects.append(KnobEffect(row, knob, without, speedup))
     return effects
+
+
+@dataclass(frozen=True)
+class EnvironmentChange:
+    """The same computation, run the same way on one machine, in two Python environments (issue 30's versions axis):
+    `row`'s steady epoch time over `baseline`'s, and its test accuracy against it, paired by round."""
+
+    row: Row
+    baseline: Row
+    slower: Ratio  # row's steady epoch time over the baseline's; above 1: slower in row's environment
+    learning: Learning | None
+    packages: dict[str, tuple[str | None, str | None]]  # what differs: name -> (baseline's version, row's)
+
+
+def environment_changes(rows: list[Row], margin: float) -> list[EnvironmentChange]:
+    """Each row run in a named environment against the alphabetically first environment's row of the same
+    settings and machine, whether their packages differ or not."""
+    changes = []
+    for row in filter(ranked, rows):
+        name = row.settings.get("environment")
+        twins = sorted((other for other in filter(ranked, rows) if other.machine == row.machine
+                        and other.settings.get("environment") not in (None, name)
+                        and _without(other.settings, "environment") == _without(row.settings, "environment")),
+                       key=lambda other: other.settings["environment"])
+        if name is None or not twins or twins[0].settings["environment"] < name:
+            continue  # the baseline is the first environment by name
+        for other in twins:
+            slower = ratio(other.by_round("steady_epoch_seconds"), row.by_round("steady_epoch_seconds"))
+            if slower:
+                accuracy = paired_difference(*({r: 100 * a for r, a in each.by_round("test_accuracy").items()}
+                                               for each in (other, row)))
+                changes.append(EnvironmentChange(other, row, slower, Learning(accuracy, margin) if accuracy else None,
+                                                 _package_changes(row, other)))
+    return changes
+
+
+def _package_changes(baseline: Row, row: Row) -> dict[str, tuple[str | None, str | None]]:
+    """The Python and package versions the two rows' runs recorded, where they differ."""
+    def versions(of: Row) -> dict[str, str | None]:
+        facts = of.entries[0].record.environment
+        return {"python": facts.get("python"), **facts.get("packages", {})}
+
+    old, new = versions(baseline), versions(row)
+    return {name: (old.get(name), new.get(name)) for name in sorted(set(old) | set(new))
+            if old.get(name) != new.get(name)}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasmnist.config import BACKENDS, DEVICES
+from kerasmnist.config import ACCURACY_MARGIN_POINTS, BACKENDS, DEVICES
 from kerasmnist.report import analysis, headline, speeds
 from kerasmnist.report.mdtable import head, line as table_line
 from kerasmnist.records import BenchEntry, CellEntry
@@ -66,6 +66,7 @@ def render(results: Results, rows: list[Row], found: dict[str, list[headline.Hea
         "",
         *headline.markdown_table(training),
         *headline.cross_machine_table(rows),
+        *environment_section(rows, next((found.margin for found in training), ACCURACY_MARGIN_POINTS)),
         *(headline.markdown_table(found["inference"], "Which backend infers fastest")
           if any(row.values(headline.INFERENCE.seconds) for row in rows) else []),
         *(headline.markdown_table(found["time_to_accuracy"], "Which backend reaches the target accuracy first")
@@ -386,6 +387,28 @@ def epoch_pause_lines(model_rows: list[Row]) -> list[str]:
                       "process's whole time is in *Where each compare's time went* (the training call, outside the "
                       "timed parts)."]
     return lines
+
+
+def environment_section(rows: list[Row], margin: float) -> list[str]:
+    """What changed between Python environments: each row run in an environment against the alphabetically
+    first environment's row of the same settings on the same machine, paired by round."""
+    changes = analysis.environment_changes(rows, margin)
+    if not changes:
+        return []
+    lines = ["## What changed between environments", "",
+             "The same computation run the same way on one machine in two Python environments, in the same rounds: "
+             "each row's steady epoch time over that of the alphabetically first environment (above 1: slower), and "
+             "its test accuracy against it, paired by round.", "",
+             *head("model and device", "row", "environment", "against", "what differs",
+                   f"steady epoch time vs it [{CONFIDENCE:.0%}]", "rounds", "verdict", "learning")]
+    for change in changes:
+        differs = ", ".join(f"{name} {new or '–'} vs {old or '–'}" for name, (old, new) in change.packages.items())
+        lines.append(table_line(f"{change.row.model_title} on {change.row.device}", change.row.name,
+                                change.row.settings["environment"], change.baseline.settings["environment"],
+                                differs or "no package versions", change.slower.text(), str(change.slower.rounds),
+                                verdict(change.slower, above="slower", below="faster"),
+                                change.learning.text() if change.learning else "–"))
+    return [*lines, ""]
 
 
 def wall_time_section(cells: list[CellEntry]) -> list[str]:

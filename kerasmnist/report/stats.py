@@ -324,5 +324,7 @@ class Learning:
         needed = self.rounds_to_decide()
         advice = (f"about {needed} rounds would decide it" if needed and needed > found.rounds
                   else "more rounds would decide it" if needed
+                  else "no number of rounds: the difference sits at the margin"
+                  if math.isclose(abs(found.estimate), self.margin)
                   else f"more than {MOST_ROUNDS_WORTH_SUGGESTING} rounds at this spread")
         return f"{verdict} ({figures}; {advice})"
