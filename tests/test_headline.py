@@ -409,3 +409,7 @@ def test_two_environments_of_one_backend_are_set_against_each_other_by_round(tmp
     assert (line["environment"], line["against"], line["what differs"]) == ("torch-2.14", "torch-2.13",
                                                                              "torch 2.14.1 vs 2.13.0")
     assert line["verdict"] == "slower" and line["learning"].startswith("learns as well (")
+    [as_data] = result.comparison["environment_changes"]
+    assert (as_data["environment"], as_data["against"], as_data["verdict"]) == ("torch-2.14", "torch-2.13", "slower")
+    assert as_data["packages"] == {"torch": {"baseline": "2.13.0", "row": "2.14.1"}}
+    assert as_data["time_ratio"]["low"] > 1 and as_data["learning"]["verdict"] == "learns as well"

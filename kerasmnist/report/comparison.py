@@ -4,7 +4,8 @@ One JSON object (KIND, SCHEMA): the learning margin and the confidence level, ev
 settings that make it, its machine and software) and figures, and the three headlines (training throughput,
 inference throughput, time to accuracy), each group with its fastest row, every other row's ratio to it with the
 95% interval, the rounds behind it and the verdict, and, for training, the learning verdict with its difference
-in points of test accuracy. Rows are referred to by their index in `rows`. The README documents the fields.
+in points of test accuracy; and what changed between Python environments. Rows are referred to by their index
+in `rows`. The README documents the fields.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from kerasmnist.report import analysis
 from kerasmnist.report.headline import Contender, Headline, contender_name
 from kerasmnist.report.load import Row
-from kerasmnist.report.stats import CONFIDENCE, Difference, Learning, Ratio
+from kerasmnist.report.stats import CONFIDENCE, Difference, Learning, Ratio, verdict
 
 KIND = "kerasmnist.comparison"
 SCHEMA = 1
@@ -30,7 +31,18 @@ def build(rows: list[Row], headlines: dict[str, list[Headline]], margin: float) 
         "rows": [row_json(row) for row in rows],
         "headlines": {ranked: [headline_json(found, index) for found in found_list]
                       for ranked, found_list in headlines.items()},
+        "environment_changes": [environment_change_json(change, index)
+                                for change in analysis.environment_changes(rows, margin)],
     }
+
+
+def environment_change_json(change: analysis.EnvironmentChange, index: dict[int, int]) -> dict[str, Any]:
+    """A row in one environment against the same settings' row in another (analysis.environment_changes)."""
+    return {"row": index[id(change.row)], "baseline": index[id(change.baseline)],
+            "environment": change.row.settings["environment"], "against": change.baseline.settings["environment"],
+            "packages": {name: {"baseline": old, "row": new} for name, (old, new) in change.packages.items()},
+            "time_ratio": ratio_json(change.slower), "verdict": verdict(change.slower, above="slower", below="faster"),
+            "learning": learning_json(change.learning) if change.learning else None}
 
 
 def row_json(row: Row) -> dict[str, Any]:
