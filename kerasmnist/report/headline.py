@@ -238,6 +238,12 @@ class AcrossMachines:
     paired: bool
     median_ratio: float  # its median time over the fastest's: what an unpaired ratio without an interval shows
 
+    @property
+    def shown_ratio(self) -> float:
+        """The ratio its table line shows: the paired or Welch estimate where it has an interval, else the medians'."""
+        versus = self.versus_fastest
+        return versus.estimate if versus and (self.paired or versus.has_interval) else self.median_ratio
+
 
 @dataclass(frozen=True)
 class MachinesGroup:
@@ -246,7 +252,7 @@ class MachinesGroup:
     section: str  # its section's title (section_title)
     detail: str  # what tells it apart from its section's other groups (batch size, say), or ""
     fastest: Row
-    others: list[AcrossMachines]  # by their median ratio, fastest first
+    others: list[AcrossMachines]  # by the ratio their lines show, fastest first
 
 
 def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[MachinesGroup]:
@@ -264,7 +270,7 @@ def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Machines
         alike = [other[0] for other in several if section_of(other[0]) == section_of(group[0])]
         others = [against_fastest(row, fastest, ranked) for row in group if row is not fastest]
         found.append(MachinesGroup(section_title(fastest), ", ".join(_what_differs(fastest, alike)), fastest,
-                                   sorted(others, key=lambda other: other.median_ratio)))
+                                   sorted(others, key=lambda other: other.shown_ratio)))
     return found
 
 
