@@ -413,3 +413,16 @@ def test_two_environments_of_one_backend_are_set_against_each_other_by_round(tmp
     assert (as_data["environment"], as_data["against"], as_data["verdict"]) == ("torch-2.14", "torch-2.13", "slower")
     assert as_data["packages"] == {"torch": {"baseline": "2.13.0", "row": "2.14.1"}}
     assert as_data["time_ratio"]["low"] > 1 and as_data["learning"]["verdict"] == "learns as well"
+
+
+def test_the_fastest_is_picked_on_the_rounds_every_row_ran(tmp_path):
+    """jax 10% faster than torch in the 3 rounds both ran, but jax's row also holds 3 runs of an earlier compare on
+    a slower day: judged on all its runs its median is the slower, judged on the shared rounds it is the fastest,
+    as its paired ratio says."""
+    today = [fake_entry(cell, steady={"jax": 0.9, "torch": 1.0}[cell.config.backend] * (1 + 0.01 * cell.repeat),
+                        invocation="today") for cell in plan(3, backends=("torch", "jax"))]
+    earlier = [fake_entry(cell, steady=2.0, invocation="earlier") for cell in plan(3, backends=("jax",))]
+    [found] = built(tmp_path, earlier + today).headlines
+    assert found.fastest.backend == "jax" and found.decided
+    [torch] = found.contenders
+    assert torch.versus_fastest.rounds == 3 and torch.versus_fastest.low > 1

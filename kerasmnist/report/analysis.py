@@ -32,6 +32,19 @@ class Standing:
     versus_fastest: Ratio | None  # this row's steady time over the fastest's, per round; None for the fastest
 
 
+def typical_time(rows: list[Row], seconds: str):
+    """What picks the fastest of `rows`: each row's median over the rounds every one of them ran, where there are
+    such rounds (a row that also holds an earlier compare's runs is then judged on the same rounds as the others,
+    as its paired ratios are), else over all its runs."""
+    shared = set.intersection(*(set(row.by_round(seconds)) for row in rows))
+
+    def typical(row: Row) -> float:
+        in_shared = [value for round_id, value in row.by_round(seconds).items() if round_id in shared]
+        return statistics.median(in_shared) if in_shared else row.median(seconds)
+
+    return typical
+
+
 def standings(rows: list[Row], seconds: str = "steady_epoch_seconds") -> dict[int, Standing]:
     """id(row) -> its standing by the record figure `seconds` (a time: lower is faster), for every ranked row of
     a computation where some row has that figure."""
@@ -43,7 +56,7 @@ def standings(rows: list[Row], seconds: str = "steady_epoch_seconds") -> dict[in
         timed = [row for row in group if row.median(seconds) is not None]
         if not timed:
             continue  # no row has the figure (one epoch has no steady epochs): none is fastest
-        fastest = min(timed, key=lambda row: row.median(seconds))
+        fastest = min(timed, key=typical_time(timed, seconds))
         for row in group:
             versus = None if row is fastest else ratio(row.by_round(seconds), fastest.by_round(seconds))
             result[id(row)] = Standing(fastest, versus)
