@@ -329,9 +329,8 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None, accuracy_ma
     if out is None and len(results_dirs) > 1:
         raise ConfigError(f"merging {len(results_dirs)} results folders needs --out DIR for the merged report "
                           f"(without it, it would replace {results_dirs[0]}'s own report)")
-    margin = config_module.ACCURACY_MARGIN_POINTS if accuracy_margin is None else accuracy_margin
-    if not 0 < margin < 100:
-        raise ConfigError(f"--accuracy-margin must be points of test accuracy between 0 and 100, e.g. 1.0 (got {margin})")
+    margin = config_module.accuracy_margin(config_module.ACCURACY_MARGIN_POINTS if accuracy_margin is None
+                                           else accuracy_margin, "--accuracy-margin")
     built = report.write(list(results_dirs), out or results_dirs[0], margin)
     click.echo(json.dumps(built.comparison, indent=1) if as_json else built.terminal_text())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ MNIST_TRAIN_IMAGES = 60_000
 # The report's default margin for "learns as well", in points of test accuracy (report/stats.Learning): chosen from
 # the seed-to-seed spread of the built-in models' committed runs (reports/learning-margin/README.md).
 ACCURACY_MARGIN_POINTS = 1.0
+
+
+def accuracy_margin(margin: Any, name: str) -> float:
+    """A learning margin in points of test accuracy, as given by TOML or a flag (`name` says which), or one line
+    saying why it is not one."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 100:
+        raise ConfigError(f"{name} must be points of test accuracy between 0 and 100, e.g. 1.0 (got {margin!r})")
+    return float(margin)
 
 # Enough steady epochs in a run for its median to be one of its majority speed's epochs: an odd count
 # (an even one takes the mean of the two middle epochs, which with two speeds may be neither), and longer
@@ -190,6 +199,10 @@ class RunConfig:
         if flags and (self.backend == "torch" or (self.backend == "tensorflow" and self.jit_compile != "true")):
             raise InvalidValue("xla_flags", "act only on XLA-compiled code: jax, or tensorflow with jit_compile "
                                             f"true (got {self.backend} with jit_compile {self.jit_compile})")
+
+    def batches_per_epoch(self, train_size: int) -> int:
+        """One pass over `train_size` images in batches, the last one partial as fit(x, y) makes it."""
+        return math.ceil(train_size / self.batch_size)
 
     @property
     def resolved_target_accuracy(self) -> float:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import FIXTURE_DIR, run_cli
-from kerasmnist.report import headline, load
+from kerasmnist.report import analysis, load
 from kerasmnist.report.stats import AS_WELL, BETTER, WORSE
 
 BUGGY_MODEL = FIXTURE_DIR.parent / "user" / "torch_bug.py"
@@ -61,7 +61,7 @@ fit_steps_per_epoch = true
     # Whichever ran fastest, the two JAX rows (one computation, run alike) learn as well as each other.
     rows = load.group(load.gather([out]).cells)
     jax_rows = [row for row in rows if row.backend == "jax"]
-    assert len(jax_rows) == 2 and headline.learning_against(*jax_rows, margin=1.0).verdict == AS_WELL
+    assert len(jax_rows) == 2 and analysis.learning_against(*jax_rows, margin=1.0).verdict == AS_WELL
 
     with open(out / "rows.csv", newline="") as file:
         by_row = {line["row"]: line for line in csv.DictReader(file)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 import sys
 import time
 import traceback
@@ -88,7 +87,7 @@ def run_and_record(config: RunConfig, out_dir: Path, spawned_at: float | None = 
     load_data_seconds = time.perf_counter() - load_started
     if config.data_parallel and for_backend(config.backend).data_parallel_splits_every_batch:
         _check_batches_split(config, pinned.device_count, splits)
-    steps = math.ceil(len(splits.y_train) / config.batch_size)
+    steps = config.batches_per_epoch(len(splits.y_train))
     if config.input_pipeline == "tf.data-repeat" and steps % config.steps_per_execution:
         # Keras takes steps_per_execution batches per call from the endless data: the epoch would run past its pass
         raise ConfigError(f"--input-pipeline tf.data-repeat needs each epoch's {steps} batches to be whole calls of "

@@ -60,8 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasmnist.config import (ACCURACY_MARGIN_POINTS, BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS, InvalidValue, RunConfig,
-                               coerce, run_config_from, suggestion)
+from kerasmnist.config import (ACCURACY_MARGIN_POINTS, BACKENDS, BUILTIN_MODELS, DEVICES, IMPLEMENTATIONS, MODELS,
+                               InvalidValue, RunConfig, accuracy_margin, coerce, run_config_from, suggestion)
 from kerasmnist.errors import ConfigError, UserCodeError
 from kerasmnist.launch import environments
 from kerasmnist.launch.environments import Environment
@@ -311,11 +311,8 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
             raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum} (got {value!r})")
         numbers[key] = value
     numbers.update(_adaptive(matrix_values, numbers["rounds"], where))
-    margin = matrix_values.get("accuracy_margin", Matrix.accuracy_margin)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 100:
-        raise ConfigError(f"{where}: accuracy_margin must be points of test accuracy between 0 and 100, e.g. 1.0 "
-                          f"(got {margin!r})")
-    numbers["accuracy_margin"] = float(margin)
+    numbers["accuracy_margin"] = accuracy_margin(matrix_values.get("accuracy_margin", Matrix.accuracy_margin),
+                                                 f"{where}: accuracy_margin")
     run_values.setdefault("progress", "epoch")
     # [run] is every cell's template, the model set per cell; hidden sizes sizes the ffn cells, so the template
     # is checked as an ffn's.

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerasmnist import records
-from kerasmnist.report import comparison, headline, load, markdown, plots, tables
+from kerasmnist.config import ACCURACY_MARGIN_POINTS
+from kerasmnist.report import analysis, comparison, headline, load, markdown, plots, tables
 from kerasmnist.report.plots import PLOTS
-from kerasmnist.report.stats import ACCURACY_MARGIN_POINTS
 
 __all__ = ["PLOTS", "Built", "build", "write"]
 
@@ -56,14 +56,16 @@ def write(results_dirs: list[Path], out_dir: Path, accuracy_margin: float = ACCU
     found = {"training": headline.headlines(rows, margin=accuracy_margin),
              "inference": headline.headlines(rows, headline.INFERENCE),
              "time_to_accuracy": headline.headlines(rows, headline.TIME_TO_ACCURACY)}
-    answer = comparison.build(rows, found, accuracy_margin)
+    changes = analysis.environment_changes(rows, accuracy_margin)
+    answer = comparison.build(rows, found, changes, accuracy_margin)
     records.ensure_writable(out_dir)
     (out_dir / "results.csv").write_text(tables.results_csv(results.cells), encoding="utf-8")
     (out_dir / "rows.csv").write_text(tables.rows_csv(rows, found["training"]), encoding="utf-8")
     written = json.dumps(answer, indent=1)
     records.replace_atomically(out_dir / comparison.FILE, written + "\n")
     plotted = plots.write_all(rows, found["training"], load.latest_bench(results.bench), out_dir)
-    text = markdown.render(results, rows, found, plotted, results_dirs, markdown.inventory_section(results_dirs))
+    text = markdown.render(results, rows, found, changes, plotted, results_dirs,
+                           markdown.inventory_section(results_dirs))
     report_path = out_dir / "report.md"
     records.replace_atomically(report_path, text)
     return Built(report_path, found["training"], results.ignored, json.loads(written))  # as a reader gets it

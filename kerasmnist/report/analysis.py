@@ -166,11 +166,21 @@ def environment_changes(rows: list[Row], margin: float) -> list[EnvironmentChang
         for other in twins:
             slower = ratio(other.by_round("steady_epoch_seconds"), row.by_round("steady_epoch_seconds"))
             if slower:
-                accuracy = paired_difference(*({r: 100 * a for r, a in each.by_round("test_accuracy").items()}
-                                               for each in (other, row)))
-                changes.append(EnvironmentChange(other, row, slower, Learning(accuracy, margin) if accuracy else None,
+                changes.append(EnvironmentChange(other, row, slower, learning_against(other, row, margin),
                                                  _package_changes(row, other)))
     return changes
+
+
+def accuracy_points(row: Row) -> dict[str, float]:
+    """Round id -> the row's test accuracy, in percentage points."""
+    return {round_id: 100 * accuracy for round_id, accuracy in row.by_round("test_accuracy").items()}
+
+
+def learning_against(row: Row, baseline: Row, margin: float) -> Learning | None:
+    """The row's test accuracy against the baseline's, paired by round, within `margin` points; None where they
+    share no round."""
+    found = paired_difference(accuracy_points(row), accuracy_points(baseline))
+    return Learning(found, margin) if found else None
 
 
 def _package_changes(baseline: Row, row: Row) -> dict[str, tuple[str | None, str | None]]:

@@ -23,16 +23,17 @@ SCHEMA = 1
 FILE = "comparison.json"
 
 
-def build(rows: list[Row], headlines: dict[str, list[Headline]], margin: float) -> dict[str, Any]:
-    """The whole answer: `headlines` by what they rank ("training", "inference", "time_to_accuracy")."""
+def build(rows: list[Row], headlines: dict[str, list[Headline]], changes: list[analysis.EnvironmentChange],
+          margin: float) -> dict[str, Any]:
+    """The whole answer: `headlines` by what they rank ("training", "inference", "time_to_accuracy"), and what
+    changed between environments (analysis.environment_changes)."""
     index = {id(row): place for place, row in enumerate(rows)}
     return {
         "kind": KIND, "schema": SCHEMA, "confidence": CONFIDENCE, "accuracy_margin_points": margin,
         "rows": [row_json(row) for row in rows],
         "headlines": {ranked: [headline_json(found, index) for found in found_list]
                       for ranked, found_list in headlines.items()},
-        "environment_changes": [environment_change_json(change, index)
-                                for change in analysis.environment_changes(rows, margin)],
+        "environment_changes": [environment_change_json(change, index) for change in changes],
     }
 
 
@@ -41,7 +42,7 @@ def environment_change_json(change: analysis.EnvironmentChange, index: dict[int,
     return {"row": index[id(change.row)], "baseline": index[id(change.baseline)],
             "environment": change.row.settings["environment"], "against": change.baseline.settings["environment"],
             "packages": {name: {"baseline": old, "row": new} for name, (old, new) in change.packages.items()},
-            "time_ratio": ratio_json(change.slower), "verdict": verdict(change.slower, above="slower", below="faster"),
+            "time_ratio": interval_json(change.slower), "verdict": verdict(change.slower, above="slower", below="faster"),
             "learning": learning_json(change.learning) if change.learning else None}
 
 
@@ -79,20 +80,17 @@ def headline_json(found: Headline, index: dict[int, int]) -> dict[str, Any]:
 
 def contender_json(contender: Contender, index: dict[int, int]) -> dict[str, Any]:
     return {"row": index[id(contender.row)], "name": contender.name,
-            "time_ratio": ratio_json(contender.versus_fastest), "verdict": contender.verdict,
+            "time_ratio": interval_json(contender.versus_fastest), "verdict": contender.verdict,
             "learning": learning_json(contender.learning) if contender.learning else None}
 
 
-def ratio_json(found: Ratio) -> dict[str, Any]:
-    """A ratio of times (above 1: slower than the fastest) with its interval (None with one round)."""
-    return {"estimate": found.estimate, "low": found.low, "high": found.high, "rounds": found.rounds}
-
-
-def difference_json(found: Difference) -> dict[str, Any]:
+def interval_json(found: Ratio | Difference) -> dict[str, Any]:
+    """A ratio of times (above 1: slower) or a difference of accuracies (points), with its 95% interval (None with
+    one round) and the rounds behind it."""
     return {"estimate": found.estimate, "low": found.low, "high": found.high, "rounds": found.rounds}
 
 
 def learning_json(found: Learning) -> dict[str, Any]:
     """Test accuracy against the fastest's, in points (negative: lower), and the verdict within the margin."""
-    return {"accuracy_difference_points": difference_json(found.difference), "verdict": found.verdict,
+    return {"accuracy_difference_points": interval_json(found.difference), "verdict": found.verdict,
             "equivalence_p": found.equivalence_p(), "margin_points": found.margin, "said": found.text()}

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from kerasmnist.config import ACCURACY_MARGIN_POINTS
 from kerasmnist.report import analysis
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, describe, section_settings
 from kerasmnist.report.mdtable import head, line
-from kerasmnist.report.stats import (ACCURACY_MARGIN_POINTS, AS_WELL, CONFIDENCE, Learning, Ratio, order_text,
-                                     paired_difference, ratio, unpaired_ratio, verdict)
+from kerasmnist.report.stats import AS_WELL, CONFIDENCE, Learning, Ratio, order_text, ratio, unpaired_ratio, verdict
 
 # What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
 HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
@@ -174,7 +174,7 @@ def headlines(rows: list[Row], ranked: Ranked = TRAINING, margin: float = ACCURA
         for row in group:
             versus = standing_of[id(row)].versus_fastest if id(row) in standing_of else None
             if versus:
-                learning = learning_against(row, fastest, margin) if ranked is TRAINING else None
+                learning = analysis.learning_against(row, fastest, margin) if ranked is TRAINING else None
                 contenders.append(Contender(row, versus, learning))
             elif row is not fastest:
                 unranked.append((row, why_unranked(row, ranked)))
@@ -183,12 +183,6 @@ def headlines(rows: list[Row], ranked: Ranked = TRAINING, margin: float = ACCURA
                               margin))
     return found
 
-
-def learning_against(row: Row, fastest: Row, margin: float) -> Learning | None:
-    """The row's test accuracy against the fastest's, in points, paired by round; None where they share none."""
-    found = paired_difference(*({r: 100 * a for r, a in each.by_round("test_accuracy").items()}
-                                for each in (row, fastest)))
-    return Learning(found, margin) if found else None
 
 
 def why_unranked(row: Row, ranked: Ranked = TRAINING) -> str:
@@ -266,7 +260,7 @@ def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Machines
     several = [group for group in groups.values() if len({(row.machine, row.software) for row in group}) > 1]
     found = []
     for group in several:
-        fastest = min(group, key=lambda row: row.median(ranked.seconds))
+        fastest = min(group, key=analysis.typical_time(group, ranked.seconds))
         alike = [other[0] for other in several if section_of(other[0]) == section_of(group[0])]
         others = [against_fastest(row, fastest, ranked) for row in group if row is not fastest]
         found.append(MachinesGroup(section_title(fastest), ", ".join(_what_differs(fastest, alike)), fastest,

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasmnist.config import ACCURACY_MARGIN_POINTS, BACKENDS, DEVICES
+from kerasmnist.config import BACKENDS, DEVICES
 from kerasmnist.report import analysis, headline, speeds
 from kerasmnist.report.mdtable import head, line as table_line
 from kerasmnist.records import BenchEntry, CellEntry
@@ -50,10 +50,11 @@ METHOD = (
 )
 
 
-def render(results: Results, rows: list[Row], found: dict[str, list[headline.Headline]], plotted: list[str],
-           results_dirs: list[Path], inventory: str) -> str:
-    """report.md, from the rows and their headlines by what they rank (training, inference, time_to_accuracy:
-    headline.headlines, which decide every order and learning verdict)."""
+def render(results: Results, rows: list[Row], found: dict[str, list[headline.Headline]],
+           changes: list[analysis.EnvironmentChange], plotted: list[str], results_dirs: list[Path],
+           inventory: str) -> str:
+    """report.md, from the rows, their headlines by what they rank (training, inference, time_to_accuracy:
+    headline.headlines, which decide every order and learning verdict) and what changed between environments."""
     training = found["training"]
     cells, bench = results.cells, results.bench
     counts = {status: sum(e.status == status for e in cells) for status in ("ok", "skipped", "failed")}
@@ -66,7 +67,7 @@ def render(results: Results, rows: list[Row], found: dict[str, list[headline.Hea
         "",
         *headline.markdown_table(training),
         *headline.cross_machine_table(rows),
-        *environment_section(rows, next((found.margin for found in training), ACCURACY_MARGIN_POINTS)),
+        *environment_section(changes),
         *(headline.markdown_table(found["inference"], "Which backend infers fastest")
           if any(row.values(headline.INFERENCE.seconds) for row in rows) else []),
         *(headline.markdown_table(found["time_to_accuracy"], "Which backend reaches the target accuracy first")
@@ -389,10 +390,9 @@ def epoch_pause_lines(model_rows: list[Row]) -> list[str]:
     return lines
 
 
-def environment_section(rows: list[Row], margin: float) -> list[str]:
-    """What changed between Python environments: each row run in an environment against the alphabetically
-    first environment's row of the same settings on the same machine, paired by round."""
-    changes = analysis.environment_changes(rows, margin)
+def environment_section(changes: list[analysis.EnvironmentChange]) -> list[str]:
+    """What changed between Python environments (analysis.environment_changes): each row run in an environment
+    against the alphabetically first environment's row of the same settings on the same machine, paired by round."""
     if not changes:
         return []
     lines = ["## What changed between environments", "",

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from kerasmnist.config import ACCURACY_MARGIN_POINTS  # noqa: F401 (the report's default)
 
 CONFIDENCE = 0.95
 MOST_ROUNDS_WORTH_SUGGESTING = 50
@@ -68,15 +67,21 @@ class Ratio:
         difference = abs(math.log(self.estimate / value))
         if log_sd == 0:
             return self.rounds if difference else None
-        for rounds in range(2, MOST_ROUNDS_WORTH_SUGGESTING + 1):
-            if stats.t.ppf(0.5 + CONFIDENCE / 2, rounds - 1) * log_sd / math.sqrt(rounds) < difference:
-                return rounds
-        return None
+        return fewest_rounds(log_sd, difference, 0.5 + CONFIDENCE / 2)
 
     def text(self, digits: int = 2) -> str:
         if not self.has_interval:
             return f"{self.estimate:.{digits}f}× (1 round: no interval)"
         return f"{self.estimate:.{digits}f}× [{self.low:.{digits}f}–{self.high:.{digits}f}]"
+
+
+def fewest_rounds(sd: float, room: float, quantile: float) -> int | None:
+    """The fewest rounds (2 to MOST_ROUNDS_WORTH_SUGGESTING) whose t interval half-width at `quantile`, for
+    per-round figures of spread `sd`, is below `room`; None where none is."""
+    for rounds in range(2, MOST_ROUNDS_WORTH_SUGGESTING + 1):
+        if stats.t.ppf(quantile, rounds - 1) * sd / math.sqrt(rounds) < room:
+            return rounds
+    return None
 
 
 def ratio(numerators: dict[str, float], denominators: dict[str, float]) -> Ratio | None:
@@ -253,14 +258,9 @@ def paired_difference(a: dict[str, float], b: dict[str, float]) -> Difference | 
     differences = [a[r] - b[r] for r in sorted(set(a) & set(b))]
     if not differences:
         return None
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return Difference(mean, None, None, 1, None)
-    sd = statistics.stdev(differences)
-    if sd == 0:
-        return Difference(mean, mean, mean, len(differences), 0.0)
-    low, high = stats.t.interval(CONFIDENCE, len(differences) - 1, loc=mean, scale=sd / math.sqrt(len(differences)))
-    return Difference(mean, float(low), float(high), len(differences), sd)
+    low, high = mean_interval(differences) or (None, None)
+    return Difference(statistics.fmean(differences), low, high, len(differences),
+                      statistics.stdev(differences) if len(differences) > 1 else None)
 
 
 @dataclass(frozen=True)
@@ -306,11 +306,7 @@ class Learning:
         if room == 0:
             return None
         one_sided = abs(found.estimate) < self.margin  # equivalence: each one-sided test at 5%
-        quantile = CONFIDENCE if one_sided else 0.5 + CONFIDENCE / 2
-        for rounds in range(2, MOST_ROUNDS_WORTH_SUGGESTING + 1):
-            if stats.t.ppf(quantile, rounds - 1) * sd / math.sqrt(rounds) < room:
-                return rounds
-        return None
+        return fewest_rounds(sd, room, CONFIDENCE if one_sided else 0.5 + CONFIDENCE / 2)
 
     def text(self) -> str:
         """'learns as well (+0.03 points [-0.20, +0.26], 6 rounds)', 'learns worse by 8.10 points [...]',

@@ -1,5 +1,5 @@
 """How much test accuracy moves from seed to seed, from the committed results: the evidence behind the report's
-default accuracy margin (kerasmnist.report.stats.ACCURACY_MARGIN_POINTS).
+default accuracy margin (kerasmnist.config.ACCURACY_MARGIN_POINTS).
 
 For every results folder given, the report's own rows (kerasmnist.report.load): per row, the sd over its rounds of
 its test accuracy (each round a new seed); per pair of rows that computed the same thing (the report's
@@ -17,10 +17,7 @@ import statistics
 from pathlib import Path
 
 from kerasmnist.report import load
-
-
-def points(row: load.Row) -> dict[str, float]:
-    return {round_id: 100 * accuracy for round_id, accuracy in row.by_round("test_accuracy").items()}
+from kerasmnist.report.analysis import accuracy_points as points
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from kerasmnist.report import load, stats
+from kerasmnist.report import analysis, load, stats
 
 # Each figure of a cell: its run's median steady epoch, its process's wall time, and sums of its phases
 # (rounds.cell_phases) by name.
@@ -61,8 +61,7 @@ def main() -> None:
             found = stats.ratio(varied, base)
             print(f"| {row.model} | {row.backend} | {name} | {statistics.median(base.values()):.2f} | "
                   f"{statistics.median(varied.values()):.2f} | {found.text()}, {found.rounds} |")
-        accuracy = stats.paired_difference(*({r: 100 * a for r, a in each.by_round("test_accuracy").items()}
-                                             for each in (twin, row)))
+        accuracy = stats.paired_difference(analysis.accuracy_points(twin), analysis.accuracy_points(row))
         print(f"| {row.model} | {row.backend} | test accuracy, {arguments.variant} − {arguments.baseline} | | | "
               f"{accuracy.text()}, {accuracy.rounds} rounds |")
 

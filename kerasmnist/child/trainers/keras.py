@@ -23,7 +23,6 @@ besides Keras's, Python's and NumPy's, and how --data-parallel replicates the mo
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -183,7 +182,7 @@ def steps_per_epoch(config: RunConfig, train_size: int) -> int | None:
     where the run tells fit (--fit-steps-per-epoch) or the data never ends (tf.data-repeat); else None, and fit
     counts the batches itself."""
     if config.fit_steps_per_epoch or config.input_pipeline == "tf.data-repeat":
-        return math.ceil(train_size / config.batch_size)
+        return config.batches_per_epoch(train_size)
     return None
 
 
