@@ -306,7 +306,7 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
     click.echo(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed, "
                f"{counts['already done']} already done")
     if (out / records.RESULTS_FILE).is_file():  # not when stopped before any cell finished
-        click.echo(report.write([out], out, matrix.accuracy_margin).terminal_text())
+        click.echo(report.write([out], out, matrix.accuracy_margin, matrix.headline_environments).terminal_text())
     sys.exit(outcome.exit_code)
 
 
@@ -317,8 +317,11 @@ def run_matrix_and_report(config_path: Path | None, out: Path, force: bool, over
 @ACCURACY_MARGIN_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print the answer as data (comparison.json, also written beside report.md) instead of the headline.")
+@click.option("--headline-env", "headline_environments", multiple=True, metavar="NAME",
+              help="Rank the backends this environment serves in it, rather than in their newest environment "
+                   "(repeatable; as a config's headline = true).  [default: each backend's newest]")
 def report_command(results_dirs: tuple[Path, ...], out: Path | None, accuracy_margin: float | None,
-                   as_json: bool) -> None:
+                   as_json: bool, headline_environments: tuple[str, ...]) -> None:
     """Rebuild the report from the results.jsonl of one or more compare folders (no training).
 
     Several folders, e.g. a laptop's and a Colab GPU's, are merged into one report, written to --out.
@@ -331,7 +334,7 @@ def report_command(results_dirs: tuple[Path, ...], out: Path | None, accuracy_ma
                           f"(without it, it would replace {results_dirs[0]}'s own report)")
     margin = config_module.accuracy_margin(config_module.ACCURACY_MARGIN_POINTS if accuracy_margin is None
                                            else accuracy_margin, "--accuracy-margin")
-    built = report.write(list(results_dirs), out or results_dirs[0], margin)
+    built = report.write(list(results_dirs), out or results_dirs[0], margin, headline_environments)
     click.echo(json.dumps(built.comparison, indent=1) if as_json else built.terminal_text())
 
 

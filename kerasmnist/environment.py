@@ -28,6 +28,7 @@ CPU_SYSFS = Path("/sys/devices/system/cpu")
 def collect() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
+        "executable": sys.executable,  # the interpreter: an environment's own where the cell ran in one
         "platform": platform.platform(),
         "packages": package_versions(),
         "host": host(),

@@ -4,6 +4,7 @@ listed and removed (kerasmnist env create/list/remove); bad input is one line an
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from kerasmnist.cli import cli
 from kerasmnist.errors import BackendUnavailable, ConfigError
 from kerasmnist.launch import environments, venvs
 from kerasmnist.launch.matrix import cells, matrix_from
-from kerasmnist.report import load
+from kerasmnist.report import analysis, load
 
 NO_TRAINING = ["--backends", "jax", "--models", "ffn", "--rounds", "1", "--epochs", "2", "--peak-matmul-size", "0"]
 
@@ -60,6 +61,7 @@ def test_a_managed_environment_is_made_cached_reused_listed_and_removed(tmp_path
     assert f"site: installing kerasmnist {kerasmnist.__version__} (editable, from " in made.stderr
     assert made.stdout.startswith(f"environment site: {folder / 'bin' / 'python'} (Python ")
     assert f"kerasmnist {kerasmnist.__version__}" in made.stdout
+    assert f"keras {environment.software()['keras']}," in made.stdout  # the driver's, seen from the new environment
 
     again = CliRunner().invoke(cli, ["env", "create", "--config", str(path)])
     assert again.exit_code == 0 and "making" not in again.stderr and again.stdout == made.stdout
@@ -174,19 +176,47 @@ def test_a_child_of_another_kerasmnist_version_skips_its_task():
         tasks.from_json(json.dumps({**message, "kerasmnist_version": "0.0.1"}))
 
 
+KERAS_VERSIONS = """
+[[environments]]
+name = "keras-3.14"
+packages = ["keras==3.14.1"]
+system_site_packages = true
+backends = ["jax"]
+
+[[environments]]
+name = "keras-3.15"
+packages = ["keras==3.15.1"]
+system_site_packages = true
+backends = ["jax"]
+"""
+
+
 @pytest.mark.slow
-def test_a_cell_runs_in_a_given_interpreter_and_its_entry_says_the_childs_versions(tmp_path, cache, monkeypatch):
-    """The driver's own versions are made to differ: the entry's are the child's, from its record."""
+def test_two_keras_environments_and_an_interpreter_are_rows_paired_by_round_with_the_childs_versions(
+        tmp_path, cache, monkeypatch):
+    """jax's cells run in two managed environments made here (keras 3.14.1 and 3.15.1, each seeing the driver's
+    other packages) and in an interpreter given with --env, 2 rounds. Each entry says its child's versions, not the
+    driver's (made to differ); each environment is a row; the older Keras is set against the newest by round, with
+    a ratio and its interval, and learns as well or not with an interval."""
     monkeypatch.setattr(environment, "software", lambda: {"python": "the driver's"})
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["compare", "--out", str(out), *NO_TRAINING, "--env", f"jax={sys.executable}",
+    result = CliRunner().invoke(cli, ["compare", "--config", str(config(tmp_path, KERAS_VERSIONS)), "--out", str(out),
+                                      *NO_TRAINING, "--rounds", "2", "--env", f"jax={sys.executable}",
                                       "--data-dir", str(FIXTURE_DIR), "--limit-train", "256", "--validation-size",
                                       "1000", "--limit-test", "256"])
     assert result.exit_code == 0, result.output
     assert f"environment {sys.executable}: {sys.executable} (Python " in result.stderr
-    [entry] = records.read_results(out / records.RESULTS_FILE)[0]
-    assert entry.status == "ok" and entry.environment == sys.executable
-    facts = entry.record.environment
-    assert entry.software == {"python": facts["python"], **facts["packages"]} and entry.host == facts["host"]
-    [row] = load.group([entry])
-    assert row.settings["environment"] == sys.executable
+    # keras-3.14's interpreter, asked before the cells ran
+    assert re.search(r"environment keras-3\.14: \S+ \(Python [\d.]+, kerasmnist [\d.]+, keras 3\.14\.1, ", result.stderr)
+    entries = records.read_results(out / records.RESULTS_FILE)[0]
+    assert len(entries) == 6 and {entry.status for entry in entries} == {"ok"}
+    for entry in entries:
+        facts = entry.record.environment
+        assert entry.software == {"python": facts["python"], **facts["packages"]} and entry.host == facts["host"]
+        assert facts["packages"]["keras"] == ("3.14.1" if entry.environment == "keras-3.14" else "3.15.1")
+    rows = load.group(entries)
+    assert sorted(row.environment for row in rows) == sorted(["keras-3.14", "keras-3.15", sys.executable])
+    [older] = [change for change in analysis.environment_changes(rows, 1.0) if change.row.environment == "keras-3.14"]
+    assert older.paired and older.slower.rounds == 2 and older.slower.has_interval and older.learning
+    assert older.packages["keras"] == ("3.15.1", "3.14.1")
+    assert "what changed between environments" in result.stdout

@@ -10,6 +10,7 @@ import pytest
 import report_markdown
 from conftest import fake_entry, with_figures
 from kerasmnist import records, report
+from kerasmnist.errors import ConfigError
 from kerasmnist.launch.matrix import cells, matrix_from
 from kerasmnist.report import analysis, headline, load, markdown, stats
 from kerasmnist.report.plots import HEADLINE_PLOT
@@ -379,19 +380,20 @@ def test_time_to_accuracy_is_ranked_paired_by_round_and_runs_that_never_reached_
     assert torch_row["time_to_accuracy"]["reached_runs"] == 4 and torch_row["time_to_accuracy"]["runs"] == 6
 
 
-def in_environment(entry, name, torch_version):
-    """The entry as a cell run in environment `name`, whose torch is `torch_version`, records it."""
+def in_environment(entry, name, version, package="torch"):
+    """The entry as a cell run in environment `name` (None: kerasmnist's own), whose `package` is `version`,
+    records it."""
     environment = {**entry.record.environment,
-                   "packages": {**entry.record.environment["packages"], "torch": torch_version}}
+                   "packages": {**entry.record.environment["packages"], package: version}}
     record = dataclasses.replace(entry.record, environment=environment)
     return dataclasses.replace(entry, environment=name, record=record,
-                               software={**entry.software, "torch": torch_version})
+                               software={**entry.software, package: version})
 
 
 def test_two_environments_of_one_backend_are_set_against_each_other_by_round(tmp_path):
     """torch in two environments, 10% slower with 2.14.1 in every one of 6 rounds (a shared drift): the report's
-    'What changed between environments' gives the ratio with its interval, names the package that differs, and
-    says it learns as well."""
+    'What changed between environments' sets the older environment's row against the newest's (the headline's),
+    gives the ratio with its interval, names the package that differs, and says it learns as well."""
     rng = np.random.default_rng(5)
     drift = rng.uniform(0.8, 1.25, 6)
     entries = []
@@ -401,18 +403,94 @@ def test_two_environments_of_one_backend_are_set_against_each_other_by_round(tmp
             entries.append(in_environment(fake_entry(cell, steady=steady), name, version))
     result = built(tmp_path, entries)
     [change] = analysis.environment_changes(load.group(load.gather([tmp_path]).cells), margin=1.0)
-    assert (change.row.settings["environment"], change.baseline.settings["environment"]) == ("torch-2.14", "torch-2.13")
-    assert change.slower.rounds == 6 and change.slower.low < 1.1 < change.slower.high and change.slower.excludes(1.0)
-    assert change.packages == {"torch": ("2.13.0", "2.14.1")}
+    assert (change.row.environment, change.baseline.environment) == ("torch-2.13", "torch-2.14")
+    assert change.paired and change.slower.rounds == 6
+    assert change.slower.low < 1 / 1.1 < change.slower.high < 1
+    assert change.packages == {"torch": ("2.14.1", "2.13.0")}
     [line] = report_markdown.table_with(result.path.read_text(), "what differs",
                                         after="## What changed between environments")
-    assert (line["environment"], line["against"], line["what differs"]) == ("torch-2.14", "torch-2.13",
-                                                                             "torch 2.14.1 vs 2.13.0")
-    assert line["verdict"] == "slower" and line["learning"].startswith("learns as well (")
+    assert (line["environment"], line["against"], line["what differs"]) == ("torch-2.13", "torch-2.14",
+                                                                             "torch 2.13.0 vs 2.14.1")
+    assert line["verdict"] == "faster" and line["learning"].startswith("learns as well (")
     [as_data] = result.comparison["environment_changes"]
-    assert (as_data["environment"], as_data["against"], as_data["verdict"]) == ("torch-2.14", "torch-2.13", "slower")
-    assert as_data["packages"] == {"torch": {"baseline": "2.13.0", "row": "2.14.1"}}
-    assert as_data["time_ratio"]["low"] > 1 and as_data["learning"]["verdict"] == "learns as well"
+    assert (as_data["environment"], as_data["against"], as_data["verdict"]) == ("torch-2.13", "torch-2.14", "faster")
+    assert as_data["packages"] == {"torch": {"baseline": "2.14.1", "row": "2.13.0"}} and as_data["paired"]
+    assert as_data["time_ratio"]["high"] < 1 and as_data["learning"]["verdict"] == "learns as well"
+    assert "torch in torch-2.13 against torch-2.14 (torch 2.13.0 vs 2.14.1)" in result.terminal_text()
+
+
+def environments_of_three_backends(rounds=4):
+    """tensorflow in kerasmnist's own environment (1 s), torch in torch-2.13 (1.5 s) and torch-2.14 (3 s), jax in
+    jax-0.10 (2 s): each backend's environments are alternatives, the other backends' rows are not."""
+    entries = []
+    for cell in plan(rounds):
+        if cell.config.backend == "tensorflow":
+            entries.append(fake_entry(cell, steady=1.0))
+        elif cell.config.backend == "jax":
+            entries.append(in_environment(fake_entry(cell, steady=2.0), "jax-0.10", "0.10.2", "jax"))
+        else:
+            entries += [in_environment(fake_entry(cell, steady=1.5), "torch-2.13", "2.13.0"),
+                        in_environment(fake_entry(cell, steady=3.0), "torch-2.14", "2.14.1")]
+    return entries
+
+
+def test_the_headline_ranks_each_backend_in_its_newest_environment_beside_backends_in_others(tmp_path):
+    """Rows of different environments (and versions) rank against each other, each backend once: torch in its
+    newest environment (torch 2.14.1, though its older one ran faster), jax in its one, tensorflow in kerasmnist's
+    own; torch's older environment is set against its newest, not ranked."""
+    result = built(tmp_path, environments_of_three_backends())
+    [found] = result.headlines
+    assert found.fastest.backend == "tensorflow" and found.fastest.environment is None and not found.unranked
+    assert [(c.row.backend, c.row.environment) for c in found.contenders] == [("jax", "jax-0.10"),
+                                                                               ("torch", "torch-2.14")]
+    assert [c.name for c in found.contenders] == ["jax in jax-0.10", "torch in torch-2.14"]
+    assert found.decided and 2.9 < found.contenders[1].versus_fastest.estimate < 3.1
+    [change] = result.changes
+    assert (change.row.environment, change.baseline.environment, change.slower.estimate) == ("torch-2.13", "torch-2.14",
+                                                                                             pytest.approx(0.5))
+    rows = {row["row"]: row for row in report_markdown.table_with(result.path.read_text(), "vs fastest [95%]",
+                                                                  after="## Model")}
+    assert rows["torch in torch-2.13"]["vs fastest [95%]"] == "set against torch-2.14 (below)"
+    assert rows["torch in torch-2.14"]["vs fastest [95%]"].startswith("3.00×")
+    assert "torch 2.14.1" in rows["torch in torch-2.14"]["machine"]  # each row says what it ran
+    as_data = result.comparison
+    superseded = [row for row in as_data["rows"] if row["superseded_by"] is not None]
+    assert [row["environment"] for row in superseded] == ["torch-2.13"]
+    assert as_data["rows"][superseded[0]["superseded_by"]]["environment"] == "torch-2.14"
+
+
+def test_a_config_or_the_report_can_choose_the_environment_a_backend_is_ranked_in(tmp_path):
+    """headline = true in the config (compare passes it on) or report --headline-env: torch is ranked in its
+    older environment; an environment no cell ran in is refused, naming those that ran."""
+    (tmp_path / records.RESULTS_FILE).write_text(
+        "".join(json.dumps(e.to_json()) + "\n" for e in environments_of_three_backends()))
+    found = report.write([tmp_path], tmp_path, headline_environments=("torch-2.13",))
+    assert [c.row.environment for c in found.headlines[0].contenders] == ["torch-2.13", "jax-0.10"]
+    assert found.changes[0].row.environment == "torch-2.14"
+    with pytest.raises(ConfigError, match="no cell ran in environment 'torch-2.12'; they ran in jax-0.10, "
+                                          "torch-2.13, torch-2.14"):
+        report.write([tmp_path], tmp_path, headline_environments=("torch-2.12",))
+    tables = {"matrix": {"backends": ["torch"]}, "environments": [
+        {"name": "old", "python": "/usr/bin/python3", "backends": ["torch"], "headline": True},
+        {"name": "new", "python": "/usr/bin/python3", "backends": ["torch"]}]}
+    assert matrix_from(tables, {}, "test.toml").headline_environments == ("old",)
+    tables["environments"][1]["headline"] = True
+    with pytest.raises(ConfigError, match="environments 'old' and 'new' both have headline = true for torch"):
+        matrix_from(tables, {}, "test.toml")
+
+
+def test_rows_of_one_backend_run_with_other_versions_in_another_compare_are_set_against_the_newest(tmp_path):
+    """No environments named: torch rows with keras 3.14.1 and 3.15.1 from two compares (no shared round) are
+    alternatives; the newest Keras is ranked, the other set against it from unpaired runs (Welch)."""
+    entries = [fake_entry(cell, steady=2.0) for cell in plan(3, backends=("torch", "jax"))]
+    entries += [in_environment(fake_entry(cell, steady=1.0, invocation="older"), None, "3.14.1", "keras")
+                for cell in plan(3, backends=("torch",))]
+    result = built(tmp_path, entries)
+    [found] = result.headlines
+    assert {c.row.versions["keras"] for c in found.contenders} | {found.fastest.versions["keras"]} == {"3.15.1"}
+    [change] = result.changes
+    assert not change.paired and change.row.versions["keras"] == "3.14.1" and change.slower.rounds == 3
+    assert change.packages == {"keras": ("3.15.1", "3.14.1")} and change.slower.estimate == pytest.approx(0.5)
 
 
 def test_the_fastest_is_picked_on_the_rounds_every_row_ran(tmp_path):

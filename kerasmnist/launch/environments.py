@@ -8,8 +8,9 @@ config's [[environments]] tables:
     name = "torch-2.14"
     packages = ["torch==2.14.1", "keras==3.15.1"]
     backends = ["torch"]                # the backends whose cells run in it (default: every backend)
+    headline = true                     # its backends are ranked in it (default: each in its newest environment)
     python_version = "3.12"             # a managed one's Python (default: the one kerasmnist runs under)
-    system_site_packages = false        # a managed one also sees its base interpreter's packages
+    system_site_packages = false        # a managed one also sees the packages kerasmnist runs with
 
     [[environments]]
     name = "jax-mine"
@@ -23,6 +24,7 @@ runs in kerasmnist's own environment, as it does without any.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -39,7 +41,7 @@ from kerasmnist.errors import ConfigError
 from kerasmnist.launch.wheel import PACKAGE
 
 CACHE_VARIABLE = "KERASMNIST_ENV_CACHE"  # where managed environments are kept; tests point it at a folder of theirs
-TABLE_KEYS = ("name", "python", "packages", "backends", "python_version", "system_site_packages")
+TABLE_KEYS = ("name", "python", "packages", "backends", "python_version", "system_site_packages", "headline")
 MANAGED_KEYS = ("python_version", "system_site_packages")  # what only an environment kerasmnist makes can have
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a managed environment's name begins its folder's name
 
@@ -52,6 +54,10 @@ class Environment:
     backends: tuple[str, ...] = BACKENDS  # the backends whose cells run in it
     python_version: str | None = None  # a managed one's Python; None: the one kerasmnist runs under
     system_site_packages: bool = False  # a managed one also sees its base interpreter's packages
+    headline: bool = False  # the report ranks its backends in it, not in their newest environment
+    # A managed one's folder as the driver resolved it (`pinned`): a Slurm node's own cache folder and checkout
+    # may differ, so a job's cells use this path rather than compute one there.
+    pinned_folder: str | None = None
 
     @property
     def managed(self) -> bool:
@@ -66,9 +72,15 @@ class Environment:
 
     @property
     def folder(self) -> Path:
-        """A managed environment's folder: its name and a hash of its specification."""
+        """A managed environment's folder: its name and a hash of its specification, in the cache folder."""
+        if self.pinned_folder:
+            return Path(self.pinned_folder)
         digest = hashlib.sha256(json.dumps(self.specification, sort_keys=True).encode()).hexdigest()[:12]
         return cache_root() / f"{self.name}-{digest}"
+
+    def pinned(self) -> Environment:
+        """This environment with a managed one's folder fixed as resolved here, for processes elsewhere."""
+        return dataclasses.replace(self, pinned_folder=str(self.folder)) if self.managed else self
 
     @property
     def interpreter(self) -> str:
@@ -109,6 +121,16 @@ def from_tables(tables: Any, source: str) -> tuple[Environment, ...]:
                    for number, table in enumerate(tables, start=1)], source)
 
 
+def check_headline_marks(environments: tuple[Environment, ...], source: str) -> None:
+    """Refuses two environments marked `headline = true` for one backend: the headline ranks a backend once."""
+    for backend in BACKENDS:
+        marked = [environment.name for environment in environments
+                  if environment.headline and backend in environment.backends]
+        if len(marked) > 1:
+            raise ConfigError(f"{source}: environments {marked[0]!r} and {marked[1]!r} both have headline = true "
+                              f"for {backend}; mark one environment per backend")
+
+
 def _from_table(table: dict[str, Any], where: str) -> Environment:
     name = table.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -118,6 +140,8 @@ def _from_table(table: dict[str, Any], where: str) -> Environment:
     unknown = sorted(set(table) - set(TABLE_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]}; allowed: {', '.join(TABLE_KEYS)}")
+    if not isinstance(table.get("headline", False), bool):
+        raise ConfigError(f"{where}: headline must be true or false (got {table['headline']!r})")
     if "python" in table and "packages" in table:
         raise ConfigError(f"{where}: python and packages are both given; give python = PATH for an interpreter "
                           "you made, or packages = [...] for one kerasmnist makes")
@@ -137,7 +161,7 @@ def _user_made(table: dict[str, Any], name: str, where: str) -> Environment:
     if not isinstance(python, str) or not python:
         raise ConfigError(f"{where}: python must be the path of an interpreter (got {python!r})")
     return Environment(name, python=os.path.abspath(os.path.expanduser(python)),
-                       backends=_backends(table.get("backends", BACKENDS), where))
+                       backends=_backends(table.get("backends", BACKENDS), where), headline=table.get("headline", False))
 
 
 def _managed(table: dict[str, Any], name: str, where: str) -> Environment:
@@ -151,7 +175,7 @@ def _managed(table: dict[str, Any], name: str, where: str) -> Environment:
     if not isinstance(site, bool):
         raise ConfigError(f"{where}: system_site_packages must be true or false (got {site!r})")
     return Environment(name, packages=tuple(packages), backends=_backends(table.get("backends", BACKENDS), where),
-                       python_version=version, system_site_packages=site)
+                       python_version=version, system_site_packages=site, headline=table.get("headline", False))
 
 
 def _backends(value: Any, where: str) -> tuple[str, ...]:

@@ -42,6 +42,7 @@ and/or flags, validated like a RunConfig:
     name = "torch-2.14"
     packages = ["torch==2.14.1"]            # or python = "/path/to/venv/bin/python", one you made
     backends = ["torch"]                    # each backend's cells run once in each environment serving it
+    headline = true                         # the report ranks its backends in it (default: their newest one)
 
 Overrides apply in order, so a later one wins where two set the same key. A variant adds a cell beside
 each cell it matches (overrides applied first), so a knob and its baseline share every round and the
@@ -102,6 +103,11 @@ class Matrix:
     overrides: tuple[Override, ...] = ()
     variants: tuple[Override, ...] = ()  # each matching cell also runs with a variant's settings
     environments: tuple[Environment, ...] = ()  # where each backend's cells run; none serving it: here
+
+    @property
+    def headline_environments(self) -> tuple[str, ...]:
+        """The environments marked `headline = true`: the report ranks their backends in them, not in the newest."""
+        return tuple(environment.name for environment in self.environments if environment.headline)
 
     def serving(self, backend: str) -> tuple[Environment | None, ...]:
         """The environments a backend's cells run in, each a cell of its own; None: kerasmnist's own."""
@@ -271,6 +277,7 @@ def matrix_from(file_values: Mapping[str, Any], overrides: Mapping[str, Any], so
     overrides = dict(overrides)
     chosen_environments = environments.chosen(file_values.get("environments", []), overrides.pop("envs", None),
                                               overrides.pop("env", None), source)
+    environments.check_headline_marks(chosen_environments, source)
     matrix_values = _new_names(table_of(file_values, "matrix", source), source)
     run_values = dict(table_of(file_values, "run", source))
     for key, value in overrides.items():

@@ -5,7 +5,9 @@ reused while that is unchanged: `kerasmnist env create`, `env list`, `env remove
 Each is made with uv where it is on PATH (`uv venv`, `uv pip install --python`), else with `python -m venv` and
 the new environment's own pip, so that the user's pip or uv configuration (indexes, constraints, offline copies)
 applies. kerasmnist goes in last, at this one's version (environments.kerasmnist_requirement); with
-system_site_packages, without its dependencies, which the base interpreter is to have.
+system_site_packages, without its dependencies, which the base interpreter is to have. Where kerasmnist itself runs
+in a virtual environment, a system_site_packages one of the same Python sees that environment's packages too
+(after its own): only what it pins is installed into it, the rest is the driver's.
 
 A folder is whole once the file MADE_FILE is written, after the last install: a half-made one (a failed install,
 a machine that stopped) is removed and made again, never used. (It is made in place rather than in a temporary
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -87,6 +90,8 @@ def _steps(environment: Environment) -> list[tuple[str, list[str]]]:
         create = [_base_python(environment.python_version), "-m", "venv", *site, str(folder)]
         install = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     steps = [(f"making a virtual environment in {folder} with {'uv' if uv else 'venv'}", create)]
+    if environment.system_site_packages and (sites := _driver_sites(environment.python_version)):
+        steps.append((f"letting it see the packages of {sys.prefix}", [python, "-c", _SEE_SITES, *sites]))
     if environment.packages:
         steps.append((f"installing {' '.join(environment.packages)}", [*install, *environment.packages]))
     source = kerasmnist_requirement()
@@ -95,6 +100,26 @@ def _steps(environment: Environment) -> list[tuple[str, list[str]]]:
                   + (f"(editable, from {source[-1]})" if source[0] == "--editable" else "from the package index"),
                   [*install, *no_deps, *source]))
     return steps
+
+
+# Run by the new environment's interpreter: a .pth file whose lines (folders) its Python appends to sys.path, after
+# the environment's own site-packages and before its base interpreter's.
+_SEE_SITES = """
+import os, site, sys
+with open(os.path.join(site.getsitepackages()[0], "kerasmnist-driver.pth"), "w", encoding="utf-8") as pth:
+    pth.write("".join(folder + "\\n" for folder in sys.argv[1:]))
+"""
+
+
+def _driver_sites(version: str | None) -> list[str]:
+    """The site-packages of the virtual environment kerasmnist runs in, for a system_site_packages environment of
+    the same Python to see too: a virtual environment made from inside another sees only its base interpreter's
+    packages, where the frameworks kerasmnist runs with are seldom installed. None outside a virtual environment
+    (its base's packages are the system's already) or for another Python, whose packages these are not."""
+    same_python = version is None or version == f"{sys.version_info.major}.{sys.version_info.minor}"
+    if sys.prefix == sys.base_prefix or not same_python:
+        return []
+    return [folder for folder in site.getsitepackages() if Path(folder).is_relative_to(sys.prefix)]
 
 
 def _base_python(version: str | None) -> str:

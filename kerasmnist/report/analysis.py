@@ -14,7 +14,7 @@ from kerasmnist.config import BUSY_SHARE, STEAL_SHARE, RunConfig
 from kerasmnist.report import speeds
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
 from kerasmnist.report.stats import (UNSTABLE_CV, Learning, LineFit, Ratio, cv, fit_line, paired_difference, ratio,
-                                     undecided_advice)
+                                     undecided_advice, unpaired_ratio)
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
@@ -22,6 +22,12 @@ GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
 
 def ranked(row: Row) -> bool:
     return bool(row.entries) and not row.profiled
+
+
+def ranked_for_backend(row: Row) -> bool:
+    """A row ranked against other backends: not one superseded by its backend's chosen environment's
+    (load.choose_environments)."""
+    return ranked(row) and row.superseded_by is None
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ def standings(rows: list[Row], seconds: str = "steady_epoch_seconds") -> dict[in
     """id(row) -> its standing by the record figure `seconds` (a time: lower is faster), for every ranked row of
     a computation where some row has that figure."""
     by_computation: dict[tuple, list[Row]] = {}
-    for row in filter(ranked, rows):
+    for row in filter(ranked_for_backend, rows):
         by_computation.setdefault(row.computation(), []).append(row)
     result = {}
     for group in by_computation.values():
@@ -141,33 +147,31 @@ def knob_effects(rows: list[Row]) -> list[KnobEffect]:
 
 @dataclass(frozen=True)
 class EnvironmentChange:
-    """The same computation, run the same way on one machine, in two Python environments (issue 30's versions axis):
-    `row`'s steady epoch time over `baseline`'s, and its test accuracy against it, paired by round."""
+    """The same computation, run the same way on one machine, in two Python environments (issue 30's versions axis),
+    or with two sets of versions: `row`'s steady epoch time over `baseline`'s (its backend's chosen environment's,
+    load.choose_environments), and its test accuracy against it; paired by round where they shared rounds."""
 
     row: Row
     baseline: Row
     slower: Ratio  # row's steady epoch time over the baseline's; above 1: slower in row's environment
+    paired: bool  # by round; else from unpaired runs, with Welch's interval (two compares never share a round)
     learning: Learning | None
     packages: dict[str, tuple[str | None, str | None]]  # what differs: name -> (baseline's version, row's)
 
 
 def environment_changes(rows: list[Row], margin: float) -> list[EnvironmentChange]:
-    """Each row run in a named environment against the alphabetically first environment's row of the same
-    settings and machine, whether their packages differ or not."""
+    """Each row superseded by its backend's chosen environment's row against that row."""
     changes = []
     for row in filter(ranked, rows):
-        name = row.settings.get("environment")
-        twins = sorted((other for other in filter(ranked, rows) if other.machine == row.machine
-                        and other.settings.get("environment") not in (None, name)
-                        and _without(other.settings, "environment") == _without(row.settings, "environment")),
-                       key=lambda other: other.settings["environment"])
-        if name is None or not twins or twins[0].settings["environment"] < name:
-            continue  # the baseline is the first environment by name
-        for other in twins:
-            slower = ratio(other.by_round("steady_epoch_seconds"), row.by_round("steady_epoch_seconds"))
-            if slower:
-                changes.append(EnvironmentChange(other, row, slower, learning_against(other, row, margin),
-                                                 _package_changes(row, other)))
+        baseline = row.superseded_by
+        if baseline is None or not ranked(baseline):
+            continue
+        times, baseline_times = row.by_round("steady_epoch_seconds"), baseline.by_round("steady_epoch_seconds")
+        paired = ratio(times, baseline_times)
+        slower = paired or unpaired_ratio(list(times.values()), list(baseline_times.values()))
+        if slower:
+            changes.append(EnvironmentChange(row, baseline, slower, bool(paired), learning_against(row, baseline, margin),
+                                             _package_changes(baseline, row)))
     return changes
 
 
@@ -185,11 +189,7 @@ def learning_against(row: Row, baseline: Row, margin: float) -> Learning | None:
 
 def _package_changes(baseline: Row, row: Row) -> dict[str, tuple[str | None, str | None]]:
     """The Python and package versions the two rows' runs recorded, where they differ."""
-    def versions(of: Row) -> dict[str, str | None]:
-        facts = of.entries[0].record.environment
-        return {"python": facts.get("python"), **facts.get("packages", {})}
-
-    old, new = versions(baseline), versions(row)
+    old, new = baseline.versions, row.versions
     return {name: (old.get(name), new.get(name)) for name in sorted(set(old) | set(new))
             if old.get(name) != new.get(name)}
 

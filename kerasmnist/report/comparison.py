@@ -30,7 +30,7 @@ def build(rows: list[Row], headlines: dict[str, list[Headline]], changes: list[a
     index = {id(row): place for place, row in enumerate(rows)}
     return {
         "kind": KIND, "schema": SCHEMA, "confidence": CONFIDENCE, "accuracy_margin_points": margin,
-        "rows": [row_json(row) for row in rows],
+        "rows": [row_json(row, index) for row in rows],
         "headlines": {ranked: [headline_json(found, index) for found in found_list]
                       for ranked, found_list in headlines.items()},
         "environment_changes": [environment_change_json(change, index) for change in changes],
@@ -40,19 +40,22 @@ def build(rows: list[Row], headlines: dict[str, list[Headline]], changes: list[a
 def environment_change_json(change: analysis.EnvironmentChange, index: dict[int, int]) -> dict[str, Any]:
     """A row in one environment against the same settings' row in another (analysis.environment_changes)."""
     return {"row": index[id(change.row)], "baseline": index[id(change.baseline)],
-            "environment": change.row.settings["environment"], "against": change.baseline.settings["environment"],
+            "environment": change.row.environment, "against": change.baseline.environment, "paired": change.paired,
             "packages": {name: {"baseline": old, "row": new} for name, (old, new) in change.packages.items()},
             "time_ratio": interval_json(change.slower), "verdict": verdict(change.slower, above="slower", below="faster"),
             "learning": learning_json(change.learning) if change.learning else None}
 
 
-def row_json(row: Row) -> dict[str, Any]:
+def row_json(row: Row, index: dict[int, int]) -> dict[str, Any]:
     """A row: what makes it (settings, machine, software), its name in the report, and its figures over runs."""
     accuracy = row.accuracy
     reached = row.values("time_to_accuracy_seconds")
     return {
         "name": row.name, "model": row.model_title, "machine": row.machine, "software": row.software,
-        "settings": row.settings, "ok_runs": len(row.entries), "rounds": len({entry.round for entry in row.entries}),
+        "settings": row.settings, "environment": row.environment, "versions": row.versions,
+        # the row of its backend's chosen environment, ranked in its place (load.choose_environments)
+        "superseded_by": None if row.superseded_by is None else index[id(row.superseded_by)],
+        "ok_runs": len(row.entries), "rounds": len({entry.round for entry in row.entries}),
         "failed_or_skipped": len(row.others),
         "steady_epoch_seconds_median": row.median("steady_epoch_seconds"),
         "samples_per_second_median": row.median("samples_per_second"),

@@ -7,6 +7,10 @@ slower or faster where the interval excludes 1, tied within the noise where it s
 there is no interval. The same headline is a markdown table at the top of report.md, plain text at the
 end of `kerasmnist compare` and `kerasmnist report`, and a plot (plots.write_headline_plot).
 
+Rows of different Python environments are ranked against each other, each backend once: in its chosen
+environment (load.choose_environments: the config's, else the newest); its other environments' rows are set
+against that one under "What changed between environments" (analysis.environment_changes).
+
 Where several machines (hosts, Slurm machine kinds) ran a model's computation, report.md also sets every
 (backend, machine, device) row against the fastest of all (across_machines): paired by round on the fastest's
 machine, and across machines, which never share a round, from unpaired runs with Welch's interval, said so.
@@ -24,7 +28,7 @@ from kerasmnist.report.mdtable import head, line
 from kerasmnist.report.stats import AS_WELL, CONFIDENCE, Learning, Ratio, order_text, ratio, unpaired_ratio, verdict
 
 # What a row's headline name keeps: the backend and how it ran; the rest is what its group computed.
-HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved")
+HOW_IT_RAN = (*EXECUTION_KNOBS, "implementation", "jit_compile_resolved", "environment")
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,9 @@ def headlines(rows: list[Row], ranked: Ranked = TRAINING, margin: float = ACCURA
     ranked by `ranked`, each other row's test accuracy set against the fastest's within `margin` points."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
-        if not row.profiled:  # rows with no finished run too: the headline says why they are missing
+        # rows with no finished run too (the headline says why they are missing); a backend in its chosen
+        # environment only (load.choose_environments: the others are set against it, not ranked)
+        if not row.profiled and row.superseded_by is None:
             groups.setdefault((section_of(row), row.computation()), []).append(row)
     found = []
     for group, detail in zip(groups.values(), _details(list(groups.values()))):
@@ -205,10 +211,8 @@ def _details(groups: list[list[Row]]) -> list[str]:
         first = group[0]
         alike = by_place[(section_of(first), first.device)]
         parts = _what_differs(first, alike)
-        machines = {(row.machine, row.software) for row in alike}
-        if len(machines) > 1:
-            several_versions = len({software for machine, software in machines if machine == first.machine}) > 1
-            parts.insert(0, first.machine + (f"; {first.software}" if several_versions else ""))
+        if len({row.machine for row in alike}) > 1:
+            parts.insert(0, first.machine)
         details.append(", ".join(part for part in parts if part))
     return details
 
@@ -254,10 +258,10 @@ def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Machines
     the ranked time against the fastest. Rounds pair only rows of one machine: a row that shares rounds with the
     fastest has a paired ratio, any other (every row of another machine) a ratio of unpaired runs."""
     groups: dict[tuple, list[Row]] = {}
-    for row in filter(analysis.ranked, rows):
+    for row in filter(analysis.ranked_for_backend, rows):
         if row.median(ranked.seconds) is not None:
             groups.setdefault((section_of(row), row.computation_anywhere()), []).append(row)
-    several = [group for group in groups.values() if len({(row.machine, row.software) for row in group}) > 1]
+    several = [group for group in groups.values() if len({row.machine for row in group}) > 1]
     found = []
     for group in several:
         fastest = min(group, key=analysis.typical_time(group, ranked.seconds))
@@ -269,10 +273,10 @@ def across_machines(rows: list[Row], ranked: Ranked = TRAINING) -> list[Machines
 
 
 def against_fastest(row: Row, fastest: Row, ranked: Ranked) -> AcrossMachines:
-    """The row's ranked time over the fastest's: paired by round where the two ran on one machine, with the same
-    software, and share rounds; else (another machine, or another compare) from their runs, each one sample."""
+    """The row's ranked time over the fastest's: paired by round where the two ran on one machine and share
+    rounds; else (another machine, or another compare) from their runs, each one sample."""
     median_ratio = row.median(ranked.seconds) / fastest.median(ranked.seconds)
-    one_machine = (row.machine, row.software) == (fastest.machine, fastest.software)
+    one_machine = row.machine == fastest.machine
     paired = ratio(row.by_round(ranked.seconds), fastest.by_round(ranked.seconds)) if one_machine else None
     if paired:
         return AcrossMachines(row, paired, True, median_ratio)

@@ -4,6 +4,10 @@ One row is one configuration on one machine: every RunConfig setting that change
 computed or how it is timed is part of a row's identity (all but progress, paths and the
 per-repeat seed), with jit_compile as the run resolved it, and the package versions are part of
 the machine. Rows are grouped by these config fields, never by labels parsed back.
+
+Where one machine ran a row's settings in several Python environments (or with several versions), the rows of a
+backend are alternatives: one of them, its chosen environment's, is ranked against the other backends
+(choose_environments); the others are set against it under "What changed between environments".
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from packaging.version import InvalidVersion, Version
 
 from kerasmnist import records
 from kerasmnist.records import BenchEntry, CellEntry, ModelIdentity, RunRecord
@@ -79,12 +85,18 @@ def host_label(host: dict[str, Any] | None) -> str:
     return f"{host.get('cpu_model', 'unknown CPU')}, {host.get('logical_cores', '?')} cores ({host.get('hostname', '?')})"
 
 
-def software_of(entry: CellEntry) -> str:
-    """Python and framework versions: from the entry (schema 2), else from its run record."""
-    software = entry.software
-    if software is None and entry.record:
+def software_versions(entry: CellEntry) -> dict[str, str | None]:
+    """Python's and the frameworks' versions: from the entry (schema 2), else from its run record; {} where
+    neither says."""
+    if entry.software is None and entry.record:
         environment = entry.record.environment
-        software = {"python": environment.get("python"), **environment.get("packages", {})}
+        return {"python": environment.get("python"), **environment.get("packages", {})}
+    return entry.software or {}
+
+
+def software_of(entry: CellEntry) -> str:
+    """Python and framework versions, as one line."""
+    software = software_versions(entry)
     if not software:
         return "versions unknown"
     return ", ".join(f"{name} {software[name]}" for name in ("python", "keras", "tensorflow", "torch", "jax")
@@ -136,6 +148,9 @@ class Row:
     others: list[CellEntry] = field(default_factory=list)  # skipped and failed cells
     name_parts: dict[str, str] = field(default_factory=dict)  # setting -> how the row's name shows it
     model_title: str = ""  # its model section's title, told apart from every other section's (title_models)
+    # The row of the same settings in its backend's chosen environment, ranked in its place (choose_environments);
+    # None where this row is the one ranked.
+    superseded_by: Row | None = None
 
     @property
     def name(self) -> str:
@@ -153,6 +168,16 @@ class Row:
     @property
     def device(self) -> str:
         return self.settings["device"]
+
+    @property
+    def environment(self) -> str | None:
+        """The name of the Python environment it ran in ([[environments]], --env); None: kerasmnist's own."""
+        return self.settings.get("environment")
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        """Python's and the frameworks' versions, as its first cell that says them recorded."""
+        return next((found for entry in [*self.entries, *self.others] if (found := software_versions(entry))), {})
 
     @property
     def model(self) -> str:
@@ -241,17 +266,20 @@ class Row:
         return sum(seeds.count(seed) > 1 for seed in seeds)
 
     def computation(self) -> tuple:
-        """What the row computed on its machine and device, less how it ran it: rows with the same computation
-        may be ranked."""
-        return (self.machine, self.software, self.device, *self.computation_anywhere())
+        """What the row computed on its machine and device, less how and in which environment it ran it: rows with
+        the same computation may be ranked (each backend's in its chosen environment)."""
+        return (self.machine, self.device, *self.computation_anywhere())
 
     def computation_anywhere(self) -> tuple:
-        """What the row computed, less how, where and on which device it ran it."""
+        """What the row computed, less how, where, in which environment and on which device it ran it."""
         return tuple((key, value) for key, value in self.settings.items()
-                     if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device"))
+                     if key not in (*EXECUTION_KNOBS, "jit_compile_resolved", "backend", "implementation", "device",
+                                    "environment"))
 
 
-def group(cells: list[CellEntry]) -> list[Row]:
+def group(cells: list[CellEntry], preferred_environments: tuple[str, ...] = ()) -> list[Row]:
+    """The cells' rows, named and ordered, each backend's alternatives in several environments resolved
+    (choose_environments: those of `preferred_environments`, else the newest)."""
     rows: dict[tuple, Row] = {}
     for entry in sorted(cells, key=lambda e: (e.finished_at, e.order)):
         key = (host_of(entry), software_of(entry), identity_of(entry))
@@ -261,14 +289,42 @@ def group(cells: list[CellEntry]) -> list[Row]:
 
     def rank(row: Row) -> tuple:
         built_in = BUILTIN_MODELS.index(row.model) if row.model in BUILTIN_MODELS else len(BUILTIN_MODELS)
-        return (row.machine, row.software, built_in, repr(row.model_key), DEVICES.index(row.device),
+        return (row.machine, built_in, repr(row.model_key), DEVICES.index(row.device),
                 BACKENDS.index(row.backend), IMPLEMENTATIONS.index(row.settings.get("implementation", "keras")),
-                row.settings.get("batch_size", 0), repr(sorted(row.settings.items())))
+                row.settings.get("batch_size", 0), row.software, repr(sorted(row.settings.items())))
 
     ordered = sorted(rows.values(), key=rank)
     name_rows(ordered)
     title_models(ordered)
+    choose_environments(ordered, preferred_environments)
     return ordered
+
+
+def choose_environments(rows: list[Row], preferred: tuple[str, ...] = ()) -> None:
+    """Of the rows one machine ran with the same settings in several environments (or with several versions, in
+    several compares): the one ranked for its backend is the row in a `preferred` environment, else the newest
+    (its framework's version, then Keras's, then Python's, then the latest run); every other one is superseded
+    by it, and set against it rather than ranked."""
+    alike: dict[tuple, list[Row]] = {}
+    for row in rows:
+        rest = sorted((key, value) for key, value in row.settings.items() if key != "environment")
+        alike.setdefault((row.machine, repr(rest)), []).append(row)
+    for twins in alike.values():
+        chosen = max(twins, key=lambda row: (row.environment in preferred, bool(row.entries), _newness(row)))
+        for row in twins:
+            row.superseded_by = None if row is chosen else chosen
+
+
+def _newness(row: Row) -> tuple:
+    """What orders a backend's environments from oldest to newest."""
+    def version(package: str) -> Version:
+        try:
+            return Version(row.versions.get(package) or "0")
+        except InvalidVersion:
+            return Version("0")
+
+    latest = max((entry.finished_at for entry in row.entries), default="")
+    return version(row.backend), version("keras"), version("python"), latest
 
 
 def _attach_unresolved(rows: dict[tuple, Row]) -> None:
@@ -443,6 +499,7 @@ def describe(key: str, value: Any) -> str:
         "fit_steps_per_epoch": lambda: "steps_per_epoch given" if value else "",
         "data_format": lambda: "" if value == "channels_last" else str(value),
         "input_pipeline": lambda: f"input {value}",
+        "environment": lambda: f"in {value}" if value else "",
         "cpu_threads": lambda: "default threads" if value is None else f"{value} CPU threads",
         "xla_flags": lambda: f"XLA {value}" if value else "no XLA flags",
         "limit_train": lambda: "all training images" if value is None else f"first {value:,} training images",

@@ -256,6 +256,8 @@ def time_to_accuracy_text(row: Row) -> str:
 
 def versus_fastest_text(row: Row, standings: dict[int, analysis.Standing]) -> str:
     standing = standings.get(id(row))
+    if row.superseded_by is not None and row.entries:
+        return f"set against {environment_name(row.superseded_by)} (below)"
     if standing is None:
         return "–"
     if standing.versus_fastest is None:
@@ -391,24 +393,49 @@ def epoch_pause_lines(model_rows: list[Row]) -> list[str]:
 
 
 def environment_section(changes: list[analysis.EnvironmentChange]) -> list[str]:
-    """What changed between Python environments (analysis.environment_changes): each row run in an environment
-    against the alphabetically first environment's row of the same settings on the same machine, paired by round."""
+    """What changed between Python environments (analysis.environment_changes): each row of a backend's other
+    environments against its chosen environment's row of the same settings on the same machine."""
     if not changes:
         return []
     lines = ["## What changed between environments", "",
-             "The same computation run the same way on one machine in two Python environments, in the same rounds: "
-             "each row's steady epoch time over that of the alphabetically first environment (above 1: slower), and "
-             "its test accuracy against it, paired by round.", "",
+             "The same computation run the same way on one machine in two Python environments (or with two sets of "
+             "versions): each row's steady epoch time over that of its backend's row in the headline (above 1: "
+             "slower), and its test accuracy against it; paired by round, or from unpaired runs with Welch's interval "
+             "where they ran in different compares. The headline's row is each backend's newest environment (its "
+             "framework's version, then Keras's), unless the config chose one (`headline = true`).", "",
              *head("model and device", "row", "environment", "against", "what differs",
                    f"steady epoch time vs it [{CONFIDENCE:.0%}]", "rounds", "verdict", "learning")]
     for change in changes:
-        differs = ", ".join(f"{name} {new or '–'} vs {old or '–'}" for name, (old, new) in change.packages.items())
         lines.append(table_line(f"{change.row.model_title} on {change.row.device}", change.row.name,
-                                change.row.settings["environment"], change.baseline.settings["environment"],
-                                differs or "no package versions", change.slower.text(), str(change.slower.rounds),
+                                environment_name(change.row), environment_name(change.baseline),
+                                change_text(change), change.slower.text(),
+                                str(change.slower.rounds) + ("" if change.paired else " (unpaired runs)"),
                                 verdict(change.slower, above="slower", below="faster"),
                                 change.learning.text() if change.learning else "–"))
     return [*lines, ""]
+
+
+def environment_change_lines(changes: list[analysis.EnvironmentChange]) -> list[str]:
+    """The terminal's lines: 'cnn on cpu, torch in torch-2.13.0 against torch-2.14.1 (torch 2.13.0 vs 2.14.1):
+    1.03× [0.99–1.07], tied within the noise; learns as well (...)'."""
+    if not changes:
+        return []
+    return ["what changed between environments (steady epoch time against the headline's environment):",
+            *(f"  {change.row.model_title} on {change.row.device}, {change.row.name} against "
+              f"{environment_name(change.baseline)} ({change_text(change)}): {change.slower.text()}, "
+              f"{verdict(change.slower, above='slower', below='faster')}"
+              + ("" if change.paired else " (unpaired runs)")
+              + (f"; {change.learning.text()}" if change.learning else "") for change in changes)]
+
+
+def environment_name(row: Row) -> str:
+    return row.environment or "kerasmnist's own"
+
+
+def change_text(change: analysis.EnvironmentChange) -> str:
+    """'torch 2.13.0 vs 2.14.1': each package whose version differs, the row's first."""
+    return ", ".join(f"{name} {new or '–'} vs {old or '–'}"
+                     for name, (old, new) in change.packages.items()) or "no package versions"
 
 
 def wall_time_section(cells: list[CellEntry]) -> list[str]:
