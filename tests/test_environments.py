@@ -31,6 +31,16 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.fixture(params=["pip", "uv"])
+def installer(request, monkeypatch) -> str:
+    """Managed environments made with venv and pip, then with uv (the test extra installs it)."""
+    if request.param == "pip":
+        monkeypatch.setattr(venvs, "uv_program", lambda: None)
+    elif venvs.uv_program() is None:
+        pytest.skip("uv is not installed here (pip install uv)")
+    return request.param
+
+
 def config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "environments.toml"
     path.write_text(text)
@@ -52,13 +62,14 @@ system_site_packages = true
 """
 
 
-def test_a_managed_environment_is_made_cached_reused_listed_and_removed(tmp_path, cache):
+def test_a_managed_environment_is_made_cached_reused_listed_and_removed(tmp_path, cache, installer):
     path = config(tmp_path, SITE_ENVIRONMENT)
     made = CliRunner().invoke(cli, ["env", "create", "--config", str(path)])
     assert made.exit_code == 0, made.output
     folder = environments.Environment("site", system_site_packages=True).folder
     assert folder.parent == cache and folder.name.startswith("site-")
     assert f"site: installing kerasmnist {kerasmnist.__version__} (editable, from " in made.stderr
+    assert f"site: making a virtual environment in {folder} with {'uv' if installer == 'uv' else 'venv'}" in made.stderr
     assert made.stdout.startswith(f"environment site: {folder / 'bin' / 'python'} (Python ")
     assert f"kerasmnist {kerasmnist.__version__}" in made.stdout
     assert f"keras {environment.software()['keras']}," in made.stdout  # the driver's, seen from the new environment
@@ -99,7 +110,7 @@ def test_a_half_made_environment_is_made_again_and_a_failed_one_leaves_nothing(t
     assert not other.folder.exists()
 
 
-def test_a_requirement_pip_cannot_resolve_is_its_one_line(tmp_path, cache, monkeypatch):
+def test_a_requirement_pip_cannot_resolve_is_its_one_line(tmp_path, cache, monkeypatch, installer):
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline, and fast: no index is asked
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     monkeypatch.setenv("UV_OFFLINE", "1")

@@ -2,7 +2,7 @@
 in a folder named by the environment and a hash of what it is made of (environments.Environment.folder) and
 reused while that is unchanged: `kerasmnist env create`, `env list`, `env remove`, and compare on first use.
 
-Each is made with uv where it is on PATH (`uv venv`, `uv pip install --python`), else with `python -m venv` and
+Each is made with uv where it is installed (`uv venv`, `uv pip install --python`), else with `python -m venv` and
 the new environment's own pip, so that the user's pip or uv configuration (indexes, constraints, offline copies)
 applies. kerasmnist goes in last, at this one's version (environments.kerasmnist_requirement); with
 system_site_packages, without its dependencies, which the base interpreter is to have. Where kerasmnist itself runs
@@ -80,7 +80,7 @@ def is_made(folder: Path) -> bool:
 
 def _steps(environment: Environment) -> list[tuple[str, list[str]]]:
     """Each step that makes the environment, said, and its command."""
-    folder, python, uv = environment.folder, environment.interpreter, shutil.which("uv")
+    folder, python, uv = environment.folder, environment.interpreter, uv_program()
     site = ["--system-site-packages"] if environment.system_site_packages else []
     if uv:
         version = ["--python", environment.python_version] if environment.python_version else []
@@ -122,6 +122,13 @@ def _driver_sites(version: str | None) -> list[str]:
     return [folder for folder in site.getsitepackages() if Path(folder).is_relative_to(sys.prefix)]
 
 
+def uv_program() -> str | None:
+    """uv, where it is on PATH or installed beside this Python (kerasmnist's own virtual environment, not
+    activated); None where it is not."""
+    beside = Path(sys.executable).parent / "uv"
+    return shutil.which("uv") or (str(beside) if beside.is_file() else None)
+
+
 def _base_python(version: str | None) -> str:
     """The Python a managed environment is made from without uv: this one (its base interpreter, where this one
     runs in a virtual environment), or pythonX.Y on PATH."""
@@ -150,10 +157,19 @@ def _run(command: list[str], step: str, echo: Echo) -> None:
 
 
 def _last_error(output: str) -> str:
-    """pip's last 'ERROR: ...' line, else the last line said (uv's cause, less its drawing)."""
-    lines = [line.strip().lstrip("×╰─▶ ") for line in output.splitlines() if line.strip()]
+    """pip's last 'ERROR: ...' line; else uv's last paragraph (its hints left out), from its cause where it gives
+    one, its wrapped lines joined and its drawing removed; else "it said nothing"."""
+    lines = [line.strip() for line in output.splitlines()]
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
-    return (errors or lines or ["it said nothing"])[-1]
+    if errors:
+        return errors[-1]
+    paragraphs = [paragraph for paragraph in "\n".join(lines).split("\n\n")
+                  if paragraph.strip() and not paragraph.strip().startswith("hint: ")]
+    if not paragraphs:
+        return "it said nothing"
+    said = [line.lstrip("×╰─▶ ") for line in paragraphs[-1].splitlines() if line.strip()]
+    cause = next((number for number, line in enumerate(said) if line.startswith("cause: ")), 0)
+    return " ".join(said[cause:]).removeprefix("cause: ").removeprefix("error: ")
 
 
 def made() -> list[tuple[Path, dict]]:
