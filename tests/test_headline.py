@@ -459,6 +459,18 @@ def test_the_headline_ranks_each_backend_in_its_newest_environment_beside_backen
     assert as_data["rows"][superseded[0]["superseded_by"]]["environment"] == "torch-2.14"
 
 
+def test_a_newest_environment_whose_every_cell_failed_stays_in_the_headline_saying_why(tmp_path):
+    """torch's newest environment failed in every round: the headline names it with the reason rather than rank
+    the older environment in its place."""
+    entries = [entry if entry.environment != "torch-2.14" else
+               dataclasses.replace(entry, status="failed", record=None, reason="ImportError: no torch")
+               for entry in environments_of_three_backends()]
+    [found] = built(tmp_path, entries).headlines
+    assert [(row.environment, why) for row, why in found.unranked] == [
+        ("torch-2.14", "no finished run (failed: ImportError: no torch)")]
+    assert [c.row.environment for c in found.contenders] == ["jax-0.10"]
+
+
 def test_a_config_or_the_report_can_choose_the_environment_a_backend_is_ranked_in(tmp_path):
     """headline = true in the config (compare passes it on) or report --headline-env: torch is ranked in its
     older environment; an environment no cell ran in is refused, naming those that ran."""

@@ -303,14 +303,19 @@ def group(cells: list[CellEntry], preferred_environments: tuple[str, ...] = ()) 
 def choose_environments(rows: list[Row], preferred: tuple[str, ...] = ()) -> None:
     """Of the rows one machine ran with the same settings in several environments (or with several versions, in
     several compares): the one ranked for its backend is the row in a `preferred` environment, else the newest
-    (its framework's version, then Keras's, then Python's, then the latest run); every other one is superseded
-    by it, and set against it rather than ranked."""
+    (its framework's version, then Keras's, then Python's, then the latest run), even where none of its cells
+    finished (the headline then says why); every other one is superseded by it, and set against it rather than
+    ranked."""
     alike: dict[tuple, list[Row]] = {}
     for row in rows:
-        rest = sorted((key, value) for key, value in row.settings.items() if key != "environment")
+        # how jit_compile resolved is the environment's doing (and unknown where no cell finished)
+        rest = sorted((key, value) for key, value in row.settings.items()
+                      if key not in ("environment", "jit_compile_resolved"))
         alike.setdefault((row.machine, repr(rest)), []).append(row)
     for twins in alike.values():
-        chosen = max(twins, key=lambda row: (row.environment in preferred, bool(row.entries), _newness(row)))
+        if len({(row.environment, row.software) for row in twins}) == 1:
+            continue  # rows that differ in how jit_compile resolved, not in where they ran: each ranked
+        chosen = max(twins, key=lambda row: (row.environment in preferred, _newness(row)))
         for row in twins:
             row.superseded_by = None if row is chosen else chosen
 

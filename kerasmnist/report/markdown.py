@@ -256,7 +256,7 @@ def time_to_accuracy_text(row: Row) -> str:
 
 def versus_fastest_text(row: Row, standings: dict[int, analysis.Standing]) -> str:
     standing = standings.get(id(row))
-    if row.superseded_by is not None and row.entries:
+    if row.superseded_by is not None and row.entries and row.superseded_by.entries:
         return f"set against {environment_name(row.superseded_by)} (below)"
     if standing is None:
         return "–"
