@@ -3,6 +3,8 @@ the installs get; these checks read them offline, so they are fast and need no n
 
 - The gpu extra: one CUDA major and one cuDNN for TensorFlow, torch and JAX, and the report was
   made from the extra as pyproject.toml has it now (it cannot silently go stale).
+- The gpu-newest preset (configs/gpu-newest.toml): each environment resolves to the framework version it names on
+  one CUDA major, made from the preset as it is now; its torch is newer than the extra's.
 - Colab: installing kerasmnist changes nothing there but keras and kerasmnist.
 """
 
@@ -18,12 +20,16 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from kerasmnist.launch import compare
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "reports" / "install"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 GPU = json.loads((INSTALL / "gpu-resolution.json").read_text())
 TORCH_CUDA = json.loads((INSTALL / "torch-cuda.json").read_text())
 COLAB = json.loads((INSTALL / "colab-resolution.json").read_text())
+PRESET_TABLES = tomllib.loads((ROOT / "configs" / "gpu-newest.toml").read_text())["environments"]
+NEWEST = json.loads((INSTALL / "gpu-newest-resolution.json").read_text())
 FREEZE_PATH = INSTALL / "colab-gpu-freeze.txt"
 COLAB_ENV = {"python_version": "3.13", "python_full_version": "3.13.0", "sys_platform": "linux",
              "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
@@ -56,6 +62,19 @@ def versions(install: list[dict]) -> dict[str, str]:
     return {canonical(item["name"]): item["version"] for item in install}
 
 
+def assert_one_cuda_major_and_one_cudnn(install: list[dict], where: str) -> None:
+    """CUDA 13's toolkit wheels are unsuffixed: they agree with a CUDA 13 (or later) resolution only."""
+    majors = {}
+    for item in install:
+        if (major := cuda_major(item["name"], item["version"])) is not None:
+            majors.setdefault(major, []).append(f"{item['name']}=={item['version']}")
+    numbered = set(majors) - {"unsuffixed"}
+    assert len(numbered) == 1, f"not one CUDA major {where}: {majors}"
+    assert "unsuffixed" not in majors or int(*numbered) >= 13, f"CUDA 13's unsuffixed wheels {where}: {majors}"
+    cudnn = [name for name in versions(install) if name.startswith("nvidia-cudnn")]
+    assert len(cudnn) == 1, f"not one cuDNN {where}: {cudnn}"
+
+
 # --- the gpu extra ------------------------------------------------------------------------------
 
 def test_gpu_report_was_made_from_the_gpu_extra_as_it_is():
@@ -76,13 +95,7 @@ def test_gpu_resolution_has_one_cuda_major_and_one_cudnn(python):
     resolved = versions(install)
     for framework in ("tensorflow", "torch", "jax", "jaxlib"):
         assert framework in resolved, f"{framework} is not in the {python} resolution"
-    majors = {}
-    for item in install:
-        if (major := cuda_major(item["name"], item["version"])) is not None:
-            majors.setdefault(major, []).append(f"{item['name']}=={item['version']}")
-    assert len(majors) == 1, f"more than one CUDA major on Python {python}: {majors}"
-    cudnn = [name for name in resolved if name.startswith("nvidia-cudnn")]
-    assert len(cudnn) == 1, f"more than one cuDNN on Python {python}: {cudnn}"
+    assert_one_cuda_major_and_one_cudnn(install, f"on Python {python}")
     # Each framework takes its CUDA build: TensorFlow's and-cuda wheels, JAX's plugin, torch's
     # CUDA wheels (PyPI's Linux torch always depends on them).
     assert "and-cuda" in next(i for i in install if canonical(i["name"]) == "tensorflow")["requested_extras"]
@@ -126,6 +139,48 @@ def test_torch_bound_admits_exactly_the_cuda12_releases():
             same_major.append(Version(version))
     assert torch_requirement.specifier.contains(max(same_major)), \
         f"the torch bound leaves out {max(same_major)}, the newest CUDA {major} release"
+
+
+# --- the gpu-newest preset ---------------------------------------------------------------------
+
+def test_gpu_newest_is_found_by_name_and_runs_each_backend_on_the_gpu_in_an_environment_of_its_own():
+    matrix, _ = compare.load(Path("gpu-newest"), {})
+    assert matrix.devices == ("gpu",)
+    for backend in matrix.backends:
+        (environment,) = matrix.serving(backend)
+        assert environment.managed and environment.backends == (backend,)
+
+
+def test_gpu_newest_report_was_made_from_the_preset_as_it_is():
+    rerun = "run reports/install/resolve.sh --only gpu-newest"
+    made_from = {name: (resolution["packages"], resolution["python_version"])
+                 for name, resolution in NEWEST["environments"].items()}
+    assert made_from == {table["name"]: (table["packages"], table["python_version"]) for table in PRESET_TABLES}, (
+        f"configs/gpu-newest.toml's environments changed since gpu-newest-resolution.json was made: {rerun}")
+    assert NEWEST["kerasmnist_requirements"] == PYPROJECT["project"]["dependencies"], (
+        f"kerasmnist's requirements changed since gpu-newest-resolution.json was made: {rerun}")
+    for resolution in NEWEST["environments"].values():
+        assert resolution["python"].startswith(resolution["python_version"] + ".")
+
+
+@pytest.mark.parametrize("table", PRESET_TABLES, ids=lambda table: table["name"])
+def test_each_gpu_newest_environment_is_its_frameworks_named_release_on_one_cuda_major(table):
+    """Each environment serves one backend, and pins it; its CUDA build brings one cuDNN, of one CUDA major."""
+    install = NEWEST["environments"][table["name"]]["install"]
+    (backend,) = table["backends"]
+    (requirement,) = [Requirement(line) for line in table["packages"] if Requirement(line).name == backend]
+    (pin,) = requirement.specifier
+    assert pin.operator == "==", f"{table['name']} names no release of {backend}: {requirement}"
+    assert versions(install)[backend] == pin.version
+    assert_one_cuda_major_and_one_cudnn(install, f"in {table['name']}")
+
+
+def test_gpu_newest_torch_is_the_newest_release_and_newer_than_the_gpu_extras():
+    (table,) = [table for table in PRESET_TABLES if "torch" in table["backends"]]
+    torch = Version(versions(NEWEST["environments"][table["name"]]["install"])["torch"])
+    assert torch == max(Version(version) for version in TORCH_CUDA["versions"]), \
+        "torch-cuda.json knows a newer torch than configs/gpu-newest.toml's"
+    assert torch > max(Version(versions(resolution["install"])["torch"]) for resolution in GPU["resolutions"].values())
 
 
 # --- Colab --------------------------------------------------------------------------------------

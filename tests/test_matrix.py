@@ -43,8 +43,8 @@ def test_a_bare_name_is_a_shipped_config_from_any_folder(tmp_path, monkeypatch):
 def test_an_unknown_bare_name_lists_the_shipped_configs():
     with pytest.raises(ConfigError) as error:
         load_matrix(Path("colab"), {})
-    assert str(error.value) == ("no shipped config named 'colab'; shipped: colab-t4, full, model-zoo, quick, seed-ffn, "
-                                "slurm-example, tf-pipeline, torch-knobs, tuned, xla-cpu "
+    assert str(error.value) == ("no shipped config named 'colab'; shipped: colab-t4, full, gpu-newest, model-zoo, quick, "
+                                "seed-ffn, slurm-example, tf-pipeline, torch-knobs, tuned, xla-cpu "
                                 "(or give the path of a .toml file)")
 
 

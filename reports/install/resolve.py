@@ -5,6 +5,8 @@ Run through `reports/install/resolve.sh`, which names the interpreters. Writes, 
 
 - gpu-resolution.json: `pip install ".[gpu]"` on Linux x86_64 (Python 3.11 and 3.12), and
   configs/gpu-constraints.txt, the frameworks and CUDA wheels of that resolution pinned;
+- gpu-newest-resolution.json: each environment of configs/gpu-newest.toml (each backend's newest CUDA build in
+  an environment of its own), on Linux x86_64 with the Python it names;
 - torch-cuda.json: for each torch release on PyPI (2.2 on), the CUDA wheels it requires;
 - colab-resolution.json: installing kerasmnist's wheel onto Colab's GPU image (colab-gpu-freeze.txt).
 
@@ -38,6 +40,7 @@ GPU_PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(28, 16, -1)] + ["manyl
 COLAB_PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(35, 16, -1)] + ["manylinux2014_x86_64"]
 FRAMEWORKS = ("tensorflow", "torch", "jax", "jaxlib")
 COLAB_MAY_CHANGE = ("keras", "kerasmnist")
+PRESET = ROOT / "configs" / "gpu-newest.toml"  # the shipped config of each backend's newest CUDA build
 
 
 def canonical(name: str) -> str:
@@ -127,18 +130,23 @@ def resolve_gpu(pythons: dict[str, str], tmp: Path) -> dict:
         "resolutions": {},
     }
     for short in ("3.11", "3.12"):
-        if short not in pythons:
-            continue
-        venv = Venv(pythons[short], GPU_PIP, tmp / f"gpu-{short}")
-        report = tmp / f"gpu-{short}.json"
-        cmd = [*dry_run_args(report, GPU_PLATFORMS, short), "--ignore-installed", "--target", str(tmp / "target"), *extra]
-        venv.pip(cmd)
-        out["resolutions"][short] = {
-            "python": venv.version,
-            "command": "PIP_CONFIG_FILE=/dev/null pip --isolated " + shown(cmd, tmp),
-            "install": trimmed(json.loads(report.read_text())),
-        }
+        if short in pythons:
+            out["resolutions"][short] = gpu_box_resolution(pythons[short], short, extra, tmp, f"gpu-{short}")
     return out
+
+
+def gpu_box_resolution(python: str, short: str, requirements: list[str], tmp: Path, label: str) -> dict:
+    """pip's resolution of `requirements` for a Linux x86_64 GPU box with Python `short`, in a venv of `python`."""
+    venv = Venv(python, GPU_PIP, tmp / label)
+    report = tmp / f"{label}.json"
+    cmd = [*dry_run_args(report, GPU_PLATFORMS, short), "--ignore-installed", "--target", str(tmp / "target"),
+           *requirements]
+    venv.pip(cmd)
+    return {
+        "python": venv.version,
+        "command": "PIP_CONFIG_FILE=/dev/null pip --isolated " + shown(cmd, tmp),
+        "install": trimmed(json.loads(report.read_text())),
+    }
 
 
 def write_gpu_constraints(gpu: dict) -> None:
@@ -160,6 +168,31 @@ def write_gpu_constraints(gpu: dict) -> None:
         else:
             lines += [f'{name}=={version}; python_version == "{short}"' for short, version in by_python.items()]
     (ROOT / "configs" / "gpu-constraints.txt").write_text("\n".join(lines) + "\n")
+
+
+# --- the gpu-newest preset: each backend in an environment of its own ---------------------------------------
+
+def resolve_preset(pythons: dict[str, str], tmp: Path) -> dict:
+    """Each [[environments]] table of the preset as `kerasmnist env create` installs it: its packages, then
+    kerasmnist with its own requirements (resolved together here, so that a conflict between them shows)."""
+    tables = tomllib.loads(PRESET.read_text())["environments"]
+    own = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    out = {
+        "about": f"pip's resolution of each [[environments]] of {PRESET.relative_to(ROOT)} (its packages and "
+                 "kerasmnist's own requirements) for a Linux x86_64 GPU box; written by reports/install/resolve.sh, "
+                 "checked by tests/test_install_resolution.py",
+        "generated_at": datetime.date.today().isoformat(),
+        "pip": GPU_PIP,
+        "config": str(PRESET.relative_to(ROOT)),
+        "kerasmnist_requirements": own,
+        "platforms": GPU_PLATFORMS,
+        "environments": {},
+    }
+    for table in tables:
+        short = table["python_version"]  # each environment of the preset names its Python: it is resolved for that one
+        resolved = gpu_box_resolution(pythons[short], short, [*table["packages"], *own], tmp, f"preset-{table['name']}")
+        out["environments"][table["name"]] = {"packages": table["packages"], "python_version": short, **resolved}
+    return out
 
 
 # --- torch releases and their CUDA --------------------------------------------------------------
@@ -318,18 +351,21 @@ def resolve_colab(python: str, tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", action="append", default=[], metavar="X.Y=PATH",
-                        help="the interpreter for Python X.Y (3.11 and 3.12: the gpu extra; 3.13: Colab)")
-    parser.add_argument("--only", choices=["gpu", "torch", "colab"], action="append",
+                        help="the interpreter for Python X.Y (3.11 and 3.12: the gpu extra; 3.12: the gpu-newest "
+                             "preset; 3.13: Colab)")
+    parser.add_argument("--only", choices=["gpu", "gpu-newest", "torch", "colab"], action="append",
                         help="regenerate only these (default: all)")
     args = parser.parse_args()
     pythons = dict(p.split("=", 1) for p in args.python)
-    only = set(args.only or ["gpu", "torch", "colab"])
+    only = set(args.only or ["gpu", "gpu-newest", "torch", "colab"])
     with tempfile.TemporaryDirectory(prefix="kerasmnist-resolve-") as name:
         tmp = Path(name)
         if "gpu" in only:
             gpu = resolve_gpu(pythons, tmp)
             write_json(HERE / "gpu-resolution.json", gpu)
             write_gpu_constraints(gpu)
+        if "gpu-newest" in only:
+            write_json(HERE / "gpu-newest-resolution.json", resolve_preset(pythons, tmp))
         if "torch" in only:
             write_json(HERE / "torch-cuda.json", torch_cuda(pythons["3.11"], tmp))
         if "colab" in only:
