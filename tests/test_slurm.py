@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import shutil
 import signal
 import subprocess
@@ -19,10 +20,11 @@ from conftest import FIXTURE_DIR, error_line, fake_entry, run_cli
 from kerasmnist import pinning
 from kerasmnist.child import backend
 from kerasmnist import records
+from kerasmnist.launch import environments
 from kerasmnist.launch.compare import plan_from
 from kerasmnist.launch.executors import slurm
 from kerasmnist.errors import ConfigError
-from kerasmnist.launch.matrix import matrix_from
+from kerasmnist.launch.matrix import cells, matrix_from
 
 PARTITIONS = ("main", "second")
 
@@ -185,6 +187,47 @@ def test_a_failing_setup_line_fails_the_round_with_the_job_log(cluster, tmp_path
     assert result.returncode == 1
     (entry,) = saved(tmp_path / "out")
     assert entry.status == "failed" and "FAILED" in entry.reason and "no-such-command-here" in entry.reason
+
+
+# A managed environment that installs only kerasmnist (editable, no dependencies): the rest is the driver's.
+SITE_ENVIRONMENT = {"name": "site", "packages": [], "system_site_packages": True, "backends": ["torch"]}
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_managed_environment_made_on_the_login_node_runs_the_nodes_cells(cluster, tmp_path):
+    """The node's own cache folder is made to differ (a setup line): its cell still runs with the interpreter the
+    driver made before submitting."""
+    config = write_config(tmp_path, [{"name": "one", "partition": "main"}],
+                          setup=[f"export {environments.CACHE_VARIABLE}={tmp_path / 'not-the-drivers'}"])
+    config.write_text(config.read_text() + "[[environments]]\n"
+                      + "".join(f"{key} = {json.dumps(value)}\n" for key, value in SITE_ENVIRONMENT.items()))
+    cache = tmp_path / "cache"
+    result = run_cli("compare", "--config", str(config), "--out", str(tmp_path / "out"),
+                     env={environments.CACHE_VARIABLE: str(cache)})
+    assert result.returncode == 0, result.stderr
+    (folder,) = cache.iterdir()
+    assert result.stderr.index(f"site: made in {folder}") < result.stderr.index("one: submitted")
+    (entry,) = saved(tmp_path / "out")
+    assert (entry.status, entry.environment, entry.slurm["partition"]) == ("ok", "site", "main")
+    assert entry.record.environment["executable"] == str(folder / "bin" / "python")
+
+
+def test_a_jobs_cells_keep_the_environment_folders_the_driver_resolved(tmp_path, monkeypatch):
+    """Pickled to the node as submitit sends it, a pinned environment keeps the driver's folder, whatever the
+    node's cache folder; a node that does not see its interpreter names it."""
+    monkeypatch.setenv(environments.CACHE_VARIABLE, str(tmp_path / "driver"))
+    (cell,) = cells(matrix_from({"matrix": {"backends": ["torch"], "models": ["ffn"], "rounds": 1},
+                                 "environments": [SITE_ENVIRONMENT]}, {}, "t"))
+    sent = pickle.dumps(dataclasses.replace(cell, environment=cell.environment.pinned()))
+    monkeypatch.setenv(environments.CACHE_VARIABLE, str(tmp_path / "node"))
+    on_node = pickle.loads(sent)
+    assert Path(on_node.environment.interpreter).parent.parent.parent == tmp_path / "driver"
+    assert cell.environment.folder.parent == tmp_path / "node"  # unpinned: computed where it is asked
+    assert slurm.first_unseen_interpreter((on_node,)) == f"environment site's {on_node.environment.interpreter}"
+    Path(on_node.environment.interpreter).parent.mkdir(parents=True)
+    Path(on_node.environment.interpreter).touch()
+    assert slurm.first_unseen_interpreter((on_node,)) is None
 
 
 @pytest.mark.slurm

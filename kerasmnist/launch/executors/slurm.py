@@ -7,6 +7,12 @@ OUT/jobs/JOBID/ (one writer per file: locks on network file systems are not to b
 each ended job's entries into OUT/results.jsonl through the locked writer (records.add_result). A rerun folds
 what is not folded yet, waits for jobs of an earlier run still queued, and submits only the cells not done.
 Ctrl-C, SIGTERM or SIGHUP cancel this run's jobs (scancel), fold what finished, and the run exits 130.
+
+Managed environments ([[environments]] with packages) are made once, by the driver on the login node, before any
+job is submitted (compare.run_matrix), in $KERASMNIST_ENV_CACHE (default ~/.cache/kerasmnist/envs): on a cluster,
+set it to a folder every node sees (a shared home's default does). A job's cells run with the interpreters as the
+driver resolved them (Environment.pinned), whatever the node's own cache folder; a node that does not see one
+fails its round, its log saying which.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from kerasmnist import records
 from kerasmnist.errors import ConfigError
 from kerasmnist.launch import bench, rounds
+from kerasmnist.launch.environments import CACHE_VARIABLE
 from kerasmnist.launch.executors.machines import MachineKind
 from kerasmnist.launch.matrix import Cell, Matrix, cells
 from kerasmnist.launch.rounds import Echo, Outcome
@@ -80,6 +87,10 @@ class RoundJob:
         slurm = {"job_id": environment.job_id, "array_job_id": environment.array_job_id,
                  "array_index": None if environment.array_task_id is None else int(environment.array_task_id),
                  "node": environment.hostname, "partition": os.environ.get("SLURM_JOB_PARTITION")}
+        unseen = first_unseen_interpreter(self.cells)
+        if unseen:
+            raise ConfigError(f"node {environment.hostname} does not see {unseen}: make the environments in a "
+                              f"folder every node sees ({CACHE_VARIABLE} on the login node)")
         outcome = Outcome()
         # submitit ignores SIGTERM; a cancelled job stops its cell as compare does on Ctrl-C, keeping what finished.
         with stops_cleanly():
@@ -93,6 +104,12 @@ class RoundJob:
                                             "machine_kind": self.kind},
                               outcome, lambda line: print(line, flush=True), rounds.Progress(list(self.cells), print))
         return outcome.counts
+
+
+def first_unseen_interpreter(cells: tuple[Cell, ...]) -> str | None:
+    """The first environment interpreter of the cells that this machine does not have, as 'NAME's PATH'."""
+    return next((f"environment {cell.environment.name}'s {cell.environment.interpreter}" for cell in cells
+                 if cell.environment and not os.path.exists(cell.environment.interpreter)), None)
 
 
 @dataclass
@@ -116,6 +133,9 @@ class SlurmExecutor:
         submitit = _submitit()
         _check_slurm()
         records.ensure_writable(out_dir)
+        # The environments were made here (compare.run_matrix): the jobs take their folders as resolved here.
+        matrix = dataclasses.replace(matrix, environments=tuple(environment.pinned()
+                                                                for environment in matrix.environments))
         driver = Driver(matrix, self.kinds, out_dir.resolve(), command, echo)
         try:
             driver.run(submitit, force)
