@@ -1,9 +1,24 @@
-import os, sys, time
+"""Keras's torch CNN step on the CPU, and the pooling and convolution ops alone (forward and backward), in the
+environment whose python runs it; with --view-only, Keras 3.15.1's `_transpose_spatial_inputs` replaced by 3.14.1's,
+which returns the permuted view instead of a contiguous copy (reports/versions/README.md, "Why Keras 3.15.1 slows the
+torch CNN"). Plain Keras and torch: nothing of kerasmnist. Run by keras_torch_layout_bench.sh."""
+
+import argparse
+import os
+import time
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--view-only", action="store_true", help="patch back Keras 3.14.1's view-only transpose")
+arguments = parser.parse_args()
 os.environ.setdefault("KERAS_BACKEND", "torch")
-import numpy as np, torch, keras
-patch = len(sys.argv) > 1 and sys.argv[1] == "patch"
+import numpy as np  # noqa: E402  (after the backend is chosen)
+import torch  # noqa: E402
+import keras  # noqa: E402
+
+patch = arguments.view_only
 if patch:  # 3.15.1 with the 3.14.1 (view-only) _transpose_spatial_inputs
     from keras.src.backend.torch import nn as knn
+
     def _tsi(inputs):
         nd = inputs.ndim - 2
         perm = {1: (0, 2, 1), 2: (0, 3, 1, 2), 3: (0, 4, 1, 2, 3)}[nd]
