@@ -202,7 +202,8 @@ def with_figures(entry, **figures):
 
 # The longest tests (over a minute together on 2 cores), started first so that under pytest-xdist neither worker is left
 # running one of them alone at the end.
-LONGEST_FIRST = ("test_user_models.py", "test_colab.py", "test_slurm.py", "test_compare.py")
+LONGEST_FIRST = ("test_learning.py", "test_user_models.py", "test_colab.py", "test_slurm.py", "test_compare.py",
+                 "test_environments.py")
 
 
 def pytest_collection_modifyitems(items):
