@@ -14,7 +14,7 @@ from kerasmnist.config import BUSY_SHARE, STEAL_SHARE, RunConfig
 from kerasmnist.report import speeds
 from kerasmnist.report.load import EXECUTION_KNOBS, Row, host_of, sweeps
 from kerasmnist.report.stats import (UNSTABLE_CV, Learning, LineFit, Ratio, cv, fit_line, paired_difference, ratio,
-                                     undecided_advice, unpaired_ratio)
+                                     undecided_advice, unpaired_ratio, verdict)
 
 # The performance goal: Keras at its best within 10% of the framework's own loop, learning as well.
 GOAL_RATIO, GOAL_ACCURACY_POINTS = 0.9, 0.3
@@ -157,6 +157,11 @@ class EnvironmentChange:
     paired: bool  # by round; else from unpaired runs, with Welch's interval (two compares never share a round)
     learning: Learning | None
     packages: dict[str, tuple[str | None, str | None]]  # what differs: name -> (baseline's version, row's)
+
+    @property
+    def verdict(self) -> str:
+        """Slower or faster in the row's environment, tied, or undecided (stats.verdict)."""
+        return verdict(self.slower)
 
 
 def environment_changes(rows: list[Row], margin: float) -> list[EnvironmentChange]:

@@ -16,7 +16,7 @@ from typing import Any
 from kerasmnist.report import analysis
 from kerasmnist.report.headline import Contender, Headline, contender_name
 from kerasmnist.report.load import Row
-from kerasmnist.report.stats import CONFIDENCE, Difference, Learning, Ratio, verdict
+from kerasmnist.report.stats import CONFIDENCE, Difference, Learning, Ratio
 
 KIND = "kerasmnist.comparison"
 SCHEMA = 1
@@ -42,7 +42,7 @@ def environment_change_json(change: analysis.EnvironmentChange, index: dict[int,
     return {"row": index[id(change.row)], "baseline": index[id(change.baseline)],
             "environment": change.row.environment, "against": change.baseline.environment, "paired": change.paired,
             "packages": {name: {"baseline": old, "row": new} for name, (old, new) in change.packages.items()},
-            "time_ratio": interval_json(change.slower), "verdict": verdict(change.slower, above="slower", below="faster"),
+            "time_ratio": interval_json(change.slower), "verdict": change.verdict,
             "learning": learning_json(change.learning) if change.learning else None}
 
 

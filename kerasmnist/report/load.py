@@ -322,9 +322,11 @@ def choose_environments(rows: list[Row], preferred: tuple[str, ...] = ()) -> Non
 
 def _newness(row: Row) -> tuple:
     """What orders a backend's environments from oldest to newest."""
+    versions = row.versions
+
     def version(package: str) -> Version:
         try:
-            return Version(row.versions.get(package) or "0")
+            return Version(versions.get(package) or "0")
         except InvalidVersion:
             return Version("0")
 

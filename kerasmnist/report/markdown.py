@@ -410,7 +410,7 @@ def environment_section(changes: list[analysis.EnvironmentChange]) -> list[str]:
                                 environment_name(change.row), environment_name(change.baseline),
                                 change_text(change), change.slower.text(),
                                 str(change.slower.rounds) + ("" if change.paired else " (unpaired runs)"),
-                                verdict(change.slower, above="slower", below="faster"),
+                                change.verdict,
                                 change.learning.text() if change.learning else "–"))
     return [*lines, ""]
 
@@ -423,7 +423,7 @@ def environment_change_lines(changes: list[analysis.EnvironmentChange]) -> list[
     return ["what changed between environments (steady epoch time against the headline's environment):",
             *(f"  {change.row.model_title} on {change.row.device}, {change.row.name} against "
               f"{environment_name(change.baseline)} ({change_text(change)}): {change.slower.text()}, "
-              f"{verdict(change.slower, above='slower', below='faster')}"
+              f"{change.verdict}"
               + ("" if change.paired else " (unpaired runs)")
               + (f"; {change.learning.text()}" if change.learning else "") for change in changes)]
 
